@@ -1,0 +1,1 @@
+"""The composition root: config, store state, wiring, alert dispatch, web app, CLI."""

@@ -1,0 +1,253 @@
+"""The store configuration: one YAML file per store, validated at start.
+
+Errors name the file, the key path and what is wrong (``store.yaml:12: devices.0.port: field
+required``). Secrets are never in the file: a ``*_env`` key names the environment variable that
+holds them, and settings refuse to start when it is unset outside development.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from storeedge.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSection(Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+    name: str = ""
+    timezone: str = "Asia/Shanghai"
+
+
+class BrokerSection(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password_env: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    client_id: str | None = None  # default: storeedge-agent-{store.id}
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+class JournalSection(Strict):
+    path: Path = Path("var/journal.db")
+    snapshot_seconds: Annotated[float, Field(gt=0)] = 5.0
+
+
+class HttpToken(Strict):
+    name: str
+    role: Literal["pos", "staff", "manager", "hq"]
+    token_env: str
+
+
+class HttpSection(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    tokens: list[HttpToken] = []
+
+
+class ErpSection(Strict):
+    kind: Literal["tryton", "none"] = "none"
+    url: str = "http://127.0.0.1:8000/"
+    database: str = "storeedge"
+    username: str = "admin"
+    password_env: str | None = "STOREEDGE_ERP_PASSWORD"
+    warehouse: str = "WH"  # code of the store's warehouse in the ERP
+    customer: str = "Walk-in customer"  # party that store sales ship to
+    catalog_refresh_seconds: Annotated[float, Field(gt=0)] = 300.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    retry_initial_seconds: Annotated[float, Field(gt=0)] = 0.5
+    retry_max_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+class TimeSeriesSection(Strict):
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8086"
+    org: str = "storeedge"
+    bucket: str = "storeedge"
+    token_env: str | None = None
+    sample_seconds: Annotated[float, Field(gt=0)] = 10.0  # how often lane counts are sampled
+    flush_seconds: Annotated[float, Field(gt=0)] = 1.0
+    batch_size: Annotated[int, Field(ge=1, le=50_000)] = 5_000
+    buffer_max_points: Annotated[int, Field(ge=1_000)] = 2_000_000
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env) if self.token_env else None
+
+
+class InventorySection(Strict):
+    settle_seconds: Annotated[float, Field(ge=0)] = 1.0  # 0: every sample counts as stable
+    settle_band_grams: Annotated[float, Field(gt=0)] = 3.0
+    tolerance: Annotated[float, Field(gt=0, lt=0.5)] = 0.25  # of the unit weight
+    retare_below_grams: Annotated[float, Field(ge=0)] = 15.0  # an empty lane reading this little is drift
+
+
+class CatalogItem(Strict):
+    """A SKU as the store needs it. Read from the ERP; the config may give it where no ERP runs."""
+
+    sku: str
+    name: str = ""
+    barcode: str | None = None
+    unit_grams: Annotated[float, Field(gt=0)]
+    low_stock: Annotated[int, Field(ge=0)] = 2
+
+
+class Lane(Strict):
+    id: Annotated[str, Field(min_length=1, max_length=32)]
+    sku: str
+    capacity: Annotated[int, Field(ge=1)] = 20
+    low_stock: Annotated[int, Field(ge=0)] | None = None  # overrides the catalog's threshold
+
+
+class ShelfModbusDevice(Strict):
+    """A wired smart shelf controller: Modbus RTU over RS-485."""
+
+    type: Literal["shelf_modbus"]
+    id: str
+    port: str
+    baudrate: int = 19200
+    slave: Annotated[int, Field(ge=1, le=247)] = 1
+    poll_hz: Annotated[float, Field(gt=0, le=50)] = 5.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 0.3
+    lanes: Annotated[list[str], Field(min_length=1, max_length=60)]  # lane ids in register order
+
+
+class ShelfMqttDevice(Strict):
+    """A wireless smart shelf publishing JSON on store/{sid}/dev/{id}/weight."""
+
+    type: Literal["shelf_mqtt"]
+    id: str
+    lanes: Annotated[list[str], Field(min_length=1)]
+
+
+Device = Annotated[ShelfModbusDevice | ShelfMqttDevice, Field(discriminator="type")]
+
+
+class LowStockRule(Strict):
+    enabled: bool = True
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class RulesSection(Strict):
+    low_stock: LowStockRule = LowStockRule()
+
+
+class StoreConfig(Strict):
+    store: StoreSection
+    broker: BrokerSection = BrokerSection()
+    journal: JournalSection = JournalSection()
+    http: HttpSection = HttpSection()
+    erp: ErpSection = ErpSection()
+    timeseries: TimeSeriesSection = TimeSeriesSection()
+    inventory: InventorySection = InventorySection()
+    catalog: list[CatalogItem] = []
+    lanes: list[Lane] = []
+    devices: list[Device] = []
+    rules: RulesSection = RulesSection()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StoreConfig:
+        lane_ids = [lane.id for lane in self.lanes]
+        _no_duplicates(lane_ids, "lanes", "lane id")
+        _no_duplicates([d.id for d in self.devices], "devices", "device id")
+        _no_duplicates([c.sku for c in self.catalog], "catalog", "sku")
+        addresses = [
+            f"{d.port}#{d.slave}" for d in self.devices if isinstance(d, ShelfModbusDevice)
+        ]
+        _no_duplicates(addresses, "devices", "serial port and slave address")
+        known = set(lane_ids)
+        owner: dict[str, str] = {}
+        for i, dev in enumerate(self.devices):
+            for j, lane in enumerate(dev.lanes):
+                if lane not in known:
+                    raise ValueError(f"devices.{i}.lanes.{j}: lane {lane!r} is not in lanes")
+                if lane in owner:
+                    raise ValueError(
+                        f"devices.{i}.lanes.{j}: lane {lane!r} is already read by {owner[lane]!r}"
+                    )
+                owner[lane] = dev.id
+        if self.erp.kind == "none":
+            skus = {c.sku for c in self.catalog}
+            for i, lane in enumerate(self.lanes):
+                if lane.sku not in skus:
+                    raise ValueError(
+                        f"lanes.{i}.sku: {lane.sku!r} is not in catalog (no ERP gives the catalog)"
+                    )
+        return self
+
+    @property
+    def client_id(self) -> str:
+        return self.broker.client_id or f"storeedge-agent-{self.store.id}"
+
+
+def _no_duplicates(values: list[str], section: str, what: str) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ValueError(f"{section}.{i}: duplicate {what} {value!r}")
+        seen.add(value)
+
+
+def load_config(path: str | os.PathLike[str]) -> StoreConfig:
+    """Read and validate a store config file; raise ConfigError naming file, line and key."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(file, "<file>", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        raw = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(file, "<yaml>", f"not valid YAML: {getattr(exc, 'problem', exc)}", line) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(file, "<root>", "must be a mapping of sections (store, devices, ...)")
+    try:
+        return StoreConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg.removeprefix("Value error, ")
+            # A cross-check names its own key path at the start of its message.
+            head, sep, rest = msg.partition(": ")
+            if sep and " " not in head:
+                loc, msg = head.split("."), rest
+        key = ".".join(loc) or "<root>"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(file, key, msg + more, _line_of(raw, loc)) from exc
+
+
+def _line_of(node: Any, loc: list[str]) -> int | None:
+    """The 1-based line of the deepest YAML node on the path ``loc`` that exists."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line

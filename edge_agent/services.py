@@ -1,0 +1,173 @@
+"""Start and stop the real services a store-in-a-box needs: Mosquitto (or an embedded amqtt
+broker), and a time-series server speaking the InfluxDB v2 write API (VictoriaMetrics).
+
+The demo and the test fixtures both use these, each on free loopback ports with its own config
+and data directory, and stop what they started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0,
+                  proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+@dataclass
+class Service:
+    """A child process we started; ``stop()`` sends SIGTERM, then SIGKILL after a grace period."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+    log_path: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        log.info("service stopped", extra={"service": self.name, "rc": self.proc.returncode})
+
+
+def spawn(name: str, argv: list[str], workdir: Path, port: int,
+          env: dict[str, str] | None = None, timeout: float = 30.0) -> Service:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+    try:
+        wait_for_port(port, timeout=timeout, proc=proc)
+    except Exception as exc:
+        proc.kill()
+        proc.wait()
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{name} did not start: {exc}\n{tail}") from exc
+    return Service(name, proc, port, workdir, log_path)
+
+
+MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {dir}/
+autosave_interval 5
+# Store traffic is bursty: never drop messages to a subscriber that falls behind for a moment.
+max_inflight_messages 1000
+max_queued_messages 1000000
+max_queued_bytes 0
+# Without this, TCP delayed-ACK adds 20-40 ms to every alert at a few thousand msg/s.
+set_tcp_nodelay true
+log_dest stdout
+log_type error
+log_type warning
+log_type notice
+"""
+
+
+def mosquitto_path() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)), None
+    )
+
+
+def start_mosquitto(workdir: Path, port: int | None = None) -> Service:
+    binary = mosquitto_path()
+    if binary is None:
+        raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(MOSQUITTO_CONF.format(port=port, dir=workdir))
+    return spawn("mosquitto", [binary, "-c", str(conf)], workdir, port)
+
+
+AMQTT_CONF = """\
+listeners:
+  default:
+    type: tcp
+    bind: 127.0.0.1:{port}
+plugins:
+  amqtt.plugins.authentication.AnonymousAuthPlugin:
+    allow_anonymous: true
+"""
+
+
+def start_amqtt(workdir: Path, port: int | None = None) -> Service:
+    """The embedded broker, for machines without Mosquitto (slower: see DESIGN.md)."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "amqtt.yaml"
+    conf.write_text(AMQTT_CONF.format(port=port))
+    return spawn("amqtt", [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(conf)],
+                 workdir, port)
+
+
+def start_broker(workdir: Path, port: int | None = None) -> Service:
+    """Mosquitto when installed, else the embedded amqtt broker."""
+    if mosquitto_path() is not None:
+        return start_mosquitto(workdir, port)
+    log.warning("mosquitto not installed; using the embedded amqtt broker")
+    return start_amqtt(workdir, port)
+
+
+def victoria_metrics_path() -> str | None:
+    return shutil.which("victoria-metrics") or (
+        "/usr/bin/victoria-metrics" if os.path.exists("/usr/bin/victoria-metrics") else None
+    )
+
+
+def start_victoria_metrics(workdir: Path, port: int | None = None) -> Service:
+    """VictoriaMetrics accepts the InfluxDB v2 write API on /api/v2/write.
+
+    Deduplication at 1 ms makes a re-sent batch (a crash between write and acknowledgement)
+    land once in effect, as InfluxDB does for identical series and timestamps.
+    """
+    binary = victoria_metrics_path()
+    if binary is None:
+        raise FileNotFoundError("victoria-metrics is not installed (apt-get install victoria-metrics)")
+    port = port or free_port()
+    data = workdir / "data"
+    return spawn("victoria-metrics", [
+        binary, f"-storageDataPath={data}", f"-httpListenAddr=127.0.0.1:{port}",
+        "-dedup.minScrapeInterval=1ms", "-retentionPeriod=100y", "-loggerLevel=WARN",
+        "-search.latencyOffset=0s",
+    ], workdir, port)

@@ -1,0 +1,156 @@
+"""The events of a store: readings from devices, facts the agent derives, alerts and ERP commands.
+
+All are frozen dataclasses with one base class. Times are epoch seconds (float); ``device_ts`` is
+the device's own clock and may be wrong, ``received_ts`` is the agent's clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from storeedge.ids import new_event_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Envelope every event carries."""
+
+    store_id: str
+    source: str
+    received_ts: float
+    device_ts: float | None = None
+    seq: int | None = None
+    event_id: str = field(default_factory=new_event_id)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind
+        return data
+
+
+# Readings (from devices)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShelfWeight(Event):
+    """Net weight on one shelf lane."""
+
+    lane: str
+    grams: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceStatus(Event):
+    """A device's own report of its state (MQTT last will, status registers)."""
+
+    online: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PosLine:
+    sku: str
+    qty: int
+    unit_price: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PosTransaction(Event):
+    """A completed POS transaction."""
+
+    txn_id: str
+    lines: tuple[PosLine, ...]
+
+
+# Store facts (derived by the agent)
+
+
+class StockCause(StrEnum):
+    PICK = "pick"
+    RESTOCK = "restock"
+    AMBIGUOUS = "ambiguous"
+    TARE = "tare"
+    INITIAL = "initial"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StockChanged(Event):
+    """A lane's unit count changed between two stable weights."""
+
+    sku: str
+    location: str
+    before: int
+    after: int
+    cause: StockCause
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sale(Event):
+    sku: str
+    qty: int
+    txn_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceHealth(Event):
+    device: str
+    state: str  # online | degraded | offline
+
+
+# Rule output
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    RESOLVED = "resolved"
+    CLEARED = "cleared"
+    ESCALATED = "escalated"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert(Event):
+    """One transition of an alert. ``subject`` with ``rule`` identifies the alert's condition."""
+
+    alert_id: str
+    rule: str
+    severity: Severity
+    subject: str
+    message: str
+    state: AlertState
+    sku: str | None = None
+    location: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+# Bridge output: ERP commands, each with an idempotency key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErpLine:
+    sku: str
+    qty: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StockMovement(Event):
+    """Goods leaving or entering the store's stock. ``key`` makes delivery idempotent."""
+
+    key: str
+    lines: tuple[ErpLine, ...]
+    from_location: str
+    to_location: str
+    reason: str
+    reference: str = ""
