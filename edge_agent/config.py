@@ -136,6 +136,7 @@ class ShelfMqttDevice(Strict):
 
 
 Device = Annotated[ShelfModbusDevice | ShelfMqttDevice, Field(discriminator="type")]
+DEVICE_TYPES = {"shelf_modbus", "shelf_mqtt"}
 
 
 class LowStockRule(Strict):
@@ -223,7 +224,9 @@ def load_config(path: str | os.PathLike[str]) -> StoreConfig:
         return StoreConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = [str(p) for p in err["loc"]]
+        # pydantic names a discriminated union's member (devices.0.shelf_modbus.port); the
+        # file has no such key, so drop the member name.
+        loc = [str(p) for p in err["loc"] if str(p) not in DEVICE_TYPES]
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg.removeprefix("Value error, ")

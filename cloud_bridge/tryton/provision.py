@@ -1,0 +1,129 @@
+"""Fill a freshly initialised Tryton database with what a store needs.
+
+Run in a subprocess, with trytond's own Python API (trytond is imported only there, so importing
+``cloud_bridge.tryton`` never needs it)::
+
+    python -m cloud_bridge.tryton.provision TRYTOND_CONF DATABASE SPEC_JSON
+
+SPEC_JSON holds ``{"catalog": [{"sku", "name", "barcode", "unit_grams"}, ...],
+"initial_stock": {sku: qty}}``. The script creates, in one transaction: the currency CNY, the
+company (set as the admin user's company), the products (template code = SKU, an EAN identifier,
+the weight in grams), the customer party ``Walk-in customer`` with an address, and a done
+``stock.inventory`` that puts the initial stock in the storage location of warehouse ``WH``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+COMPANY_NAME = "Storeedge Retail"
+CUSTOMER_NAME = "Walk-in customer"
+WAREHOUSE_CODE = "WH"
+
+
+def provision(config_file: str, database: str, spec: dict[str, Any]) -> None:
+    """Create the company, products, customer and initial stock in ``database``."""
+    from trytond.config import config
+
+    config.update_etc(config_file)
+
+    from trytond.pool import Pool
+    from trytond.transaction import Transaction
+
+    Pool.start()
+    pool = Pool(database)
+    pool.init()
+    with Transaction().start(database, 0, context={}) as transaction:
+        company = _company(pool)
+        with transaction.set_context(company=company.id):
+            products = _products(pool, spec["catalog"])
+            _customer(pool)
+            _initial_stock(pool, company, products, spec.get("initial_stock", {}))
+
+
+def _company(pool: Any) -> Any:
+    Currency = pool.get("currency.currency")
+    Party = pool.get("party.party")
+    Company = pool.get("company.company")
+    User = pool.get("res.user")
+
+    (cny,) = Currency.create([{
+        "name": "Yuan Renminbi", "code": "CNY", "symbol": "¥", "rounding": Decimal("0.01"),
+        "digits": 2,
+    }])
+    (party,) = Party.create([{"name": COMPANY_NAME}])
+    (company,) = Company.create([{"party": party.id, "currency": cny.id}])
+    admin, = User.search([("login", "=", "admin")])
+    User.write([admin], {"companies": [("add", [company.id])], "company": company.id})
+    return company
+
+
+def _products(pool: Any, catalog: list[dict[str, Any]]) -> dict[str, Any]:
+    ModelData = pool.get("ir.model.data")
+    Template = pool.get("product.template")
+    unit = ModelData.get_id("product", "uom_unit")
+    gram = ModelData.get_id("product", "uom_gram")
+    values = []
+    for item in catalog:
+        variant: dict[str, Any] = {}
+        if item.get("barcode"):
+            variant["identifiers"] = [("create", [{"type": "ean", "code": item["barcode"]}])]
+        template: dict[str, Any] = {
+            "name": item.get("name") or item["sku"],
+            "code": item["sku"],
+            "type": "goods",
+            "default_uom": unit,
+            "list_price": Decimal(str(item.get("list_price", 0))),
+            "products": [("create", [variant])],
+        }
+        if item.get("unit_grams") and "weight" in Template._fields:
+            template.update(weight=float(item["unit_grams"]), weight_uom=gram)
+        values.append(template)
+    templates = Template.create(values)
+    return {t.code: t.products[0] for t in templates}
+
+
+def _customer(pool: Any) -> None:
+    Party = pool.get("party.party")
+    Party.create([{
+        "name": CUSTOMER_NAME,
+        "addresses": [("create", [{"street": "Store counter"}])],
+    }])
+
+
+def _initial_stock(pool: Any, company: Any, products: dict[str, Any],
+                   initial_stock: dict[str, int]) -> None:
+    if not initial_stock:
+        return
+    Location = pool.get("stock.location")
+    Inventory = pool.get("stock.inventory")
+    Date = pool.get("ir.date")
+    (warehouse,) = Location.search([("code", "=", WAREHOUSE_CODE), ("type", "=", "warehouse")])
+    (inventory,) = Inventory.create([{
+        "location": warehouse.storage_location.id,
+        "company": company.id,
+        "date": Date.today(),
+        "lines": [("create", [
+            {"product": products[sku].id, "quantity": float(qty)}
+            for sku, qty in sorted(initial_stock.items())
+        ])],
+    }])
+    Inventory.confirm([inventory])
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print("usage: python -m cloud_bridge.tryton.provision CONF DATABASE SPEC_JSON",
+              file=sys.stderr)
+        return 2
+    config_file, database, spec_file = argv
+    provision(config_file, database, json.loads(Path(spec_file).read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,362 @@
+"""The time-series sink for HQ: our events as InfluxDB line protocol, buffered on disk, drained
+to any server speaking the InfluxDB v2 write API (InfluxDB in production, VictoriaMetrics here).
+
+Line protocol follows https://docs.influxdata.com/influxdb/v2/reference/syntax/line-protocol/
+(sections "Special Characters" and "Escaping backslashes"). Timestamps are nanoseconds since the
+epoch, taken from the device where it gave one, so backfilled data keeps its real time. The
+schema HQ's dashboards rely on is in docs/timeseries.md.
+
+Delivery (``TimeSeriesSink``):
+
+- ``add()`` commits lines to the sink's own SQLite file (WAL, one transaction per call) and
+  returns; ``run()`` sends them in order, in batches, and deletes a batch only once the server
+  answered 2xx.
+- Server down, 5xx, 429, timeout, or a refused token (401/403/404): the batch stays, the sink
+  waits a random, capped, growing delay and retries. Nothing is dropped for a server-side fault.
+- 400 (malformed line protocol), 413 (too large) or 422 (partial write): the batch itself is bad.
+  The sink bisects it and drops only the lines the server refuses alone (counter ``rejected``).
+- Buffer full (``buffer_max_points``): the OLDEST lines are dropped to make room (counter
+  ``dropped``, a warning). Fresh data is what a live dashboard needs; history beyond the buffer
+  is what an outage of that length costs.
+- A crash between the server's 2xx and our delete re-sends that batch. It lands once in effect:
+  InfluxDB overwrites a point with the same measurement, tag set and timestamp, and
+  VictoriaMetrics deduplicates samples of one series within -dedup.minScrapeInterval (which
+  ``start_victoria_metrics`` sets). Builders here are deterministic for that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
+from influxdb_client.rest import ApiException
+
+from storeedge.errors import PeerError, StoreEdgeError, TimeSeriesUnavailable, UsageError
+from storeedge.events import Alert, Sale
+
+log = logging.getLogger(__name__)
+
+# Newlines cannot appear in any element ("Line protocol does not support the newline character
+# \n in tag or field values"), so they become spaces; every buffered row is exactly one line.
+_ESCAPE_MEASUREMENT = str.maketrans(
+    {"\\": "\\\\", ",": "\\,", " ": "\\ ", "\n": "\\ ", "\r": "\\ "}
+)
+_ESCAPE_KEY = str.maketrans(
+    {"\\": "\\\\", ",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\ ", "\r": "\\ "}
+)
+_ESCAPE_STRING = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": " ", "\r": " "})
+
+FieldValue = bool | int | float | str | None
+
+
+def to_ns(ts: float) -> int:
+    """Epoch seconds to epoch nanoseconds, exact to the microsecond (a float carries no more)."""
+    return round(ts * 1_000_000) * 1000
+
+
+def encode_line(measurement: str, tags: Mapping[str, str | None],
+                fields: Mapping[str, FieldValue], time_ns: int | None = None) -> str:
+    """One point in line protocol. Tags are sorted by key; empty or None tags and None or
+    non-finite float fields are left out (line protocol has no way to say them)."""
+    parts = [measurement.translate(_ESCAPE_MEASUREMENT)]
+    for key in sorted(tags):
+        tag = tags[key]
+        if tag:
+            parts.append(f",{key.translate(_ESCAPE_KEY)}={tag.translate(_ESCAPE_KEY)}")
+    rendered = []
+    for key, value in fields.items():
+        text = _field_value(value)
+        if text is not None:
+            rendered.append(f"{key.translate(_ESCAPE_KEY)}={text}")
+    if not rendered:
+        raise UsageError(f"point {measurement!r} has no field with a value: {dict(fields)!r}")
+    parts.append(" ")
+    parts.append(",".join(rendered))
+    if time_ns is not None:
+        parts.append(f" {time_ns}")
+    return "".join(parts)
+
+
+def _field_value(value: FieldValue) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):  # before int: bool is an int
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, str):
+        return f'"{value.translate(_ESCAPE_STRING)}"'
+    raise UsageError(f"unsupported field type {type(value).__name__}")
+
+
+def sale_points(sale: Sale, amount: float, ts: float) -> list[str]:
+    """``sale`` points for one sale line: qty, amount and txn_id, tagged by store and sku.
+
+    Stamped with the device's time when the sale carries one, else ``ts`` (epoch seconds).
+    """
+    when = sale.device_ts if sale.device_ts is not None else ts
+    return [encode_line(
+        "sale",
+        {"store": sale.store_id, "sku": sale.sku},
+        {"qty": sale.qty, "amount": float(amount), "txn_id": sale.txn_id},
+        to_ns(when),
+    )]
+
+
+def alert_point(alert: Alert) -> str:
+    """An ``alert`` point for one transition of an alert, at the device's time if known.
+
+    ``subject`` is a tag so two alerts of one rule at one instant stay two points; ``count`` is
+    always 1 so stores that keep numbers only (VictoriaMetrics) can count transitions.
+    """
+    when = alert.device_ts if alert.device_ts is not None else alert.received_ts
+    return encode_line(
+        "alert",
+        {"store": alert.store_id, "rule": alert.rule, "severity": str(alert.severity),
+         "state": str(alert.state), "subject": alert.subject},
+        {"count": 1, "alert_id": alert.alert_id, "message": alert.message},
+        to_ns(when),
+    )
+
+
+def lane_points(store_id: str, samples: Iterable[tuple[str, str, int, float]],
+                ts: float) -> list[str]:
+    """``shelf_stock`` points, one per ``(lane, sku, units, grams)`` sample taken at ``ts``."""
+    time_ns = to_ns(ts)
+    return [
+        encode_line("shelf_stock", {"store": store_id, "lane": lane, "sku": sku},
+                    {"units": int(units), "grams": float(grams)}, time_ns)
+        for lane, sku, units, grams in samples
+    ]
+
+
+def agent_point(store_id: str, ts: float, *, readings_total: int, erp_backlog: int,
+                tsdb_backlog: int) -> str:
+    """An ``agent`` point: the agent's own counters, sampled at ``ts``."""
+    return encode_line(
+        "agent", {"store": store_id},
+        {"readings_total": readings_total, "erp_backlog": erp_backlog,
+         "tsdb_backlog": tsdb_backlog},
+        to_ns(ts),
+    )
+
+
+class _Rejected(PeerError):
+    """The server refused the batch itself (400/413/422); retrying it unchanged cannot help."""
+
+
+class _RateLimitedLog:
+    """Logs at most once per ``interval`` seconds and says how many lines it held back."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self._interval = interval
+        self._next = 0.0
+        self._held = 0
+
+    def __call__(self, level: int, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return
+        if self._held:
+            msg += " (%d similar suppressed)"
+            args = (*args, self._held)
+        log.log(level, msg, *args)
+        self._next = now + self._interval
+        self._held = 0
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a batch's id range stays its own
+    added REAL NOT NULL,
+    line TEXT NOT NULL
+)
+"""
+
+
+class TimeSeriesSink:
+    """Buffers line protocol on disk and drains it to an InfluxDB v2 write API.
+
+    ``add()`` may be called from any thread; run ``run()`` as one task. Cancelling ``run()``
+    leaves every unsent line in ``buffer_path``; a new sink on that file resumes in order.
+    The file is committed with ``synchronous=FULL``: an added line survives a power cut.
+    """
+
+    def __init__(self, buffer_path: str | Path, url: str, org: str, bucket: str,
+                 token: str | None, batch_size: int = 5_000, flush_seconds: float = 1.0,
+                 buffer_max_points: int = 2_000_000, *, timeout_seconds: float = 10.0,
+                 retry_initial_seconds: float = 0.5, retry_max_seconds: float = 30.0) -> None:
+        if batch_size < 1 or buffer_max_points < 1:
+            raise UsageError("batch_size and buffer_max_points must be at least 1")
+        self._url = url
+        self._org = org
+        self._bucket = bucket
+        self._token = token or ""
+        self._batch_size = batch_size
+        self._flush_seconds = flush_seconds
+        self._max_points = buffer_max_points
+        self._timeout_ms = int(timeout_seconds * 1000)
+        self._retry_initial = retry_initial_seconds
+        self._retry_max = retry_max_seconds
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(buffer_path, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+            self._buffered: int = self._db.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreEdgeError(f"time-series buffer {buffer_path}: {exc}") from exc
+        self._written = 0
+        self._dropped = 0
+        self._rejected = 0
+        self._last_error: str | None = None
+        self._log_unavailable = _RateLimitedLog()
+        self._log_dropped = _RateLimitedLog()
+        self._log_rejected = _RateLimitedLog(10.0)
+
+    def add(self, lines: list[str]) -> None:
+        """Append lines to the buffer in one transaction; drop the oldest if it overflows."""
+        if not lines:
+            return
+        keep = lines[-self._max_points:]
+        now = time.time()
+        with self._lock:
+            excess = max(self._buffered + len(keep) - self._max_points, 0)
+            try:
+                with self._db:  # one transaction: trim and insert together or not at all
+                    self._db.execute("BEGIN IMMEDIATE")
+                    if excess:
+                        self._db.execute("DELETE FROM points WHERE id IN "
+                                         "(SELECT id FROM points ORDER BY id LIMIT ?)", (excess,))
+                    self._db.executemany("INSERT INTO points (added, line) VALUES (?, ?)",
+                                         ((now, line) for line in keep))
+            except sqlite3.Error as exc:
+                raise StoreEdgeError(f"time-series buffer: cannot add: {exc}") from exc
+            self._buffered += len(keep) - excess
+            dropped = excess + len(lines) - len(keep)
+            self._dropped += dropped
+        if dropped:
+            self._log_dropped(logging.WARNING,
+                              "time-series buffer full (%d points): dropped the %d oldest; "
+                              "%d dropped since start", self._max_points, dropped, self._dropped)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for health and metrics (JSON-ready): ``buffered`` points on disk, ``written``
+        and ``rejected`` (refused alone, malformed) and ``dropped`` (oldest, buffer full) since
+        start, ``last_error`` while the server is failing, ``oldest_buffered_age_s``."""
+        with self._lock:
+            row = self._db.execute("SELECT added FROM points ORDER BY id LIMIT 1").fetchone()
+            return {
+                "buffered": self._buffered, "written": self._written,
+                "dropped": self._dropped, "rejected": self._rejected,
+                "last_error": self._last_error,
+                "oldest_buffered_age_s": max(0.0, time.time() - row[0]) if row else None,
+            }
+
+    async def run(self) -> None:
+        """Drain the buffer forever: batches in order, retrying while the server is away."""
+        client = InfluxDBClient(url=self._url, token=self._token, org=self._org,
+                                timeout=self._timeout_ms)
+        write_api = client.write_api(write_options=SYNCHRONOUS)
+        failures = 0
+        try:
+            while True:
+                if self._buffered < self._batch_size:
+                    await asyncio.sleep(self._flush_seconds)  # let a partial batch fill up
+                batch = self._read_batch()
+                if not batch:
+                    continue
+                try:
+                    await self._deliver(write_api, batch)
+                except TimeSeriesUnavailable as exc:
+                    failures += 1
+                    self._last_error = str(exc)
+                    self._log_unavailable(
+                        logging.WARNING, "time-series server %s unavailable (%s); %d points "
+                        "kept on disk, retrying", self._url, exc, self._buffered)
+                    cap = min(self._retry_max, self._retry_initial * 2 ** min(failures, 30))
+                    await asyncio.sleep(random.uniform(cap / 2, cap))
+                    continue
+                if failures:
+                    log.info("time-series server %s reachable again after %d failed attempts",
+                             self._url, failures)
+                    failures = 0
+                    self._last_error = None
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        """Close the buffer file. Unsent lines stay in it."""
+        with self._lock:
+            self._db.close()
+
+    def _read_batch(self) -> list[tuple[int, str]]:
+        with self._lock:
+            return self._db.execute("SELECT id, line FROM points ORDER BY id LIMIT ?",
+                                    (self._batch_size,)).fetchall()
+
+    def _forget(self, first_id: int, last_id: int) -> None:
+        with self._lock:
+            deleted = self._db.execute("DELETE FROM points WHERE id BETWEEN ? AND ?",
+                                       (first_id, last_id)).rowcount
+            self._buffered -= deleted
+
+    async def _deliver(self, write_api: WriteApi, batch: list[tuple[int, str]]) -> None:
+        """Send ``batch``; on rejection bisect it until the bad lines stand alone and drop them.
+
+        Each part is deleted as soon as the server took it, so a later outage re-sends nothing.
+        """
+        body = "\n".join(line for _, line in batch).encode()
+        try:
+            await asyncio.to_thread(self._post, write_api, body)
+        except _Rejected as exc:
+            if len(batch) > 1:
+                mid = len(batch) // 2
+                await self._deliver(write_api, batch[:mid])
+                await self._deliver(write_api, batch[mid:])
+                return
+            self._rejected += 1
+            self._log_rejected(logging.ERROR, "time-series server %s rejected a line, dropped "
+                               "it (%d rejected since start): %s: %.200s",
+                               self._url, self._rejected, exc, batch[0][1])
+        else:
+            self._written += len(batch)
+        self._forget(batch[0][0], batch[-1][0])
+
+    def _post(self, write_api: WriteApi, body: bytes) -> None:
+        try:
+            write_api.write(bucket=self._bucket, org=self._org, record=body,
+                            # The client annotates its own precision constants as the class.
+                            write_precision=WritePrecision.NS)  # type: ignore[arg-type]
+        except ApiException as exc:
+            detail = f"HTTP {exc.status}: {_text(exc.body) or exc.reason}"
+            if exc.status in (400, 413, 422):
+                raise _Rejected(detail) from exc
+            raise TimeSeriesUnavailable(detail) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TimeSeriesUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _text(body: object) -> str:
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    return str(body or "").strip()[:300]

@@ -1,0 +1,1 @@
+"""The wireless smart shelf: JSON weight readings over MQTT (``protocol`` is its codec)."""

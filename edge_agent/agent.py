@@ -1,0 +1,517 @@
+"""One store's agent: devices in, store state, rules, alerts out, facts to the ERP and HQ.
+
+Setup runs in a fixed order: open the journal and restore state, read the catalog (ERP first,
+then the last cached one, then the config's), connect the broker, start the drivers, then serve.
+Every background loop is a named task in one TaskGroup; SIGTERM stops intake first, flushes what
+was accepted, snapshots state and only then closes the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from cloud_bridge import outbox as outbox_mod
+from cloud_bridge import tsdb
+from cloud_bridge.tryton.connector import TrytonConnector
+from devices.shelf_modbus.driver import ShelfModbusDriver
+from devices.shelf_mqtt.protocol import decode_status, decode_weight
+from edge_agent.config import ShelfModbusDevice, ShelfMqttDevice, StoreConfig
+from edge_agent.inventory import Change, LaneScale
+from edge_agent.journal import Journal
+from edge_agent.logs import RateLimitedLog
+from edge_agent.mqtt import Batch, MqttLink
+from edge_agent.web import AlertFeed, create_app
+from rules.actions import Action, ClearAlert, OpenAlert
+from rules.low_stock import low_stock
+from storeedge.errors import ErpUnavailable, PayloadError, StoreEdgeError
+from storeedge.events import (
+    Alert,
+    AlertState,
+    DeviceStatus,
+    PosTransaction,
+    Sale,
+    Severity,
+    ShelfWeight,
+    StockCause,
+)
+from storeedge.ids import idempotency_key, new_event_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Sku:
+    sku: str
+    name: str
+    barcode: str | None
+    unit_grams: float
+    low_stock: int | None
+
+
+class StoreAgent:
+    """Implements ``edge_agent.api.AgentApi`` for the web app."""
+
+    def __init__(self, config: StoreConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store_id = config.store.id
+        self.clock = clock
+        self.journal = Journal(config.journal.path, extra_schemas=[outbox_mod.SCHEMA])
+        self.outbox = outbox_mod.Outbox(config.journal.path)
+        self.feed = AlertFeed()
+        self.registry = CollectorRegistry()
+        self.registry.register(_AgentCollector(self))
+        self.bad_input = RateLimitedLog(log)
+        self.counters: Counter[str] = Counter()
+        self.catalog: dict[str, Sku] = {}
+        self.scales: dict[str, LaneScale] = {}
+        self.active: dict[tuple[str, str], Alert] = {}
+        self.devices: dict[str, dict[str, Any]] = {}
+        self._pending: list[Alert] = []
+        self._mqtt_lanes = {d.id: frozenset(d.lanes) for d in config.devices
+                            if isinstance(d, ShelfMqttDevice)}
+        self._lane_cfg = {lane.id: lane for lane in config.lanes}
+        self._prefix = f"store/{self.store_id}/"
+        self._stopping = asyncio.Event()
+        self.erp: TrytonConnector | None = None
+        if config.erp.kind == "tryton":
+            e = config.erp
+            self.erp = TrytonConnector(e.url, e.database, e.username, e.password() or "",
+                                       e.warehouse, e.customer, e.timeout_seconds)
+        ts = config.timeseries
+        self.sink: tsdb.TimeSeriesSink | None = None
+        if ts.enabled:
+            self.sink = tsdb.TimeSeriesSink(
+                config.journal.path.with_suffix(".tsdb.db"), ts.url, ts.org, ts.bucket,
+                ts.token(), ts.batch_size, ts.flush_seconds, ts.buffer_max_points)
+        self.mqtt = MqttLink(
+            host=config.broker.host, port=config.broker.port, client_id=config.client_id,
+            subscriptions=[f"{self._prefix}dev/+/+"], on_batch=self.on_batch,
+            username=config.broker.username, password=config.broker.password(),
+            tls=config.broker.tls, tls_ca=str(config.broker.ca_file or "") or None,
+            keepalive=config.broker.keepalive,
+            will=(f"{self._prefix}state/agent", b"offline"),
+            online=(f"{self._prefix}state/agent", b"online"),
+            on_connected=self._republish_state)
+        for device in config.devices:
+            self.devices[device.id] = {"type": device.type, "online": None, "error": None,
+                                       "last_seen": None, "readings": 0, "bad": 0}
+
+    # Setup
+
+    def _restore(self) -> None:
+        cached = self.journal.load_state("catalog")
+        self._set_catalog([c.model_dump() for c in self.config.catalog] + (cached or []),
+                          save=False)
+        snaps = self.journal.load_state("lanes") or {}
+        for lane_id, scale in self.scales.items():
+            if lane_id in snaps:
+                scale.restore(snaps[lane_id])
+        for alert in self.journal.active_alerts():
+            self.active[(alert.rule, alert.subject)] = alert
+        log.info("state restored: %d lanes, %d active alerts, store %s",
+                 len(self.scales), len(self.active), self.store_id)
+
+    def _set_catalog(self, items: list[dict[str, Any]], save: bool = True) -> None:
+        for item in items:
+            grams = item.get("unit_grams")
+            if not grams or grams <= 0:
+                self.bad_input.warning(f"catalog:{item.get('sku')}",
+                                       "catalog item %s has no unit weight; its lanes are not "
+                                       "counted (store %s)", item.get("sku"), self.store_id)
+                continue
+            self.catalog[item["sku"]] = Sku(item["sku"], item.get("name") or "",
+                                            item.get("barcode"), float(grams),
+                                            item.get("low_stock"))
+        for lane in self.config.lanes:
+            sku = self.catalog.get(lane.sku)
+            if sku is None:
+                continue
+            scale = self.scales.get(lane.id)
+            if scale is None:
+                self.scales[lane.id] = LaneScale(lane.id, lane.sku, sku.unit_grams, lane.capacity)
+            else:
+                scale.unit_grams = sku.unit_grams
+        if save:
+            self.journal.save_state("catalog", [vars(s) for s in self.catalog.values()])
+
+    async def _refresh_catalog(self) -> None:
+        """Read the ERP catalog at start and every refresh period; an ERP that is down only
+        delays this (the cached catalog serves meanwhile)."""
+        assert self.erp is not None
+        delay = self.config.erp.retry_initial_seconds
+        while True:
+            try:
+                items = await self.erp.fetch_catalog()
+            except StoreEdgeError as exc:
+                log.warning("catalog refresh failed (store %s): %s; retry in %.0fs",
+                            self.store_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.erp.retry_max_seconds)
+                continue
+            self._set_catalog(items)
+            log.info("catalog: %d SKUs from the ERP (store %s)", len(items), self.store_id)
+            delay = self.config.erp.retry_initial_seconds
+            await asyncio.sleep(self.config.erp.catalog_refresh_seconds)
+
+    # Intake (event loop thread)
+
+    def on_batch(self, batch: Batch) -> None:
+        now = self.clock()
+        prefix = self._prefix
+        for topic, payload in batch:
+            if not topic.startswith(prefix):
+                continue
+            parts = topic[len(prefix):].split("/")
+            if len(parts) != 3 or parts[0] != "dev":
+                continue
+            device_id, stream = parts[1], parts[2]
+            if stream == "weight":
+                lanes = self._mqtt_lanes.get(device_id)
+                if lanes is None:
+                    self._reject("unknown_device", device_id, "no shelf_mqtt device with this id")
+                    continue
+                try:
+                    reading = decode_weight(payload, store_id=self.store_id, device_id=device_id,
+                                            received_ts=now)
+                except PayloadError as exc:
+                    self._reject("bad_payload", device_id, str(exc))
+                    continue
+                if reading.lane not in lanes:
+                    self._reject("unknown_lane", device_id, f"lane {reading.lane!r} is not this shelf's")
+                    continue
+                self._weigh(reading)
+            elif stream == "status":
+                if device_id in self.devices:
+                    try:
+                        online = decode_status(payload)
+                    except PayloadError as exc:
+                        self._reject("bad_payload", device_id, str(exc))
+                        continue
+                    self._device_status(device_id, online, None, now)
+        self._flush()
+
+    def on_modbus(self, readings: list[ShelfWeight]) -> None:
+        for reading in readings:
+            self._weigh(reading)
+        self._flush()
+
+    def on_device_status(self, status: DeviceStatus) -> None:
+        self._device_status(status.source, status.online, status.error, status.received_ts)
+
+    def _device_status(self, device_id: str, online: bool, error: str | None, ts: float) -> None:
+        dev = self.devices[device_id]
+        if dev["online"] != online:
+            log.info("device %s %s (store %s)%s", device_id, "online" if online else "offline",
+                     self.store_id, f": {error}" if error else "")
+        dev.update(online=online, error=error, last_seen=ts)
+
+    def _reject(self, reason: str, device_id: str, detail: str) -> None:
+        self.counters[f"rejected_{reason}"] += 1
+        if device_id in self.devices:
+            self.devices[device_id]["bad"] += 1
+        self.bad_input.warning(f"{reason}:{device_id}", "rejected input from %s (store %s): %s",
+                               device_id, self.store_id, detail)
+
+    def _weigh(self, reading: ShelfWeight) -> None:
+        self.counters["readings"] += 1
+        dev = self.devices.get(reading.source)
+        if dev is not None:
+            dev["readings"] += 1
+            dev["last_seen"] = reading.received_ts
+            if dev["online"] is not True:
+                dev["online"] = True
+        scale = self.scales.get(reading.lane)
+        if scale is None:
+            return
+        inv = self.config.inventory
+        change = scale.update(reading.grams, reading.received_ts, inv.settle_seconds,
+                              inv.settle_band_grams, inv.tolerance)
+        if change is not None:
+            self._on_change(scale, change, reading)
+
+    def _on_change(self, scale: LaneScale, change: Change, reading: ShelfWeight) -> None:
+        self.counters[f"stock_{change.cause.value}"] += 1
+        if change.cause is StockCause.AMBIGUOUS:
+            self.bad_input.warning(f"ambiguous:{scale.lane}",
+                                   "lane %s (store %s): weight %.1f g is not a whole number of "
+                                   "%s units; count kept at %d", scale.lane, self.store_id,
+                                   change.grams, scale.sku, change.before)
+            return
+        if self.config.rules.low_stock.enabled:
+            key = ("low_stock", scale.lane)
+            action = low_stock(active=key in self.active, lane=scale.lane, sku=scale.sku,
+                               units=change.after, threshold=self._threshold(scale.lane),
+                               capacity=scale.capacity,
+                               severity=Severity(self.config.rules.low_stock.severity))
+            if action is not None:
+                self._apply(action, reading)
+
+    def _threshold(self, lane_id: str) -> int:
+        lane = self._lane_cfg[lane_id]
+        if lane.low_stock is not None:
+            return lane.low_stock
+        sku = self.catalog.get(lane.sku)
+        return sku.low_stock if sku is not None and sku.low_stock is not None else 2
+
+    def _apply(self, action: Action, cause: ShelfWeight) -> None:
+        key = (action.rule, action.subject)
+        now = self.clock()
+        if isinstance(action, OpenAlert):
+            alert = Alert(store_id=self.store_id, source=cause.source, received_ts=now,
+                          device_ts=cause.device_ts, alert_id=new_event_id(), rule=action.rule,
+                          severity=action.severity, subject=action.subject,
+                          message=action.message, state=AlertState.OPEN, sku=action.sku,
+                          location=action.location, detail=action.detail)
+            self.active[key] = alert
+        elif isinstance(action, ClearAlert):
+            prior = self.active.pop(key, None)
+            if prior is None:
+                return
+            alert = Alert(store_id=self.store_id, source=cause.source, received_ts=now,
+                          device_ts=cause.device_ts, alert_id=prior.alert_id, rule=prior.rule,
+                          severity=prior.severity, subject=prior.subject,
+                          message=action.reason, state=AlertState.CLEARED, sku=prior.sku,
+                          location=prior.location, detail=prior.detail)
+        self._pending.append(alert)
+
+    def _flush(self) -> None:
+        """Journal this turn's alert transitions in one transaction, then act on them."""
+        if not self._pending:
+            return
+        alerts, self._pending = self._pending, []
+        self.journal.record_alerts(alerts)
+        if self.sink is not None:
+            self.sink.add([tsdb.alert_point(a) for a in alerts])
+        for alert in alerts:
+            self.counters[f"alert_{alert.rule}_{alert.state.value}"] += 1
+            self._publish_alert(alert)
+            self.feed.publish(alert)
+
+    def _publish_alert(self, alert: Alert) -> None:
+        payload = json.dumps(alert.to_dict(), separators=(",", ":"), default=str).encode()
+        self.mqtt.publish(f"{self._prefix}alerts", payload, qos=1)
+        # Retained per-alert state lets a handheld that (re)connects see what is open now;
+        # an empty retained payload deletes a finished alert's entry.
+        retained = payload if alert.state in (AlertState.OPEN, AlertState.CLAIMED,
+                                              AlertState.ESCALATED) else b""
+        self.mqtt.publish(f"{self._prefix}state/alerts/{alert.alert_id}", retained, qos=1,
+                          retain=True)
+
+    def _republish_state(self) -> None:
+        for alert in self.active.values():
+            self._publish_alert(alert)
+
+    # AgentApi
+
+    def accept_pos(self, txn: PosTransaction) -> bool:
+        for i, line in enumerate(txn.lines):
+            if line.sku not in self.catalog:
+                raise PayloadError(f"lines.{i}.sku: unknown SKU {line.sku!r}", source="pos")
+            if line.qty < 1:
+                raise PayloadError(f"lines.{i}.qty: must be at least 1", source="pos")
+        enlist = []
+        if self.erp is not None:
+            key = idempotency_key(self.store_id, "sale", txn.txn_id)
+            merged: Counter[str] = Counter()
+            for line in txn.lines:
+                merged[line.sku] += line.qty
+            payload = {"key": key, "reference": txn.txn_id,
+                       "lines": [[sku, qty] for sku, qty in sorted(merged.items())]}
+            enlist.append(lambda conn: outbox_mod.enqueue(conn, key, "sale", payload,
+                                                          subject=txn.txn_id))
+        new = self.journal.accept_sale(txn, *enlist)
+        if not new:
+            self.counters["sales_duplicate"] += 1
+            return False
+        self.counters["sales"] += 1
+        self.counters["sold_units"] += sum(line.qty for line in txn.lines)
+        if self.erp is not None:
+            self.outbox.notify()
+        if self.sink is not None:
+            self.sink.add(self._sale_points(txn))
+        return True
+
+    def _sale_points(self, txn: PosTransaction) -> list[str]:
+        qty: Counter[str] = Counter()
+        amount: Counter[str] = Counter()
+        for line in txn.lines:
+            qty[line.sku] += line.qty
+            amount[line.sku] += line.qty * line.unit_price
+        points: list[str] = []
+        for sku, n in qty.items():
+            sale = Sale(store_id=self.store_id, source=txn.source, received_ts=txn.received_ts,
+                        device_ts=txn.device_ts, sku=sku, qty=n, txn_id=txn.txn_id)
+            points += tsdb.sale_points(sale, round(amount[sku], 2), txn.received_ts)
+        return points
+
+    def alerts(self, state: str | None = None) -> list[Alert]:
+        alerts = sorted(self.active.values(), key=lambda a: a.received_ts, reverse=True)
+        return [a for a in alerts if state is None or a.state.value == state]
+
+    def lanes(self) -> list[dict[str, Any]]:
+        out = []
+        for lane in self.config.lanes:
+            scale = self.scales.get(lane.id)
+            out.append({
+                "id": lane.id, "sku": lane.sku, "capacity": lane.capacity,
+                "low_stock": self._threshold(lane.id),
+                "units": scale.units if scale else None,
+                "grams": round(scale.last_grams, 1) if scale else None,
+                "stable": scale.stable if scale else False,
+            })
+        return out
+
+    def health(self) -> dict[str, Any]:
+        ob = dataclasses.asdict(self.outbox.stats())
+        sink = self.sink.stats() if self.sink is not None else None
+        broker_ok = self.mqtt.connected.is_set()
+        erp_stale = ob.get("oldest_pending_age_s") or 0
+        status = "ok" if broker_ok and erp_stale < 600 else "degraded"
+        devices = {k: {kk: vv for kk, vv in v.items()} for k, v in self.devices.items()}
+        return {
+            "status": status,
+            "store": self.store_id,
+            "broker": {"connected": broker_ok, "received": self.mqtt.received,
+                       "publish_failures": self.mqtt.publish_failures},
+            "erp": ob,
+            "timeseries": sink,
+            "devices": devices,
+            "alerts": self.journal.alert_counts(),
+            "open_alerts": len(self.active),
+            "counters": dict(self.counters),
+        }
+
+    # Run
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT (or ``stop()``), then shut down without losing anything
+        accepted."""
+        self._restore()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        self.mqtt.start()
+        app = create_app(self, self.feed, self.config.http, self.registry)
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=self.config.http.host, port=self.config.http.port, log_config=None,
+            access_log=False, lifespan="off"))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                background: list[asyncio.Task[None]] = []
+
+                def spawn(coro: Awaitable[None], name: str) -> None:
+                    background.append(tg.create_task(_logged(coro, name), name=name))
+
+                for device in self.config.devices:
+                    if isinstance(device, ShelfModbusDevice):
+                        driver = ShelfModbusDriver(device, self.store_id, self.on_modbus,
+                                                   self.on_device_status)
+                        spawn(driver.run(), f"modbus:{device.id}")
+                if self.erp is not None:
+                    spawn(self._refresh_catalog(), "catalog")
+                    spawn(self.outbox.run(self._deliver), "erp-outbox")
+                if self.sink is not None:
+                    spawn(self.sink.run(), "tsdb-sink")
+                    spawn(self._sample_loop(), "tsdb-sampler")
+                spawn(self._snapshot_loop(), "snapshot")
+                http = tg.create_task(server.serve(), name="http")
+                await self._stopping.wait()
+                log.info("stopping store %s", self.store_id)
+                self.feed.close()  # live alert streams would otherwise hold uvicorn open
+                server.should_exit = True
+                await http
+                for task in background:
+                    task.cancel()
+        finally:
+            self._flush()
+            self._snapshot()
+            self.mqtt.stop(final=(f"{self._prefix}state/agent", b"offline"))
+            if self.erp is not None:
+                await self.erp.aclose()
+            self.journal.close()
+            log.info("stopped store %s", self.store_id)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _deliver(self, kind: str, payload: dict[str, Any]) -> str:
+        assert self.erp is not None
+        if kind != "sale":
+            raise ErpUnavailable(f"no delivery for command kind {kind!r}")
+        lines = [(sku, int(qty)) for sku, qty in payload["lines"]]
+        doc = await self.erp.deliver_sale(payload["key"], lines, payload["reference"])
+        self.counters["erp_delivered"] += 1
+        return doc
+
+    def _snapshot(self) -> None:
+        self.journal.save_state("lanes", {k: s.snapshot() for k, s in self.scales.items()})
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.journal.snapshot_seconds)
+            self._snapshot()
+
+    async def _sample_loop(self) -> None:
+        assert self.sink is not None
+        while True:
+            await asyncio.sleep(self.config.timeseries.sample_seconds)
+            samples = [(s.lane, s.sku, s.units, s.last_grams) for s in self.scales.values()
+                       if s.units is not None]
+            if samples:
+                self.sink.add(tsdb.lane_points(self.store_id, samples, self.clock()))
+
+
+async def _logged(coro: Awaitable[None], name: str) -> None:
+    """A background loop that fails is logged and ends alone; intake goes on."""
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task %s failed", name)
+
+
+class _AgentCollector:
+    """Prometheus view of the agent's plain counters (cheap to bump on the hot path)."""
+
+    def __init__(self, agent: StoreAgent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Any:
+        a = self.agent
+        c = CounterMetricFamily("storeedge_events", "Events handled by kind", labels=["store", "kind"])
+        for kind, n in a.counters.items():
+            c.add_metric([a.store_id, kind], n)
+        yield c
+        g = GaugeMetricFamily("storeedge_open_alerts", "Open alerts", labels=["store"])
+        g.add_metric([a.store_id], len(a.active))
+        yield g
+        g = GaugeMetricFamily("storeedge_erp_backlog", "ERP commands not yet delivered",
+                              labels=["store"])
+        g.add_metric([a.store_id], a.outbox.stats().pending)
+        yield g
+        if a.sink is not None:
+            g = GaugeMetricFamily("storeedge_tsdb_backlog", "Points buffered for HQ",
+                                  labels=["store"])
+            g.add_metric([a.store_id], a.sink.stats().get("buffered", 0))
+            yield g
+        g = GaugeMetricFamily("storeedge_device_online", "Device online (1) or not (0)",
+                              labels=["store", "device"])
+        for dev_id, dev in a.devices.items():
+            g.add_metric([a.store_id, dev_id], 1.0 if dev["online"] else 0.0)
+        yield g

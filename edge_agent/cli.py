@@ -1,0 +1,83 @@
+"""The ``storeedge`` command: ``agent``, ``check``, ``sim`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from storeedge.errors import ConfigError
+
+log = logging.getLogger("storeedge")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="storeedge", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=("json", "text"), default="json")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("agent", help="run one store's agent")
+    p.add_argument("--config", required=True, type=Path)
+
+    p = sub.add_parser("check", help="validate a store config file and exit")
+    p.add_argument("--config", required=True, type=Path)
+
+    p = sub.add_parser("sim", help="run a scenario's simulated devices and POS")
+    p.add_argument("--scenario", default="basic", help="built-in name or a scenario file")
+    p.add_argument("--broker-host", default="127.0.0.1")
+    p.add_argument("--broker-port", type=int, default=1883)
+    p.add_argument("--agent-url", default="http://127.0.0.1:8080")
+    p.add_argument("--dev-dir", type=Path, required=True,
+                   help="where the wired shelves' serial ports appear (one link per shelf)")
+    p.add_argument("--truth-out", type=Path, help="write the scenario's sales truth here at exit")
+    p.add_argument("--seconds", type=float, default=0, help="0: until SIGTERM")
+
+    p = sub.add_parser("demo", help="run a whole store-in-a-box")
+    p.add_argument("--scenario", default="basic")
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--workdir", type=Path, help="default: a fresh directory under var/demo")
+
+    args = parser.parse_args(argv)
+    from edge_agent import logs
+
+    logs.configure(args.log_level, json_lines=args.log_format == "json")
+    try:
+        if args.command == "check":
+            from edge_agent.config import load_config
+
+            config = load_config(args.config)
+            print(f"{args.config}: ok (store {config.store.id}, {len(config.devices)} devices, "
+                  f"{len(config.lanes)} lanes)")
+            return 0
+        if args.command == "agent":
+            from edge_agent.agent import StoreAgent
+            from edge_agent.config import load_config
+
+            agent = StoreAgent(load_config(args.config))
+            asyncio.run(agent.run())
+            return 0
+        if args.command == "sim":
+            from firmware_sim.store import run_store
+
+            asyncio.run(run_store(
+                args.scenario, broker=(args.broker_host, args.broker_port),
+                agent_url=args.agent_url, dev_dir=args.dev_dir, truth_out=args.truth_out,
+                seconds=args.seconds or None))
+            return 0
+        if args.command == "demo":
+            from edge_agent.demo import run_demo
+
+            return run_demo(args.scenario, args.seconds, args.workdir)
+    except ConfigError as exc:
+        print(f"storeedge: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The agent's durable journal: SQLite in WAL mode, fsync'd on commit.
+
+Facts (sales, alert transitions, ERP commands) are committed here before they count as
+received: a POS transaction is acknowledged only after its row and its ERP command are on disk
+in one transaction. State (lane counts, the catalog) is snapshotted, never written per sample.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from storeedge.errors import UsageError
+from storeedge.events import Alert, AlertState, PosTransaction, Severity
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sale (
+    txn_id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    received_ts REAL NOT NULL,
+    device_ts REAL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_transition (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    alert_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    state TEXT NOT NULL,
+    ts REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_transition_by_alert ON alert_transition (alert_id, seq);
+CREATE TABLE IF NOT EXISTS state_snapshot (
+    key TEXT PRIMARY KEY,
+    ts REAL NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+
+ACTIVE_STATES = (AlertState.OPEN, AlertState.CLAIMED, AlertState.ESCALATED)
+
+# Called inside the journal's transaction so that a fact and what it owes the ERP and HQ
+# commit together: (connection, fact) -> None.
+Enlist = Callable[[sqlite3.Connection], None]
+
+
+class Journal:
+    """One SQLite connection, used from the agent's event loop thread (and its tests)."""
+
+    def __init__(self, path: str | Path, extra_schemas: Iterable[str] = ()) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.executescript(SCHEMA)
+        for schema in extra_schemas:
+            self._conn.executescript(schema)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _tx(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            return result
+
+    # Facts
+
+    def accept_sale(self, txn: PosTransaction, *enlist: Enlist) -> bool:
+        """Journal a POS transaction; False when its txn_id was accepted before.
+
+        ``enlist`` callbacks run in the same transaction (the ERP command, the HQ points), so
+        either all of it is on disk or none of it is.
+        """
+        body = json.dumps(txn.to_dict(), separators=(",", ":"))
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO sale (txn_id, event_id, received_ts, device_ts, body)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (txn.txn_id, txn.event_id, txn.received_ts, txn.device_ts, body),
+            )
+            if cur.rowcount == 0:
+                return False
+            for callback in enlist:
+                callback(conn)
+            return True
+
+        return bool(self._tx(work))
+
+    def record_alerts(self, alerts: list[Alert], *enlist: Enlist) -> None:
+        """Journal alert transitions in one transaction (one fsync for a whole batch)."""
+        rows = [
+            (a.event_id, a.alert_id, a.rule, a.subject, a.state.value, a.received_ts,
+             json.dumps(a.to_dict(), separators=(",", ":"), default=str))
+            for a in alerts
+        ]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO alert_transition (event_id, alert_id, rule, subject, state, ts, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            for callback in enlist:
+                callback(conn)
+
+        self._tx(work)
+
+    def active_alerts(self) -> list[Alert]:
+        """The latest transition of every alert that has not been resolved or cleared."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT body FROM alert_transition t WHERE seq = ("
+                " SELECT MAX(seq) FROM alert_transition WHERE alert_id = t.alert_id)"
+                " ORDER BY seq"
+            ).fetchall()
+        alerts = [alert_from_json(r[0]) for r in rows]
+        return [a for a in alerts if a.state in ACTIVE_STATES]
+
+    def sale_count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM sale").fetchone()[0])
+
+    def alert_counts(self) -> dict[str, dict[str, int]]:
+        """Alerts per rule: how many were raised, and how many are in each latest state."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT rule, state, COUNT(*) FROM alert_transition t WHERE seq = ("
+                " SELECT MAX(seq) FROM alert_transition WHERE alert_id = t.alert_id)"
+                " GROUP BY rule, state"
+            ).fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for rule, state, n in rows:
+            out.setdefault(rule, {})[state] = n
+        return out
+
+    # State
+
+    def save_state(self, key: str, value: Any, ts: float | None = None) -> None:
+        body = json.dumps(value, separators=(",", ":"))
+        self._tx(lambda conn: conn.execute(
+            "INSERT INTO state_snapshot (key, ts, body) VALUES (?, ?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET ts = excluded.ts, body = excluded.body",
+            (key, time.time() if ts is None else ts, body),
+        ))
+
+    def load_state(self, key: str) -> Any:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT body FROM state_snapshot WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read for health and metrics (the outbox's counts live in this file too)."""
+        if not sql.lstrip().upper().startswith("SELECT"):
+            raise UsageError("Journal.execute is for reads; facts go through their methods")
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+
+def alert_from_json(text: str) -> Alert:
+    data = json.loads(text)
+    data.pop("kind", None)
+    data["severity"] = Severity(data["severity"])
+    data["state"] = AlertState(data["state"])
+    return Alert(**data)
