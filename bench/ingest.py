@@ -230,9 +230,9 @@ def main() -> int:
         sent = time.perf_counter()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if agent_counter(url, "readings") >= len(plan) and listener.total >= n_alerts:
+            if listener.total >= n_alerts and agent_counter(url, "readings") >= len(plan):
                 break
-            time.sleep(0.01)
+            time.sleep(0.05)
         elapsed = time.perf_counter() - start
         processed = agent_counter(url, "readings")
         rss_peak = rss_kb(agent.pid, "VmHWM")

@@ -293,16 +293,18 @@ class StoreAgent:
         if not self._pending:
             return
         alerts, self._pending = self._pending, []
-        self.journal.record_alerts(alerts)
+        bodies = [(a, _json(a)) for a in alerts]
+        self.journal.record_alerts(bodies)
         if self.sink is not None:
             self.sink.add([tsdb.alert_point(a) for a in alerts])
-        for alert in alerts:
+        for alert, body in bodies:
             self.counters[f"alert_{alert.rule}_{alert.state.value}"] += 1
-            self._publish_alert(alert)
+            self._publish_alert(alert, body.encode())
             self.feed.publish(alert)
 
-    def _publish_alert(self, alert: Alert) -> None:
-        payload = json.dumps(alert.to_dict(), separators=(",", ":"), default=str).encode()
+    def _publish_alert(self, alert: Alert, payload: bytes | None = None) -> None:
+        if payload is None:
+            payload = _json(alert).encode()
         self.mqtt.publish(f"{self._prefix}alerts", payload, qos=1)
         # Retained per-alert state lets a handheld that (re)connects see what is open now;
         # an empty retained payload deletes a finished alert's entry.
@@ -474,6 +476,10 @@ class StoreAgent:
                        if s.units is not None]
             if samples:
                 self.sink.add(tsdb.lane_points(self.store_id, samples, self.clock()))
+
+
+def _json(alert: Alert) -> str:
+    return json.dumps(alert.to_dict(), separators=(",", ":"), default=str)
 
 
 async def _logged(coro: Awaitable[None], name: str) -> None:

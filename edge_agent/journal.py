@@ -105,13 +105,11 @@ class Journal:
 
         return bool(self._tx(work))
 
-    def record_alerts(self, alerts: list[Alert], *enlist: Enlist) -> None:
-        """Journal alert transitions in one transaction (one fsync for a whole batch)."""
-        rows = [
-            (a.event_id, a.alert_id, a.rule, a.subject, a.state.value, a.received_ts,
-             json.dumps(a.to_dict(), separators=(",", ":"), default=str))
-            for a in alerts
-        ]
+    def record_alerts(self, alerts: list[tuple[Alert, str]], *enlist: Enlist) -> None:
+        """Journal alert transitions, each with its JSON body, in one transaction (one fsync
+        for a whole batch)."""
+        rows = [(a.event_id, a.alert_id, a.rule, a.subject, a.state.value, a.received_ts, body)
+                for a, body in alerts]
 
         def work(conn: sqlite3.Connection) -> None:
             conn.executemany(

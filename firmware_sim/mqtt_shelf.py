@@ -155,7 +155,7 @@ class MqttShelfSim:
 
     def _drop_socket(self) -> None:
         sock = self._client.socket()
-        if sock is not None:
+        if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()

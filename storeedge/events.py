@@ -6,7 +6,7 @@ the device's own clock and may be wrong, ``received_ts`` is the agent's clock.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -29,9 +29,25 @@ class Event:
         return type(self).__name__
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["kind"] = self.kind
+        """A JSON-ready dict with a ``kind`` key (shallow and fast: ``asdict`` deep-copies)."""
+        cls = type(self)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+        data = {name: _plain(getattr(self, name)) for name in names}
+        data["kind"] = cls.__name__
         return data
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    if type(value) is tuple:
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
 
 
 # Readings (from devices)

@@ -206,7 +206,7 @@ class ShelfModbusDriver:
             raise DeviceUnavailable(f"{dev.id}: no answer: {exc}") from exc
         if reply.isError():
             raise PeerError(f"read refused (exception code {reply.exception_code})", source=dev.id)
-        return decode_lane_weights(reply.registers, list(dev.lanes))
+        return decode_lane_weights(reply.registers, dev.lanes)
 
     def _set_online(self, online: bool, error: str | None = None) -> None:
         if self._online is online:

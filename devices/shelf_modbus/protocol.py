@@ -23,6 +23,7 @@ complete, CRC-valid frame and skip to it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storeedge.errors import FrameError, UsageError
@@ -355,7 +356,7 @@ class ResponseParser(_Parser):
 
 
 def decode_lane_weights(
-    registers: list[int] | tuple[int, ...], lanes: list[str]
+    registers: Sequence[int], lanes: Sequence[str]
 ) -> list[tuple[str, float]]:
     """Pair each lane id with its net grams from input registers 0 .. 2*len(lanes)-1.
 
@@ -372,9 +373,9 @@ def decode_lane_weights(
     return out
 
 
-def encode_lane_weights(grams: list[float]) -> list[int]:
+def encode_lane_weights(grams: Sequence[float]) -> list[int]:
     """The input registers a shelf shows for these lane weights (the reverse of decode)."""
-    registers = []
+    registers: list[int] = []
     for g in grams:
         raw = grams_to_decigrams(g)
         if not -0x8000_0000 <= raw <= 0x7FFF_FFFF:

@@ -1,4 +1,4 @@
-"""The real driver (pymodbus over pyserial) against the shelf simulator (our codec) on a real pty."""
+"""The real driver (pymodbus, pyserial) against the shelf simulator (our codec) on a real pty."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from storeedge.events import DeviceStatus, ShelfWeight
 LANES = ["A1-1", "A1-2", "A1-3"]
 
 
-async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
+async def until(condition: Callable[[], object], within: float = 5.0) -> None:
+    """Poll a condition the driver's callbacks change, failing after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - the callbacks set plain attributes
             await asyncio.sleep(0.01)
 
 

@@ -29,8 +29,8 @@ async def client(mosquitto: Service) -> AsyncIterator[aiomqtt.Client]:
         yield c
 
 
-async def next_message(c: aiomqtt.Client, timeout: float = 5.0) -> aiomqtt.Message:
-    async with asyncio.timeout(timeout):
+async def next_message(c: aiomqtt.Client, within: float = 5.0) -> aiomqtt.Message:
+    async with asyncio.timeout(within):
         return await anext(aiter(c.messages))
 
 

@@ -188,4 +188,5 @@ def test_corrupted_frame_is_counted_and_the_next_one_found() -> None:
 def test_lane_weights_round_trip(decigrams: list[int]) -> None:
     grams = [d / 10 for d in decigrams]
     lanes = [f"L{i}" for i in range(len(grams))]
-    assert decode_lane_weights(encode_lane_weights(grams), lanes) == list(zip(lanes, grams, strict=True))
+    registers = encode_lane_weights(grams)
+    assert decode_lane_weights(registers, lanes) == list(zip(lanes, grams, strict=True))

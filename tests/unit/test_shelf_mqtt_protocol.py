@@ -38,7 +38,8 @@ def test_optional_fields_and_int_grams() -> None:
     w = decode(b'{"lane": "B2", "grams": 250}')
     assert (w.lane, w.grams, w.seq, w.device_ts) == ("B2", 250.0, None, None)
     assert type(w.grams) is float
-    assert decode(b'{"lane": "B2", "grams": -3.5, "seq": null, "ts": null, "extra": 1}').grams == -3.5
+    w = decode(b'{"lane": "B2", "grams": -3.5, "seq": null, "ts": null, "extra": 1}')
+    assert w.grams == -3.5
 
 
 def test_whitespace_and_other_unicode_encodings_are_json() -> None:
@@ -101,7 +102,8 @@ def test_status() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (st.lists(inner, max_size=3)
+                   | st.dictionaries(st.text(max_size=5), inner, max_size=3)),
     max_leaves=8,
 )
 near_valid = st.fixed_dictionaries(

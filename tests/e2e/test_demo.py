@@ -1,0 +1,91 @@
+"""The store-in-a-box demo, run as a user runs it, checked only through what it prints and what
+the ERP holds: the final JSON's truth is read back from Tryton by the demo itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+
+def start_demo(workdir: Path, seconds: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_agent.cli", "--log-format", "text", "demo",
+         "--seconds", str(seconds), "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=open(workdir.parent / "demo.stderr", "w"), text=True)
+
+
+def final_report(proc: subprocess.Popen[str], timeout: float) -> dict:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines[0].startswith("storeedge demo: handheld page http://127.0.0.1:")
+    return json.loads(lines[-1])
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def agent_health(workdir: Path) -> dict | None:
+    try:
+        port = yaml.safe_load((workdir / "store.yaml").read_text())["http"]["port"]
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()
+    except (OSError, httpx.HTTPError, ValueError, TypeError, KeyError):
+        return None
+
+
+def test_demo_books_every_sale_in_the_erp_and_raises_low_stock(tmp_path):
+    workdir = tmp_path / "demo"
+    report = final_report(start_demo(workdir, 35), timeout=300)
+    assert report["alerts"]["low_stock"] >= 1
+    assert report["erp_moves"] >= 1
+    assert report["readings"] > 100
+    assert report["tsdb_points"] > 0
+    truth = report["truth"]
+    assert truth["scenario_sales_units"] > 0
+    assert truth["erp_sold_units"] == truth["scenario_sales_units"]
+    assert truth["mismatches"] == 0
+
+
+def test_kill_9_of_the_agent_mid_run_loses_and_duplicates_nothing(tmp_path):
+    workdir = tmp_path / "demo"
+    proc = start_demo(workdir, 45)
+    try:
+        # Kill once the agent has accepted sales and is delivering them to the ERP.
+        wait_for(lambda: (agent_health(workdir) or {}).get("counters", {}).get("sales", 0) >= 4,
+                 120, "the agent to accept sales")
+        first = int((workdir / "agent.pid").read_text())
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: int((workdir / "agent.pid").read_text()) != first, 30,
+                 "the demo to restart the agent")
+        wait_for(lambda: (agent_health(workdir) or {}).get("counters", {}).get("sales", 0) >= 2,
+                 60, "the restarted agent to accept sales")
+        second = int((workdir / "agent.pid").read_text())
+        os.kill(second, signal.SIGKILL)
+        report = final_report(proc, timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert report["agent_restarts"] >= 2
+    truth = report["truth"]
+    assert truth["scenario_sales_units"] > 0
+    assert truth["mismatches"] == 0, truth
+    assert truth["erp_sold_units"] == truth["scenario_sales_units"]
