@@ -302,10 +302,9 @@ class StoreAgent:
             self._publish_alert(alert, body.encode())
             self.feed.publish(alert)
 
-    def _publish_alert(self, alert: Alert, payload: bytes | None = None) -> None:
-        if payload is None:
-            payload = _json(alert).encode()
-        self.mqtt.publish(f"{self._prefix}alerts", payload, qos=1)
+    def _publish_alert(self, alert: Alert, payload: bytes, stream: bool = True) -> None:
+        if stream:
+            self.mqtt.publish(f"{self._prefix}alerts", payload, qos=1)
         # Retained per-alert state lets a handheld that (re)connects see what is open now;
         # an empty retained payload deletes a finished alert's entry.
         retained = payload if alert.state in (AlertState.OPEN, AlertState.CLAIMED,
@@ -314,8 +313,9 @@ class StoreAgent:
                           retain=True)
 
     def _republish_state(self) -> None:
+        """After (re)connecting, refresh the retained state; the alert stream is not replayed."""
         for alert in self.active.values():
-            self._publish_alert(alert)
+            self._publish_alert(alert, _json(alert).encode(), stream=False)
 
     # AgentApi
 
