@@ -179,7 +179,7 @@ class Outbox:
         return [{"key": k, "kind": kd, "subject": s, "payload": json.loads(p), "reason": r,
                  "at": at} for k, kd, s, p, r, at in rows]
 
-    async def drained(self, timeout: float) -> bool:  # noqa: ASYNC109 - returns False, not raise
+    async def drained(self, timeout: float) -> bool:
         """Wait until nothing is pending; False if ``timeout`` seconds passed first."""
         deadline = time.monotonic() + timeout
         while self._head() is not None:

@@ -191,7 +191,8 @@ class StoreAgent:
                     self._reject("bad_payload", device_id, str(exc))
                     continue
                 if reading.lane not in lanes:
-                    self._reject("unknown_lane", device_id, f"lane {reading.lane!r} is not this shelf's")
+                    self._reject("unknown_lane", device_id,
+                                 f"lane {reading.lane!r} is not this shelf's")
                     continue
                 self._weigh(reading)
             elif stream == "status":
@@ -500,7 +501,8 @@ class _AgentCollector:
 
     def collect(self) -> Any:
         a = self.agent
-        c = CounterMetricFamily("storeedge_events", "Events handled by kind", labels=["store", "kind"])
+        c = CounterMetricFamily("storeedge_events", "Events handled by kind",
+                                labels=["store", "kind"])
         for kind, n in a.counters.items():
             c.add_metric([a.store_id, kind], n)
         yield c

@@ -94,7 +94,8 @@ class InventorySection(Strict):
     settle_seconds: Annotated[float, Field(ge=0)] = 1.0  # 0: every sample counts as stable
     settle_band_grams: Annotated[float, Field(gt=0)] = 3.0
     tolerance: Annotated[float, Field(gt=0, lt=0.5)] = 0.25  # of the unit weight
-    retare_below_grams: Annotated[float, Field(ge=0)] = 15.0  # an empty lane reading this little is drift
+    # an empty lane reading less than this is drift, not an item
+    retare_below_grams: Annotated[float, Field(ge=0)] = 15.0
 
 
 class CatalogItem(Strict):
@@ -217,7 +218,8 @@ def load_config(path: str | os.PathLike[str]) -> StoreConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError(file, "<yaml>", f"not valid YAML: {getattr(exc, 'problem', exc)}", line) from exc
+        problem = f"not valid YAML: {getattr(exc, 'problem', exc)}"
+        raise ConfigError(file, "<yaml>", problem, line) from exc
     if not isinstance(data, dict):
         raise ConfigError(file, "<root>", "must be a mapping of sections (store, devices, ...)")
     try:

@@ -32,7 +32,8 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening")
+            raise RuntimeError(
+                f"process {proc.args!r} exited with {proc.returncode} before listening")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -163,7 +164,8 @@ def start_victoria_metrics(workdir: Path, port: int | None = None) -> Service:
     """
     binary = victoria_metrics_path()
     if binary is None:
-        raise FileNotFoundError("victoria-metrics is not installed (apt-get install victoria-metrics)")
+        raise FileNotFoundError(
+            "victoria-metrics is not installed (apt-get install victoria-metrics)")
     port = port or free_port()
     data = workdir / "data"
     return spawn("victoria-metrics", [

@@ -71,7 +71,8 @@ def load_scenario(name_or_path: str) -> Scenario:
         data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         known = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")))
-        raise ConfigError(file, "<file>", f"cannot read ({exc.strerror}); built-in: {known}") from exc
+        problem = f"cannot read ({exc.strerror}); built-in: {known}"
+        raise ConfigError(file, "<file>", problem) from exc
     key = "<root>"
     try:
         key = "catalog"
@@ -102,5 +103,6 @@ def load_scenario(name_or_path: str) -> Scenario:
             raise ConfigError(file, f"shelves.{i}.kind", "must be modbus or mqtt")
         for j, lane in enumerate(shelf.lanes):
             if lane.sku not in skus:
-                raise ConfigError(file, f"shelves.{i}.lanes.{j}.sku", f"{lane.sku!r} not in catalog")
+                raise ConfigError(file, f"shelves.{i}.lanes.{j}.sku",
+                                  f"{lane.sku!r} not in catalog")
     return scenario

@@ -95,7 +95,8 @@ class SimulatedStore:
             if not stocked:
                 continue
             basket: dict[str, int] = {}
-            for lane in self.rng.sample(stocked, min(len(stocked), self.rng.randint(1, s.basket_max_lanes))):
+            visits = min(len(stocked), self.rng.randint(1, s.basket_max_lanes))
+            for lane in self.rng.sample(stocked, visits):
                 take = min(lane.units, self.rng.randint(1, s.pick_max_units))
                 lane.units -= take
                 lane.show()
@@ -107,7 +108,8 @@ class SimulatedStore:
     def _pay(self, basket: dict[str, int]) -> None:
         self._txn += 1
         txn_id = f"{self.scenario.store_id}-{int(time.time())}-{self._txn:06d}"
-        lines = tuple((sku, qty, self.scenario.sku(sku).price) for sku, qty in sorted(basket.items()))
+        lines = tuple((sku, qty, self.scenario.sku(sku).price)
+                      for sku, qty in sorted(basket.items()))
         self.pos.sell(Transaction(txn_id, int(time.time() * 1000), lines))
 
     async def staff(self) -> None:

@@ -4,9 +4,8 @@ cannot make it flap, and a count that hovers at the threshold raises nothing new
 
 from __future__ import annotations
 
-from storeedge.events import Severity
-
 from rules.actions import Action, ClearAlert, OpenAlert
+from storeedge.events import Severity
 
 RULE = "low_stock"
 

@@ -1,5 +1,6 @@
-"""The storeedge error tree. Every error a driver, codec, bridge or the agent raises is one of these;
-library exceptions (serial, HTTP, SQLite, MQTT) are translated at the boundary with ``raise ... from``.
+"""The storeedge error tree. Every error a driver, codec, bridge or the agent raises is one of
+these; library exceptions (serial, HTTP, SQLite, MQTT) are translated at the boundary with
+``raise ... from``.
 
     StoreEdgeError
     ├── ConfigError          a config file is wrong: names the file, the key and what is wrong

@@ -8,7 +8,7 @@ def ms_to_s(ms: float) -> float:
 
 
 def s_to_ms(seconds: float) -> int:
-    return int(round(seconds * 1000.0))
+    return round(seconds * 1000.0)
 
 
 def decigrams_to_grams(raw: int) -> float:
@@ -17,4 +17,4 @@ def decigrams_to_grams(raw: int) -> float:
 
 
 def grams_to_decigrams(grams: float) -> int:
-    return int(round(grams * 10.0))
+    return round(grams * 10.0)

@@ -21,7 +21,7 @@ LANES = ["A1-1", "A1-2", "A1-3"]
 async def until(condition: Callable[[], object], within: float = 5.0) -> None:
     """Poll a condition the driver's callbacks change, failing after ``within`` seconds."""
     async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - the callbacks set plain attributes
+        while not condition():
             await asyncio.sleep(0.01)
 
 
