@@ -35,15 +35,13 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import urllib3
-from influxdb_client import InfluxDBClient, WritePrecision
-from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
-from influxdb_client.rest import ApiException
+from typing import TYPE_CHECKING, Any
 
 from storeedge.errors import PeerError, StoreEdgeError, TimeSeriesUnavailable, UsageError
 from storeedge.events import Alert, Sale
+
+if TYPE_CHECKING:
+    from influxdb_client.client.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +272,11 @@ class TimeSeriesSink:
 
     async def run(self) -> None:
         """Drain the buffer forever: batches in order, retrying while the server is away."""
+        # Imported here: the client and its dependencies weigh ~25 MB, only for stores that
+        # send time series.
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
         client = InfluxDBClient(url=self._url, token=self._token, org=self._org,
                                 timeout=self._timeout_ms)
         write_api = client.write_api(write_options=SYNCHRONOUS)
@@ -343,6 +346,10 @@ class TimeSeriesSink:
         self._forget(batch[0][0], batch[-1][0])
 
     def _post(self, write_api: WriteApi, body: bytes) -> None:
+        import urllib3
+        from influxdb_client import WritePrecision
+        from influxdb_client.rest import ApiException
+
         try:
             write_api.write(bucket=self._bucket, org=self._org, record=body,
                             # The client annotates its own precision constants as the class.
