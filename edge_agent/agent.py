@@ -240,12 +240,14 @@ class StoreAgent:
             return
         inv = self.config.inventory
         change = scale.update(reading.grams, reading.received_ts, inv.settle_seconds,
-                              inv.settle_band_grams, inv.tolerance)
+                              inv.settle_band_grams, inv.tolerance, inv.retare_below_grams)
         if change is not None:
             self._on_change(scale, change, reading)
 
     def _on_change(self, scale: LaneScale, change: Change, reading: ShelfWeight) -> None:
         self.counters[f"stock_{change.cause.value}"] += 1
+        if change.cause is StockCause.TARE:
+            return
         if change.cause is StockCause.AMBIGUOUS:
             self.bad_input.warning(f"ambiguous:{scale.lane}",
                                    "lane %s (store %s): weight %.1f g is not a whole number of "

@@ -6,6 +6,9 @@ accepted only when the remainder is within ``tolerance`` of a unit, otherwise th
 ambiguous (a misplaced or foreign item) and the count stays. Small changes within the band
 move the reference weight, so slow load-cell drift never becomes a count.
 
+An empty lane that settles within ``retare_below`` grams of zero is re-tared: the change is
+drift, never a foreign item.
+
 Counts are state, not facts: the agent snapshots them periodically, never per sample.
 """
 
@@ -50,7 +53,7 @@ class LaneScale:
         return self.committed
 
     def update(self, grams: float, ts: float, settle_seconds: float, band: float,
-               tolerance: float) -> Change | None:
+               tolerance: float, retare_below: float = 0.0) -> Change | None:
         self.last_grams = grams
         self.last_ts = ts
         if self.window_n and min(self.window_min, grams) >= max(self.window_max, grams) - band:
@@ -66,9 +69,10 @@ class LaneScale:
         if self.committed or ts - self.window_start < settle_seconds:
             return None
         self.committed = True
-        return self._commit(self.window_sum / self.window_n, band, tolerance)
+        return self._commit(self.window_sum / self.window_n, band, tolerance, retare_below)
 
-    def _commit(self, grams: float, band: float, tolerance: float) -> Change | None:
+    def _commit(self, grams: float, band: float, tolerance: float,
+                retare_below: float) -> Change | None:
         before = self.units
         reference = self.reference_grams
         self.reference_grams = grams
@@ -78,6 +82,9 @@ class LaneScale:
         delta = grams - reference
         if abs(delta) <= band:
             return None  # drift or noise: the reference follows it
+        if before == 0 and abs(grams) <= retare_below:
+            # An empty lane settling near zero is load-cell drift: take it as the new zero.
+            return Change(0, 0, StockCause.TARE, grams)
         ratio = delta / self.unit_grams
         whole = round(ratio)
         if abs(ratio - whole) > tolerance:

@@ -95,3 +95,14 @@ def test_noise_within_the_band_never_changes_a_count(units, unit, noise):
         change = lane.update(units * unit + n, t, SETTLE, BAND, TOL)
         assert change is None or change.after == units
     assert lane.units == units
+
+
+def test_an_empty_lane_drifting_off_zero_is_retared_not_ambiguous():
+    lane = scale(75.0)
+    feed(lane, 0.0, 0.0, 1.5)
+    assert lane.units == 0
+    [change] = [c for c in (lane.update(11.0, 2.0 + i / 10, SETTLE, BAND, TOL, 15.0)
+                            for i in range(15)) if c]
+    assert (change.cause, change.after) == (StockCause.TARE, 0)
+    [change] = feed(lane, 11.0 + 75.0 * 2, 4.0, 1.5)  # a restock counts from the new zero
+    assert (change.cause, change.after) == (StockCause.RESTOCK, 2)
