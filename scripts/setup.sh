@@ -5,17 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(python3 python3-venv mosquitto victoria-metrics)
+want=(mosquitto victoria-metrics)
 [ "${STOREEDGE_SETUP_BROWSER:-0}" = 1 ] && want+=(chromium)
+# A Python 3.11+ with venv may come from elsewhere (pyenv, a base image); else Debian's.
+if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  want+=(python3 python3-venv)
+fi
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
 done
-# python3 may come from elsewhere (pyenv, a base image): then Debian's is not needed.
-if command -v python3 >/dev/null && python3 -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-  missing=("${missing[@]/python3}"); missing=("${missing[@]/python3-venv}")
-fi
-missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "setup: installing Debian packages: ${missing[*]}" >&2
