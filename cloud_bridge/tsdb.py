@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from storeedge.errors import PeerError, StoreEdgeError, TimeSeriesUnavailable, UsageError
 from storeedge.events import Alert, Sale
+from storeedge.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from influxdb_client.client.write_api import WriteApi
@@ -159,27 +160,6 @@ class _Rejected(PeerError):
     """The server refused the batch itself (400/413/422); retrying it unchanged cannot help."""
 
 
-class _RateLimitedLog:
-    """Logs at most once per ``interval`` seconds and says how many lines it held back."""
-
-    def __init__(self, interval: float = 60.0) -> None:
-        self._interval = interval
-        self._next = 0.0
-        self._held = 0
-
-    def __call__(self, level: int, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._held += 1
-            return
-        if self._held:
-            msg += " (%d similar suppressed)"
-            args = (*args, self._held)
-        log.log(level, msg, *args)
-        self._next = now + self._interval
-        self._held = 0
-
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a batch's id range stays its own
@@ -227,9 +207,9 @@ class TimeSeriesSink:
         self._dropped = 0
         self._rejected = 0
         self._last_error: str | None = None
-        self._log_unavailable = _RateLimitedLog()
-        self._log_dropped = _RateLimitedLog()
-        self._log_rejected = _RateLimitedLog(10.0)
+        self._log_unavailable = RateLimitedLog(log, 60.0)
+        self._log_dropped = RateLimitedLog(log, 60.0)
+        self._log_rejected = RateLimitedLog(log, 10.0)
 
     def add(self, lines: list[str]) -> None:
         """Append lines to the buffer in one transaction; drop the oldest if it overflows."""
@@ -253,7 +233,7 @@ class TimeSeriesSink:
             dropped = excess + len(lines) - len(keep)
             self._dropped += dropped
         if dropped:
-            self._log_dropped(logging.WARNING,
+            self._log_dropped.log("dropped", logging.WARNING,
                               "time-series buffer full (%d points): dropped the %d oldest; "
                               "%d dropped since start", self._max_points, dropped, self._dropped)
 
@@ -293,9 +273,10 @@ class TimeSeriesSink:
                 except TimeSeriesUnavailable as exc:
                     failures += 1
                     self._last_error = str(exc)
-                    self._log_unavailable(
-                        logging.WARNING, "time-series server %s unavailable (%s); %d points "
-                        "kept on disk, retrying", self._url, exc, self._buffered)
+                    self._log_unavailable.log(
+                        "unavailable", logging.WARNING,
+                        "time-series server %s unavailable (%s); %d points kept on disk, retrying",
+                        self._url, exc, self._buffered)
                     cap = min(self._retry_max, self._retry_initial * 2 ** min(failures, 30))
                     await asyncio.sleep(random.uniform(cap / 2, cap))
                     continue
@@ -338,9 +319,10 @@ class TimeSeriesSink:
                 await self._deliver(write_api, batch[mid:])
                 return
             self._rejected += 1
-            self._log_rejected(logging.ERROR, "time-series server %s rejected a line, dropped "
-                               "it (%d rejected since start): %s: %.200s",
-                               self._url, self._rejected, exc, batch[0][1])
+            self._log_rejected.log("rejected", logging.ERROR,
+                                   "time-series server %s rejected a line, dropped it "
+                                   "(%d rejected since start): %s: %.200s",
+                                   self._url, self._rejected, exc, batch[0][1])
         else:
             self._written += len(batch)
         self._forget(batch[0][0], batch[-1][0])

@@ -32,7 +32,6 @@ from devices.shelf_mqtt.protocol import decode_status, decode_weight
 from edge_agent.config import ShelfModbusDevice, ShelfMqttDevice, StoreConfig
 from edge_agent.inventory import Change, LaneScale
 from edge_agent.journal import Journal
-from edge_agent.logs import RateLimitedLog
 from edge_agent.mqtt import Batch, MqttLink
 from edge_agent.web import AlertFeed, create_app
 from rules.actions import Action, ClearAlert, OpenAlert
@@ -49,6 +48,7 @@ from storeedge.events import (
     StockCause,
 )
 from storeedge.ids import idempotency_key, new_event_id
+from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
