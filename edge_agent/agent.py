@@ -445,7 +445,7 @@ class StoreAgent:
         finally:
             self._flush()
             self._snapshot()
-            self.mqtt.stop(final=(f"{self._prefix}state/agent", b"offline"))
+            await self.mqtt.aclose(final=(f"{self._prefix}state/agent", b"offline"))
             if self.erp is not None:
                 await self.erp.aclose()
             self.journal.close()

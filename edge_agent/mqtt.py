@@ -14,7 +14,6 @@ bench/ingest.py for the figures of the current commit).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -52,7 +51,8 @@ class MqttLink:
             username=username or None, password=password if username else None,
             will=Will(will[0], will[1], qos=1, retain=True) if will else None, ssl=context,
             subscriptions=[(topic, 1) for topic in subscriptions], on_batch=self._on_batch,
-            on_connect=self._on_connect, reconnect_initial=1.0, reconnect_max=30.0)
+            on_connect=self._on_connect, reconnect_initial=1.0, reconnect_max=30.0,
+            read_size=262_144)
         # An asyncio.Event: ``is_set()`` as before; set and cleared on the loop thread.
         self.connected = self.connection.connected
 

@@ -39,8 +39,8 @@ from devices.mqtt.protocol import (
     encode_connect,
     encode_disconnect,
     encode_pingreq,
-    encode_publish,
     encode_pubacks,
+    encode_publish,
     encode_subscribe,
 )
 from storeedge.errors import BrokerUnavailable, UsageError
@@ -53,13 +53,14 @@ Batch = list[tuple[str, bytes]]
 class _Connection:
     """One network connection's state: dropped whole on disconnect."""
 
-    __slots__ = ("reader", "writer", "decoder", "ping_outstanding")
+    __slots__ = ("decoder", "leftover", "ping_outstanding", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.decoder = Decoder()
         self.ping_outstanding = False
+        self.leftover = b""
 
 
 class MqttConnection:
@@ -170,30 +171,32 @@ class MqttConnection:
             writer.write(encode_connect(self.client_id, clean_session=self.clean_session,
                                         keepalive=self.keepalive, username=self.username,
                                         password=self.password, will=self.will))
+            # 3.2.0: the first packet from the server is CONNACK, always 4 bytes; whatever
+            # follows it in the same read (a persistent session's queued PUBLISHes) is kept
+            # for the read loop.
+            buf = b""
             async with asyncio.timeout(self.connect_timeout):
-                while True:
+                while len(buf) < 4:
                     data = await reader.read(self.read_size)
                     if not data:
                         raise BrokerUnavailable(f"MQTT broker {self.host}:{self.port} closed "
                                                 "the connection before CONNACK")
-                    packets = conn.decoder.feed(data)
-                    if packets:
-                        break
+                    buf += data
+            if buf[0] != 0x20 or buf[1] != 0x02:
+                raise MqttFrameError(f"expected CONNACK first, got {buf[:4]!r}")
+            ack = conn.decoder.feed(buf[:4])[0]
+            assert isinstance(ack, ConnAck)
+            conn.leftover = buf[4:]
+            if ack.return_code != 0:
+                raise BrokerUnavailable(f"MQTT broker {self.host}:{self.port} refused client "
+                                        f"{self.client_id!r}: {ack.reason} "
+                                        f"(code {ack.return_code})")
         except BaseException as exc:
             writer.close()
             if isinstance(exc, (OSError, TimeoutError)):
                 raise BrokerUnavailable(f"MQTT broker {self.host}:{self.port}: "
                                         f"{exc or type(exc).__name__}") from exc
             raise
-        ack = packets[0]
-        # 3.2.0: the first packet from the server must be CONNACK.
-        if not isinstance(ack, ConnAck) or len(packets) > 1:
-            writer.close()
-            raise MqttFrameError(f"expected CONNACK first, got {type(ack).__name__}")
-        if ack.return_code != 0:
-            writer.close()
-            raise BrokerUnavailable(f"MQTT broker {self.host}:{self.port} refused client "
-                                    f"{self.client_id!r}: {ack.reason} (code {ack.return_code})")
         self._conn = conn
         self.session_present = ack.session_present
         return ack.session_present
@@ -219,7 +222,8 @@ class MqttConnection:
             entry[1] = True
         return True
 
-    async def subscribe(self, filters: list[tuple[str, int]], timeout: float = 10.0) -> tuple[int, ...]:
+    async def subscribe(self, filters: list[tuple[str, int]],
+                        timeout: float = 10.0) -> tuple[int, ...]:
         """Add subscriptions (kept for reconnects) and, when connected, wait for their SUBACK."""
         for f in filters:
             if f not in self.subscriptions:
@@ -293,7 +297,7 @@ class MqttConnection:
                 granted = await fut
         finally:
             self._sub_waiters.pop(pid, None)
-        refused = [f for f, g in zip(filters, granted) if g == 0x80]
+        refused = [f for f, g in zip(filters, granted, strict=False) if g == 0x80]
         if refused:
             log.error("MQTT broker refused subscriptions %s (client %s)", refused, self.client_id)
         return granted
@@ -316,7 +320,7 @@ class MqttConnection:
                     await self._subscribe(conn, list(self.subscriptions), self.connect_timeout)
                 # 4.4: re-send unacknowledged PUBLISHes; DUP on those sent before.
                 resend = []
-                for pid, entry in self._inflight.items():
+                for _pid, entry in self._inflight.items():
                     packet = entry[0]
                     assert isinstance(packet, bytes)
                     resend.append(bytes((packet[0] | 0x08,)) + packet[1:] if entry[1] else packet)
@@ -338,7 +342,7 @@ class MqttConnection:
         reader, writer, decoder = conn.reader, conn.writer, conn.decoder
         size = self.read_size
         while True:
-            data = await reader.read(size)
+            data, conn.leftover = conn.leftover or await reader.read(size), b""
             if not data:
                 raise EOFError("broker closed the connection")
             messages, acks, others = decoder.feed_batch(data)
@@ -395,4 +399,4 @@ class _Served(ConnectionError):
     """A connection that was established and then lost (resets the backoff)."""
 
 
-__all__ = ["Batch", "CONNACK_REASONS", "MqttConnection", "Will"]
+__all__ = ["CONNACK_REASONS", "Batch", "MqttConnection", "Will"]

@@ -235,7 +235,7 @@ _REJECTED = {
 class Decoder:
     """Incremental decoder of server-to-client packets. Feed it every byte received, in order."""
 
-    __slots__ = ("_rest", "max_packet_size", "_topics")
+    __slots__ = ("_rest", "_topics", "max_packet_size")
 
     def __init__(self, max_packet_size: int = 16 * 1024 * 1024) -> None:
         self._rest = b""

@@ -179,7 +179,7 @@ def test_feed_batch_agrees_with_feed_across_any_split(packets: list[Publish],
     d = Decoder()
     msgs: list[tuple[str, bytes]] = []
     acks: list[int] = []
-    for a, b in zip([0, *cuts], [*cuts, len(raw)]):
+    for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=False):
         m, k, o = d.feed_batch(raw[a:b])
         msgs += m
         acks += k
