@@ -1,5 +1,5 @@
 """The agent's MQTT connection: our own asyncio MQTT 3.1.1 client (``devices.mqtt``) on the event
-loop thread, one socket read (up to 64 KB, hundreds of readings) decoded and handed to the agent
+loop thread, one socket read (up to 256 KB, thousands of readings) decoded and handed to the agent
 as one batch per loop turn.
 
 Why not paho or aiomqtt: measured on our 2-core machines with bench/ingest.py, paho's network
