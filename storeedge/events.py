@@ -70,6 +70,73 @@ class DeviceStatus(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TagRead(Event):
+    """One RFID read of a tag by a reader (``source``) antenna. ``epc`` is upper-case hex."""
+
+    epc: str
+    antenna: int | None = None
+    rssi: float | None = None  # dBm
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scan(Event):
+    """A barcode scan. ``gtin`` is the 14-digit GTIN when the code carries one; ``batch``,
+    ``expiry`` (ISO date) and ``serial`` come from GS1 element strings (AI 10, 17, 21)."""
+
+    code: str
+    symbology: str | None = None
+    gtin: str | None = None
+    batch: str | None = None
+    expiry: str | None = None
+    serial: str | None = None
+
+
+class CheckoutKind(StrEnum):
+    STARTED = "started"
+    ITEM_SCANNED = "item_scanned"
+    BAGGING_WEIGHT = "bagging_weight"
+    VOIDED = "voided"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    ASSISTANCE = "assistance"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckoutEvent(Event):
+    """A self-checkout kiosk's session event. Which optional fields are set depends on ``kind``:
+    item_scanned/voided: sku or barcode, qty, expected_grams, unit_price; bagging_weight: grams
+    (the bagging-area scale's total); paid: amount."""
+
+    kiosk: str
+    session: str
+    kind: CheckoutKind
+    sku: str | None = None
+    barcode: str | None = None
+    qty: int = 1
+    expected_grams: float | None = None
+    unit_price: float | None = None
+    grams: float | None = None
+    amount: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShelfImage(Event):
+    """Occupancy per lane (0 = empty .. 1 = full) measured from one camera frame."""
+
+    occupancy: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Climate(Event):
+    """A fridge/freezer sensor sample (Zigbee2MQTT and the like)."""
+
+    temperature: float | None = None  # degrees Celsius
+    humidity: float | None = None  # percent
+    battery: float | None = None  # percent
+    linkquality: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PosLine:
     sku: str
     qty: int
@@ -114,9 +181,40 @@ class Sale(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TagPresence(Event):
+    """A tag's presence changed: ``change`` is arrived, moved or departed. ``location`` is where
+    it is now (for departed: where it was last seen); ``previous`` is set for moved."""
+
+    epc: str
+    change: str  # arrived | moved | departed
+    location: str
+    sku: str | None = None
+    previous: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuspectItem(Event):
+    """A checkout session's bagging area weighs more than its scanned items explain."""
+
+    kiosk: str
+    session: str
+    unexplained_grams: float
+    message: str
+
+
+class HealthState(StrEnum):
+    ONLINE = "online"
+    DEGRADED = "degraded"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceHealth(Event):
+    """A device's health changed; ``reason`` says why (last will, silence, error rate, port)."""
+
     device: str
-    state: str  # online | degraded | offline
+    state: HealthState
+    reason: str = ""
 
 
 # Rule output
