@@ -27,9 +27,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from cloud_bridge import outbox as outbox_mod
 from cloud_bridge import tsdb
 from cloud_bridge.tryton.connector import TrytonConnector
-from devices.shelf_modbus.driver import ShelfModbusDriver
-from devices.shelf_mqtt.protocol import decode_status, decode_weight
-from edge_agent.config import ShelfModbusDevice, ShelfMqttDevice, StoreConfig
+from devices.shelf_mqtt.protocol import decode_status
+from edge_agent import device_kinds
+from edge_agent.config import StoreConfig
+from edge_agent.health import HealthTracker
 from edge_agent.inventory import Change, LaneScale
 from edge_agent.journal import Journal
 from edge_agent.mqtt import Batch, MqttLink
@@ -40,7 +41,9 @@ from storeedge.errors import ErpUnavailable, PayloadError, StoreEdgeError
 from storeedge.events import (
     Alert,
     AlertState,
+    DeviceHealth,
     DeviceStatus,
+    Event,
     PosTransaction,
     Sale,
     Severity,
@@ -68,6 +71,7 @@ class StoreAgent:
     def __init__(self, config: StoreConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.store_id = config.store.id
+        self._prefix = f"store/{self.store_id}/"
         self.clock = clock
         self.journal = Journal(config.journal.path, extra_schemas=[outbox_mod.SCHEMA])
         self.outbox = outbox_mod.Outbox(config.journal.path)
@@ -79,12 +83,24 @@ class StoreAgent:
         self.catalog: dict[str, Sku] = {}
         self.scales: dict[str, LaneScale] = {}
         self.active: dict[tuple[str, str], Alert] = {}
-        self.devices: dict[str, dict[str, Any]] = {}
+        self.device_health = HealthTracker(self.store_id, {d.id: d.type for d in config.devices})
         self._pending: list[Alert] = []
-        self._mqtt_lanes = {d.id: frozenset(d.lanes) for d in config.devices
-                            if isinstance(d, ShelfMqttDevice)}
+        self._pending_facts: list[Event] = []
+        # topic -> (device, decoder) for every MQTT-fed device; an exact match per message.
+        self._routes: dict[str, tuple[Any, Callable[..., list[Any]]]] = {}
+        self._status_topics: dict[str, str] = {}
+        for device in config.devices:
+            feed = device_kinds.KINDS[device.type]
+            if isinstance(feed, device_kinds.MqttFeed):
+                topic = device_kinds.topic_of(device, self.store_id)
+                self._routes[topic] = (device, device_kinds.load(feed.decoder))
+            self._status_topics[f"{self._prefix}dev/{device.id}/status"] = device.id
+        self._reading_key = {d.id: f"readings_{d.type}" for d in config.devices}
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ShelfWeight: self._weigh,
+            DeviceStatus: self.on_device_status,
+        }
         self._lane_cfg = {lane.id: lane for lane in config.lanes}
-        self._prefix = f"store/{self.store_id}/"
         self._stopping = asyncio.Event()
         self.erp: TrytonConnector | None = None
         if config.erp.kind == "tryton":
@@ -99,16 +115,13 @@ class StoreAgent:
                 ts.token(), ts.batch_size, ts.flush_seconds, ts.buffer_max_points)
         self.mqtt = MqttLink(
             host=config.broker.host, port=config.broker.port, client_id=config.client_id,
-            subscriptions=[f"{self._prefix}dev/+/+"], on_batch=self.on_batch,
+            subscriptions=self._subscriptions(), on_batch=self.on_batch,
             username=config.broker.username, password=config.broker.password(),
             tls=config.broker.tls, tls_ca=str(config.broker.ca_file or "") or None,
             keepalive=config.broker.keepalive,
             will=(f"{self._prefix}state/agent", b"offline"),
             online=(f"{self._prefix}state/agent", b"online"),
             on_connected=self._republish_state)
-        for device in config.devices:
-            self.devices[device.id] = {"type": device.type, "online": None, "error": None,
-                                       "last_seen": None, "readings": 0, "bad": 0}
 
     # Setup
 
@@ -169,72 +182,84 @@ class StoreAgent:
 
     # Intake (event loop thread)
 
+    def _subscriptions(self) -> list[str]:
+        """The store's device subtree, plus topics third-party devices already publish on."""
+        own = f"{self._prefix}dev/+/+"
+        return [own, *sorted(t for t in self._routes if not t.startswith(self._prefix))]
+
     def on_batch(self, batch: Batch) -> None:
         now = self.clock()
-        prefix = self._prefix
+        routes = self._routes
         for topic, payload in batch:
-            if not topic.startswith(prefix):
-                continue
-            parts = topic[len(prefix):].split("/")
-            if len(parts) != 3 or parts[0] != "dev":
-                continue
-            device_id, stream = parts[1], parts[2]
-            if stream == "weight":
-                lanes = self._mqtt_lanes.get(device_id)
-                if lanes is None:
-                    self._reject("unknown_device", device_id, "no shelf_mqtt device with this id")
-                    continue
-                try:
-                    reading = decode_weight(payload, store_id=self.store_id, device_id=device_id,
-                                            received_ts=now)
-                except PayloadError as exc:
-                    self._reject("bad_payload", device_id, str(exc))
-                    continue
-                if reading.lane not in lanes:
-                    self._reject("unknown_lane", device_id,
-                                 f"lane {reading.lane!r} is not this shelf's")
-                    continue
-                self._weigh(reading)
-            elif stream == "status":
-                if device_id in self.devices:
+            route = routes.get(topic)
+            if route is None:
+                device_id = self._status_topics.get(topic)
+                if device_id is not None:
                     try:
                         online = decode_status(payload)
                     except PayloadError as exc:
                         self._reject("bad_payload", device_id, str(exc))
                         continue
                     self._device_status(device_id, online, None, now)
+                elif topic.startswith(self._prefix):
+                    parts = topic.split("/")
+                    self._reject("unknown_device", parts[3] if len(parts) > 3 else topic,
+                                 f"no device reads topic {topic}")
+                continue
+            device, decode = route
+            try:
+                events = decode(payload, device=device, store_id=self.store_id,
+                                received_ts=now)
+            except PayloadError as exc:
+                self._reject("bad_payload", device.id, str(exc))
+                continue
+            self._dispatch(events)
         self._flush()
 
-    def on_modbus(self, readings: list[ShelfWeight]) -> None:
-        for reading in readings:
-            self._weigh(reading)
+    def on_events(self, events: list[Any]) -> None:
+        """Events from a driver task (serial ports, cameras)."""
+        self._dispatch(events)
         self._flush()
+
+    def _dispatch(self, events: list[Any]) -> None:
+        handlers = self._handlers
+        counters = self.counters
+        for event in events:
+            if type(event) is not DeviceStatus:
+                counters["readings"] += 1
+                counters[self._reading_key.get(event.source, "readings_other")] += 1
+                change = self.device_health.seen(event.source, event.received_ts)
+                if change is not None:
+                    self._health(change)
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(event)
 
     def on_device_status(self, status: DeviceStatus) -> None:
         self._device_status(status.source, status.online, status.error, status.received_ts)
 
     def _device_status(self, device_id: str, online: bool, error: str | None, ts: float) -> None:
-        dev = self.devices[device_id]
-        if dev["online"] != online:
-            log.info("device %s %s (store %s)%s", device_id, "online" if online else "offline",
-                     self.store_id, f": {error}" if error else "")
-        dev.update(online=online, error=error, last_seen=ts)
+        if device_id in self.device_health:
+            self._health(self.device_health.reported(device_id, online, error, ts))
+
+    def _health(self, change: DeviceHealth | None) -> None:
+        if change is None:
+            return
+        log.info("device %s is %s (store %s): %s", change.device, change.state.value,
+                 self.store_id, change.reason)
+        self.counters[f"device_{change.state.value}"] += 1
+        self._pending_facts.append(change)
+        self.mqtt.publish(f"{self._prefix}state/devices/{change.device}",
+                          json.dumps(change.to_dict(), default=str).encode(), qos=1, retain=True)
 
     def _reject(self, reason: str, device_id: str, detail: str) -> None:
         self.counters[f"rejected_{reason}"] += 1
-        if device_id in self.devices:
-            self.devices[device_id]["bad"] += 1
+        if device_id in self.device_health:
+            self._health(self.device_health.seen(device_id, self.clock(), good=False))
         self.bad_input.warning(f"{reason}:{device_id}", "rejected input from %s (store %s): %s",
                                device_id, self.store_id, detail)
 
     def _weigh(self, reading: ShelfWeight) -> None:
-        self.counters["readings"] += 1
-        dev = self.devices.get(reading.source)
-        if dev is not None:
-            dev["readings"] += 1
-            dev["last_seen"] = reading.received_ts
-            if dev["online"] is not True:
-                dev["online"] = True
         scale = self.scales.get(reading.lane)
         if scale is None:
             return
@@ -292,7 +317,10 @@ class StoreAgent:
         self._pending.append(alert)
 
     def _flush(self) -> None:
-        """Journal this turn's alert transitions in one transaction, then act on them."""
+        """Journal this turn's facts and alert transitions, then act on them."""
+        if self._pending_facts:
+            facts, self._pending_facts = self._pending_facts, []
+            self.journal.record_facts(facts)
         if not self._pending:
             return
         alerts, self._pending = self._pending, []
@@ -386,7 +414,6 @@ class StoreAgent:
         broker_ok = self.mqtt.connected.is_set()
         erp_stale = ob.get("oldest_pending_age_s") or 0
         status = "ok" if broker_ok and erp_stale < 600 else "degraded"
-        devices = {k: {kk: vv for kk, vv in v.items()} for k, v in self.devices.items()}
         return {
             "status": status,
             "store": self.store_id,
@@ -394,7 +421,9 @@ class StoreAgent:
                        "publish_failures": self.mqtt.publish_failures},
             "erp": ob,
             "timeseries": sink,
-            "devices": devices,
+            "devices": self.device_health.view(),
+            "device_states": self.device_health.states(),
+            "facts": self.journal.fact_counts(),
             "alerts": self.journal.alert_counts(),
             "open_alerts": len(self.active),
             "counters": dict(self.counters),
@@ -423,10 +452,11 @@ class StoreAgent:
                     background.append(tg.create_task(_logged(coro, name), name=name))
 
                 for device in self.config.devices:
-                    if isinstance(device, ShelfModbusDevice):
-                        driver = ShelfModbusDriver(device, self.store_id, self.on_modbus,
-                                                   self.on_device_status)
-                        spawn(driver.run(), f"modbus:{device.id}")
+                    feed = device_kinds.KINDS[device.type]
+                    if isinstance(feed, device_kinds.DriverFeed):
+                        driver = device_kinds.load(feed.driver)(
+                            device, self.store_id, self.on_events, self.on_device_status)
+                        spawn(driver.run(), f"{device.type}:{device.id}")
                 if self.erp is not None:
                     spawn(self._refresh_catalog(), "catalog")
                     spawn(self.outbox.run(self._deliver), "erp-outbox")
@@ -434,6 +464,7 @@ class StoreAgent:
                     spawn(self.sink.run(), "tsdb-sink")
                     spawn(self._sample_loop(), "tsdb-sampler")
                 spawn(self._snapshot_loop(), "snapshot")
+                spawn(self._tick_loop(), "tick")
                 http = tg.create_task(server.serve(), name="http")
                 await self._stopping.wait()
                 log.info("stopping store %s", self.store_id)
@@ -470,6 +501,14 @@ class StoreAgent:
         while True:
             await asyncio.sleep(self.config.journal.snapshot_seconds)
             self._snapshot()
+
+    async def _tick_loop(self) -> None:
+        """Time-driven state: device silence and error rates."""
+        while True:
+            await asyncio.sleep(1.0)
+            for change in self.device_health.tick(self.clock()):
+                self._health(change)
+            self._flush()
 
     async def _sample_loop(self) -> None:
         assert self.sink is not None
@@ -522,6 +561,6 @@ class _AgentCollector:
             yield g
         g = GaugeMetricFamily("storeedge_device_online", "Device online (1) or not (0)",
                               labels=["store", "device"])
-        for dev_id, dev in a.devices.items():
+        for dev_id, dev in a.device_health.view().items():
             g.add_metric([a.store_id, dev_id], 1.0 if dev["online"] else 0.0)
         yield g

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from devices.shelf_modbus.config import ShelfModbusDevice
+from devices.shelf_mqtt.config import ShelfMqttDevice
 from storeedge.errors import ConfigError
 
 
@@ -115,29 +117,9 @@ class Lane(Strict):
     low_stock: Annotated[int, Field(ge=0)] | None = None  # overrides the catalog's threshold
 
 
-class ShelfModbusDevice(Strict):
-    """A wired smart shelf controller: Modbus RTU over RS-485."""
-
-    type: Literal["shelf_modbus"]
-    id: str
-    port: str
-    baudrate: int = 19200
-    slave: Annotated[int, Field(ge=1, le=247)] = 1
-    poll_hz: Annotated[float, Field(gt=0, le=50)] = 5.0
-    timeout_seconds: Annotated[float, Field(gt=0)] = 0.3
-    lanes: Annotated[list[str], Field(min_length=1, max_length=60)]  # lane ids in register order
-
-
-class ShelfMqttDevice(Strict):
-    """A wireless smart shelf publishing JSON on store/{sid}/dev/{id}/weight."""
-
-    type: Literal["shelf_mqtt"]
-    id: str
-    lanes: Annotated[list[str], Field(min_length=1)]
-
-
+DEVICE_MODELS = (ShelfModbusDevice, ShelfMqttDevice)
 Device = Annotated[ShelfModbusDevice | ShelfMqttDevice, Field(discriminator="type")]
-DEVICE_TYPES = {"shelf_modbus", "shelf_mqtt"}
+DEVICE_TYPES = {m.model_fields["type"].annotation.__args__[0] for m in DEVICE_MODELS}
 
 
 class LowStockRule(Strict):

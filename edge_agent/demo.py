@@ -111,13 +111,14 @@ class Child:
 
 
 class StatusBoard:
-    """Reads the agent's health and keeps what the final report needs across restarts."""
+    """Reads the agent's health and keeps what the final report needs across restarts (a
+    restarted agent's counters begin again; its journal does not)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.health: dict[str, Any] = {}
-        self.readings_before_restarts = 0
-        self._last_readings = 0
+        self._before_restarts: Counter[str] = Counter()
+        self._last: Counter[str] = Counter()
         self._rate: tuple[float, int] | None = None
         self.readings_per_s = 0.0
 
@@ -127,27 +128,35 @@ class StatusBoard:
             health = resp.json()
         except (httpx.HTTPError, ValueError):
             return
-        readings = int(health.get("counters", {}).get("readings", 0))
-        if readings < self._last_readings:  # the agent restarted: its counters began again
-            self.readings_before_restarts += self._last_readings
-        self._last_readings = readings
+        counters = Counter({k: int(v) for k, v in health.get("counters", {}).items()})
+        if counters["readings"] < self._last["readings"]:  # the agent restarted
+            self._before_restarts += self._last
+        self._last = counters
         now = time.monotonic()
-        total = self.readings_before_restarts + readings
+        total = self.readings
         if self._rate is not None and now > self._rate[0]:
             self.readings_per_s = (total - self._rate[1]) / (now - self._rate[0])
         self._rate = (now, total)
         self.health = health
 
+    def counter(self, name: str) -> int:
+        return self._before_restarts[name] + self._last[name]
+
     @property
     def readings(self) -> int:
-        return self.readings_before_restarts + self._last_readings
+        return self.counter("readings")
+
+    def readings_by_kind(self) -> dict[str, int]:
+        names = set(self._before_restarts) | set(self._last)
+        return {n.removeprefix("readings_"): self.counter(n) for n in sorted(names)
+                if n.startswith("readings_")}
 
     def screen(self, scenario: Scenario, remaining: float, restarts: int, handheld: str) -> str:
         h = self.health
         lines = [f"storeedge demo - store {scenario.store_id} ({scenario.name})  "
                  f"{remaining:5.0f}s left   handheld: {handheld}", ""]
         for dev_id, dev in sorted(h.get("devices", {}).items()):
-            state = {True: "online", False: "OFFLINE", None: "unknown"}[dev.get("online")]
+            state = dev.get("state", "unknown")
             lines.append(f"  {dev_id:<12} {dev.get('type', ''):<13} {state:<8} "
                          f"readings {dev.get('readings', 0):>7}  bad {dev.get('bad', 0)}")
         erp = h.get("erp") or {}
@@ -227,6 +236,8 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None) ->
                 sys.stdout.write("\x1b[H\x1b[2J" + screen + "\n")
                 sys.stdout.flush()
             time.sleep(1.0)
+        board.poll()
+        states_while_running = dict(board.health.get("device_states") or {})
         # Stop the shoppers; the POS drains its queue and writes the truth before it exits.
         sim.stop(grace=60.0)
         drained = _wait_drained(board, agent, DRAIN_SECONDS)
@@ -236,7 +247,7 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None) ->
         tsdb_points = _count_points(tsdb.port, scenario.store_id) if tsdb else 0
         agent.stop(grace=30.0)
         report = _report(scenario, seconds, board, agent.restarts, truth, erp_units,
-                         tsdb_points, drained)
+                         tsdb_points, drained, states_while_running)
         print(json.dumps(report, sort_keys=True), flush=True)
         return 0
     finally:
@@ -283,7 +294,7 @@ def _count_points(port: int, store_id: str) -> int:
 
 def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: int,
             truth: dict[str, Any], erp_units: dict[str, int], tsdb_points: int,
-            drained: bool) -> dict[str, Any]:
+            drained: bool, device_states: dict[str, int]) -> dict[str, Any]:
     h = board.health
     scenario_units: dict[str, int] = truth.get("sales_units", {})
     skus = set(scenario_units) | set(erp_units)
@@ -296,7 +307,12 @@ def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: in
         "scenario": scenario.name,
         "store": scenario.store_id,
         "seconds": seconds,
-        "readings": board.readings,
+        "readings": {"total": board.readings, **board.readings_by_kind()},
+        "tag_events": (h.get("facts") or {}).get("TagPresence", 0),
+        "suspect_items": (h.get("facts") or {}).get("SuspectItem", 0),
+        "devices": device_states,  # per state at the end of the run, before devices stop
+        "device_history": {d: [c["state"] for c in v.get("history", [])]
+                           for d, v in (h.get("devices") or {}).items()},
         "sales": truth.get("transactions", 0),
         "alerts": {"low_stock": 0, **alerts},
         "alerts_by_state": h.get("alerts") or {},

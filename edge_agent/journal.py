@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from storeedge.errors import UsageError
-from storeedge.events import Alert, AlertState, PosTransaction, Severity
+from storeedge.events import Alert, AlertState, Event, PosTransaction, Severity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sale (
@@ -37,6 +37,14 @@ CREATE TABLE IF NOT EXISTS alert_transition (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alert_transition_by_alert ON alert_transition (alert_id, seq);
+CREATE TABLE IF NOT EXISTS fact (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    ts REAL NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS state_snapshot (
     key TEXT PRIMARY KEY,
     ts REAL NOT NULL,
@@ -119,6 +127,25 @@ class Journal:
                 callback(conn)
 
         self._tx(work)
+
+    def record_facts(self, facts: list[Event], *enlist: Enlist) -> None:
+        """Journal derived facts (tag departures, suspect items, device health changes) in one
+        transaction."""
+        rows = [(f.event_id, f.kind, f.source, f.received_ts,
+                 json.dumps(f.to_dict(), separators=(",", ":"), default=str)) for f in facts]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany("INSERT OR IGNORE INTO fact (event_id, kind, source, ts, body)"
+                             " VALUES (?, ?, ?, ?, ?)", rows)
+            for callback in enlist:
+                callback(conn)
+
+        self._tx(work)
+
+    def fact_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute("SELECT kind, COUNT(*) FROM fact GROUP BY kind").fetchall()
+        return {kind: n for kind, n in rows}
 
     def active_alerts(self) -> list[Alert]:
         """The latest transition of every alert that has not been resolved or cleared."""

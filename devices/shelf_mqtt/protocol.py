@@ -19,6 +19,7 @@ import math
 from json.scanner import make_scanner
 from typing import Any
 
+from devices.shelf_mqtt.config import ShelfMqttDevice
 from storeedge.errors import PayloadError, UsageError
 from storeedge.events import ShelfWeight
 
@@ -135,3 +136,13 @@ def decode_status(payload: bytes) -> bool:
 
 def encode_status(online: bool) -> bytes:
     return b"online" if online else b"offline"
+
+
+def decode(payload: bytes, *, device: ShelfMqttDevice, store_id: str,
+           received_ts: float) -> list[ShelfWeight]:
+    """The device-kind entry point: one weight reading, for one of this shelf's lanes."""
+    reading = decode_weight(payload, store_id=store_id, device_id=device.id,
+                            received_ts=received_ts)
+    if reading.lane not in device.lanes:
+        raise PayloadError(f"lane {reading.lane!r} is not one of this shelf's", source=device.id)
+    return [reading]

@@ -1,0 +1,38 @@
+"""How each device kind reaches the agent: MQTT messages on a topic through a decoder, or a
+driver task that owns a serial port or a video stream. Modules are imported only for the kinds
+a store has (a camera driver pulls in OpenCV; a store without cameras should not pay for it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MqttFeed:
+    stream: str  # the default topic is store/{sid}/dev/{id}/{stream}
+    decoder: str  # "module:function", decode(payload, *, device, store_id, received_ts)
+
+
+@dataclass(frozen=True)
+class DriverFeed:
+    driver: str  # "module:Class", Class(device, store_id, on_events, on_status)
+
+
+KINDS: dict[str, MqttFeed | DriverFeed] = {
+    "shelf_modbus": DriverFeed("devices.shelf_modbus.driver:ShelfModbusDriver"),
+    "shelf_mqtt": MqttFeed("weight", "devices.shelf_mqtt.protocol:decode"),
+}
+
+
+def load(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def topic_of(device: Any, store_id: str) -> str:
+    feed = KINDS[device.type]
+    assert isinstance(feed, MqttFeed)
+    return getattr(device, "topic", None) or f"store/{store_id}/dev/{device.id}/{feed.stream}"
