@@ -1,10 +1,16 @@
 """What the web app needs from the running agent. The agent implements it; the web layer
-(``edge_agent.web``) only translates HTTP to these calls and back."""
+(``edge_agent.web``) only translates HTTP to these calls and back.
+
+The alert lifecycle methods delegate to the agent's ``edge_agent.alerts.AlertManager`` and
+journal, publish and stream the transitions it returns before returning themselves; they raise
+its ``AlertNotFound``, ``NotPermitted`` and ``IllegalTransition``.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+from edge_agent.alerts import Actor, Outcome
 from storeedge.events import Alert, PosTransaction
 
 
@@ -18,7 +24,7 @@ class AgentApi(Protocol):
         ...
 
     def alerts(self, state: str | None = None) -> list[Alert]:
-        """The latest transition of each alert, newest first; ``state`` filters."""
+        """The latest transition of each active alert, newest first; ``state`` filters."""
         ...
 
     def lanes(self) -> list[dict[str, Any]]:
@@ -28,4 +34,30 @@ class AgentApi(Protocol):
     def health(self) -> dict[str, Any]:
         """``{"status": "ok" | "degraded", ...}`` with per-component detail (broker, erp backlog,
         time-series backlog, devices)."""
+        ...
+
+    def alert(self, alert_id: str) -> Alert:
+        """The latest transition of one alert, active or recently ended."""
+        ...
+
+    def alert_history(self, alert_id: str) -> list[Alert]:
+        """Every kept transition of one alert, oldest first."""
+        ...
+
+    def claim_alert(self, alert_id: str, actor: Actor) -> Alert:
+        """Claim an alert for ``actor``; returns its latest transition, journaled."""
+        ...
+
+    def resolve_alert(self, alert_id: str, actor: Actor, outcome: Outcome,
+                      note: str | None = None) -> Alert:
+        """Resolve an alert with an outcome; returns its latest transition, journaled."""
+        ...
+
+    def alert_summary(self) -> dict[str, Any]:
+        """The manager's view: ``AlertManager.summary`` at the agent's clock."""
+        ...
+
+    def confirm_scan(self, code: str, actor: Actor) -> dict[str, Any]:
+        """Match a scanned code to the actor's task for that product and confirm it
+        (``AlertManager.scan(...).to_dict()``), journaling the transition it made."""
         ...

@@ -1,10 +1,15 @@
 """The agent's web app: POS intake, alert and lane reads, the live alert stream the store's
-handhelds show, health probes and Prometheus metrics.
+handhelds show, the alert lifecycle (sign-in, claim, resolve, scan to confirm, the manager's
+summary), the handheld and manager pages, health probes and Prometheus metrics.
 
 Each route translates HTTP to one ``AgentApi`` call and back, on the event loop that runs the
 agent. Callers present a bearer token listed in ``http.tokens``; on the alert stream the token may
-also come as ``?token=``, since a browser's EventSource cannot send headers. With no tokens
-configured everything is open (development).
+also come as ``?token=``, since a browser's EventSource cannot send headers. A token's role says
+what it may do and its zones which alerts a staff member sees and acts on. With no tokens
+configured everything is open (development) and every caller is an anonymous manager.
+
+Lifecycle errors map to statuses: ``AlertNotFound`` 404, ``NotPermitted`` 403,
+``IllegalTransition`` 409, ``PayloadError`` 422.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +36,15 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
+from edge_agent.alerts import (
+    ALL_ZONES,
+    Actor,
+    AlertError,
+    AlertNotFound,
+    IllegalTransition,
+    NotPermitted,
+    Outcome,
+)
 from edge_agent.api import AgentApi
 from edge_agent.config import HttpSection
 from storeedge.errors import ConfigError, PayloadError, UsageError
@@ -42,7 +56,7 @@ audit = logging.getLogger("storeedge.audit")
 #: States in which an alert still asks something of the staff; the others end it.
 ACTIVE_STATES = frozenset({AlertState.OPEN, AlertState.CLAIMED, AlertState.ESCALATED})
 
-_PAGE = Path(__file__).with_name("static") / "handheld.html"
+_STATIC = Path(__file__).with_name("static")
 _RECONNECT_MS = 2000  # how soon a browser reconnects after the stream drops
 
 
@@ -175,15 +189,11 @@ def _to_event(body: PosTransactionCreate, store_id: str) -> PosTransaction:
 # Dependencies
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who sent a request: the name and role of its token (``anonymous`` when none are set)."""
+#: Who sent a request: the name, role and zones of its token.
+Caller = Actor
 
-    name: str
-    role: str | None
-
-
-ANONYMOUS = Caller("anonymous", None)
+#: Every caller when no tokens are configured (development): it may do anything staff may.
+ANONYMOUS = Caller("anonymous", "manager", frozenset({ALL_ZONES}))
 
 
 class _Tokens:
@@ -194,7 +204,8 @@ class _Tokens:
             if not secret:
                 raise ConfigError("<environment>", f"http.tokens.{i}.token_env",
                                   f"environment variable {entry.token_env} is unset or empty")
-            self._entries.append((Caller(entry.name, entry.role), secret.encode()))
+            zones = frozenset(entry.zones)
+            self._entries.append((Caller(entry.name, entry.role, zones), secret.encode()))
 
     @property
     def open(self) -> bool:
@@ -215,7 +226,7 @@ class _Context:
     feed: AlertFeed
     tokens: _Tokens
     registry: CollectorRegistry
-    page: str
+    pages: dict[str, str]
 
 
 def _context(request: Request) -> _Context:
@@ -250,6 +261,8 @@ _STAFF = ("staff", "manager", "hq")
 PosCaller = Annotated[Caller, Depends(_require("pos"))]
 StaffCaller = Annotated[Caller, Depends(_require(*_STAFF))]
 StreamCaller = Annotated[Caller, Depends(_require(*_STAFF, query_token=True))]
+ActingCaller = Annotated[Caller, Depends(_require("staff", "manager"))]
+ManagerCaller = Annotated[Caller, Depends(_require("manager", "hq"))]
 
 
 # Routes
@@ -257,6 +270,7 @@ StreamCaller = Annotated[Caller, Depends(_require(*_STAFF, query_token=True))]
 pos_router = APIRouter(prefix="/api/pos", tags=["pos"])
 alerts_router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 lanes_router = APIRouter(prefix="/api/lanes", tags=["lanes"])
+session_router = APIRouter(prefix="/api", tags=["people"])
 ops_router = APIRouter(tags=["ops"])
 
 
@@ -284,32 +298,124 @@ async def accept_transaction(
 
 @alerts_router.get("")
 async def list_alerts(
-    ctx: ContextDep, _: StaffCaller, state: AlertState | None = None,
+    ctx: ContextDep, caller: StaffCaller, state: AlertState | None = None,
 ) -> list[dict[str, Any]]:
-    """The latest transition of each alert, newest first, optionally of one state."""
-    return [alert.to_dict() for alert in ctx.api.alerts(state)]
+    """The latest transition of each alert the caller may see, newest first, optionally of one
+    state."""
+    return [alert.to_dict() for alert in ctx.api.alerts(state) if caller.can_see(alert)]
 
 
 @alerts_router.get("/stream", response_class=EventSourceResponse)
-async def stream_alerts(ctx: ContextDep, _: StreamCaller) -> AsyncIterator[ServerSentEvent]:
-    """Server-Sent Events: ``snapshot`` (the active alerts) first and again whenever this client
-    fell behind, then one ``alert`` per transition; FastAPI adds a keep-alive comment after
-    15 s of silence."""
+async def stream_alerts(ctx: ContextDep, caller: StreamCaller) -> AsyncIterator[ServerSentEvent]:
+    """Server-Sent Events of the alerts the caller may see: ``snapshot`` (the active alerts)
+    first and again whenever this client fell behind, then one ``alert`` per transition;
+    FastAPI adds a keep-alive comment after 15 s of silence."""
     async with ctx.feed.subscribe() as transitions:
         # Subscribed before the snapshot is read, so no transition can fall between the two.
-        yield _snapshot(ctx.api)
+        yield _snapshot(ctx.api, caller)
         async for item in transitions:
             if isinstance(item, Resync):
-                yield _snapshot(ctx.api)
-            else:
+                yield _snapshot(ctx.api, caller)
+            elif caller.can_see(item):
                 yield ServerSentEvent(event="alert", data=item.to_dict())
 
 
-def _snapshot(api: AgentApi) -> ServerSentEvent:
-    alerts = [alert.to_dict() for alert in api.alerts() if alert.state in ACTIVE_STATES]
+def _snapshot(api: AgentApi, caller: Caller) -> ServerSentEvent:
+    alerts = [alert.to_dict() for alert in api.alerts()
+              if alert.state in ACTIVE_STATES and caller.can_see(alert)]
     # ``now`` lets the page count alert ages on the agent's clock, not the handheld's.
     data = {"store_id": api.store_id, "now": time.time(), "alerts": alerts}
     return ServerSentEvent(event="snapshot", data=data, retry=_RECONNECT_MS)
+
+
+class Resolution(BaseModel):
+    outcome: Outcome
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+
+class ScanIn(BaseModel):
+    """A code as the handheld's scanner typed it (keyboard wedge)."""
+
+    code: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SignIn(BaseModel):
+    token: Annotated[str, Field(max_length=256)] = ""
+
+
+@contextmanager
+def _lifecycle_errors(ctx: _Context, caller: Caller, action: str | None) -> Iterator[None]:
+    """Lifecycle errors as HTTP statuses; a successful ``action`` goes to the audit log."""
+    try:
+        yield
+    except AlertNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except NotPermitted as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except IllegalTransition as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except (AlertError, PayloadError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    if action is not None:
+        audit.info("store %s: %s by %s (%s)", ctx.api.store_id, action, caller.name, caller.role)
+
+
+@alerts_router.get("/{alert_id}")
+async def get_alert(ctx: ContextDep, caller: StaffCaller, alert_id: str) -> dict[str, Any]:
+    """An alert's latest transition and its history, oldest first."""
+    with _lifecycle_errors(ctx, caller, None):
+        alert = ctx.api.alert(alert_id)
+        if not caller.can_see(alert):
+            raise NotPermitted(f"alert {alert_id} is routed to another zone")
+        history = ctx.api.alert_history(alert_id)
+    return {"alert": alert.to_dict(), "history": [a.to_dict() for a in history]}
+
+
+@alerts_router.post("/{alert_id}/claim")
+async def claim_alert(ctx: ContextDep, caller: ActingCaller, alert_id: str) -> dict[str, Any]:
+    """Take an alert: 409 when it is resolved, cleared or someone else's; 403 outside one's
+    zones. Claiming one's own claim again is a no-op."""
+    with _lifecycle_errors(ctx, caller, f"claim of alert {alert_id}"):
+        return ctx.api.claim_alert(alert_id, caller).to_dict()
+
+
+@alerts_router.post("/{alert_id}/resolve")
+async def resolve_alert(
+    ctx: ContextDep, caller: ActingCaller, alert_id: str, body: Resolution,
+) -> dict[str, Any]:
+    """Close an alert with an outcome: staff their own claims, managers any active alert."""
+    with _lifecycle_errors(ctx, caller, f"resolve of alert {alert_id} as {body.outcome}"):
+        return ctx.api.resolve_alert(alert_id, caller, body.outcome, body.note).to_dict()
+
+
+@session_router.post("/session")
+async def sign_in(ctx: ContextDep, body: SignIn) -> dict[str, Any]:
+    """Who a token belongs to: name, role, zones. 401 for an unknown token, 403 for one that is
+    not for people (a POS till's)."""
+    caller = ANONYMOUS if ctx.tokens.open else ctx.tokens.caller(body.token)
+    if caller is None:
+        log.warning("store %s: sign-in with an unknown token", ctx.api.store_id)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if caller.role not in _STAFF:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"token {caller.name!r} is not for people")
+    audit.info("store %s: %s (%s) signed in", ctx.api.store_id, caller.name, caller.role)
+    return {"name": caller.name, "role": caller.role, "zones": sorted(caller.zones),
+            "store_id": ctx.api.store_id}
+
+
+@session_router.post("/scan")
+async def scan(ctx: ContextDep, caller: ActingCaller, body: ScanIn) -> dict[str, Any]:
+    """Confirm the product at a lane: which of the caller's active tasks the scanned code
+    matches (``matched``, ``alert``, ``lane``, ``sku``, ``bring``); a matched task is claimed."""
+    with _lifecycle_errors(ctx, caller, f"scan of {body.code!r}"):
+        return ctx.api.confirm_scan(body.code, caller)
+
+
+@session_router.get("/manager/summary")
+async def manager_summary(ctx: ContextDep, _: ManagerCaller) -> dict[str, Any]:
+    """Open alerts, per rule counts and time to claim and resolve, per person what they did."""
+    return ctx.api.alert_summary()
 
 
 @lanes_router.get("")
@@ -340,7 +446,12 @@ async def metrics(ctx: ContextDep) -> Response:
 
 @ops_router.get("/", include_in_schema=False)
 async def handheld_page(ctx: ContextDep) -> HTMLResponse:
-    return HTMLResponse(ctx.page, headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(ctx.pages["handheld"], headers={"Cache-Control": "no-cache"})
+
+
+@ops_router.get("/manager", include_in_schema=False)
+async def manager_page(ctx: ContextDep) -> HTMLResponse:
+    return HTMLResponse(ctx.pages["manager"], headers={"Cache-Control": "no-cache"})
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -367,13 +478,15 @@ def create_app(
 
     Raises ``ConfigError`` when a configured token's environment variable is unset or empty.
     """
-    page = _PAGE.read_text(encoding="utf-8").replace("__STORE_ID__", html.escape(api.store_id))
+    store = html.escape(api.store_id)
+    pages = {name: (_STATIC / f"{name}.html").read_text(encoding="utf-8")
+             .replace("__STORE_ID__", store) for name in ("handheld", "manager")}
     app = FastAPI(title=f"storeedge agent {api.store_id}")
-    app.state.ctx = _Context(api, feed, _Tokens(http), registry, page)
+    app.state.ctx = _Context(api, feed, _Tokens(http), registry, pages)
     app.exception_handler(RequestValidationError)(_invalid_request)
     if not http.tokens:
         log.warning("store %s: no HTTP tokens configured; the API is open to anyone who can "
                     "reach %s:%d", api.store_id, http.host, http.port)
-    for router in (pos_router, alerts_router, lanes_router, ops_router):
+    for router in (pos_router, alerts_router, lanes_router, session_router, ops_router):
         app.include_router(router)
     return app

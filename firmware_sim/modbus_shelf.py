@@ -2,7 +2,9 @@
 
 It answers Read Input Registers for the lane weights and the status word and Write Single Register
 for the tare command, as documented in ``devices.shelf_modbus.protocol``. Fault injection: gaussian
-noise on the weights, corrupted responses, and unplugging and re-plugging the adapter.
+noise on the weights, corrupted responses, and unplugging and re-plugging the adapter, by hand or
+from a ``firmware_sim.faults.Faults`` (noise, drift, stuck, corrupt_rate; the store's
+``plug_schedule`` calls ``unplug``/``replug``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import random
 import select
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from devices.shelf_modbus.protocol import (
@@ -31,6 +34,7 @@ from devices.shelf_modbus.protocol import (
     WriteSingleRegisterResponse,
     encode_lane_weights,
 )
+from firmware_sim.faults import ByteFilter, Faults, ScenarioClock, ValueFilter
 from firmware_sim.pty_port import PtyPort
 from storeedge.errors import UsageError
 
@@ -53,6 +57,8 @@ class ModbusShelfSim:
         *,
         noise_grams: float = 0.0,
         seed: int | None = None,
+        faults: Faults | None = None,
+        elapsed: Callable[[], float] | None = None,
     ) -> None:
         if not 1 <= lane_count <= MAX_READ_COUNT // 2:
             raise UsageError(f"lane_count must be 1..{MAX_READ_COUNT // 2}, got {lane_count}")
@@ -69,6 +75,9 @@ class ModbusShelfSim:
         self._offset = [0.0] * lane_count
         self._corrupt = 0
         self._random = random.Random(seed)
+        self.faults = faults or Faults()
+        self._values = ValueFilter(self.faults, elapsed or ScenarioClock(), self._random)
+        self._bytes = ByteFilter(self.faults, self._random)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
@@ -155,12 +164,10 @@ class ModbusShelfSim:
 
     def _send(self, master: int, frame: bytes) -> None:
         with self._lock:
-            corrupt = self._corrupt > 0
-            if corrupt:
+            forced = self._corrupt > 0
+            if forced:
                 self._corrupt -= 1
-                at = self._random.randrange(len(frame))
-        if corrupt:
-            frame = frame[:at] + bytes([frame[at] ^ 0xFF]) + frame[at + 1:]
+            frame = self._bytes.apply(frame, force=forced)
         with contextlib.suppress(OSError):  # unplugged while answering
             os.write(master, frame)
             self.responses += 1
@@ -188,6 +195,8 @@ class ModbusShelfSim:
             grams = [load - offset for load, offset in zip(self._load, self._offset, strict=True)]
             if self.noise_grams:
                 grams = [g + self._random.gauss(0.0, self.noise_grams) for g in grams]
+        if self.faults.any:
+            grams = [self._values.apply(i, g) for i, g in enumerate(grams)]
         registers = encode_lane_weights(grams)
         return ReadInputRegistersResponse(
             self.slave, tuple(registers[req.address:req.address + req.count])

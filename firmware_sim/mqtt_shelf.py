@@ -3,7 +3,9 @@
 It announces itself with a retained ``online`` on ``store/{sid}/dev/{id}/status`` and leaves a
 retained ``offline`` as its last will, publishes a lane when its weight changes and every lane as
 a heartbeat every ``heartbeat_seconds``. ``crash()`` drops the connection without an MQTT
-DISCONNECT, as a shelf losing power does, so the broker publishes the will.
+DISCONNECT, as a shelf losing power does, so the broker publishes the will; ``unplug()`` and
+``replug()`` cut and restore its power. A ``firmware_sim.faults.Faults`` adds noise, drift and a
+stuck sensor to the weights, duplicates and reorders weight messages, and skews the ``ts`` clock.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Sequence
 import paho.mqtt.client as mqtt
 
 from devices.shelf_mqtt.protocol import encode_status, encode_weight, status_topic, weight_topic
+from firmware_sim.faults import Faults, FaultyPublisher, ScenarioClock, ValueFilter
 from storeedge.errors import BrokerUnavailable, UsageError
 from storeedge.units import s_to_ms
 
@@ -41,6 +44,8 @@ class MqttShelfSim:
         qos: int = 0,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
+        faults: Faults | None = None,
+        elapsed: Callable[[], float] | None = None,
     ) -> None:
         self.store_id = store_id
         self.device_id = device_id
@@ -51,8 +56,10 @@ class MqttShelfSim:
         self.noise_grams = noise_grams
         self.qos = qos
         self.published = 0
-        self._clock = clock
+        self.faults = faults or Faults()
+        self._clock = self.faults.device_clock(clock)
         self._random = random.Random(seed)
+        self._values = ValueFilter(self.faults, elapsed or ScenarioClock(), self._random)
         self._grams = dict.fromkeys(self.lanes, 0.0)
         self._seq = 0
         self._lock = threading.Lock()
@@ -68,6 +75,7 @@ class MqttShelfSim:
         self._client.will_set(self._status_topic, encode_status(False), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._send = FaultyPublisher(self._client.publish, self.faults, self._random)
 
     def start(self, timeout: float = 5.0) -> None:
         """Connect, announce ``online`` and start the heartbeat; BrokerUnavailable on failure."""
@@ -95,6 +103,7 @@ class MqttShelfSim:
         """Say ``offline`` (retained) and disconnect cleanly (idempotent)."""
         if not self._threads:
             return
+        self._send.flush()
         info = self._client.publish(self._status_topic, encode_status(False), qos=1, retain=True)
         with contextlib.suppress(RuntimeError, ValueError):  # not connected: the will says it
             info.wait_for_publish(2.0)
@@ -108,6 +117,14 @@ class MqttShelfSim:
             return
         self._halt_threads()
         self._drop_socket()
+
+    def unplug(self) -> None:
+        """Cut the power: the connection drops and the broker publishes the last will."""
+        self.crash()
+
+    def replug(self) -> None:
+        """Power back on: reconnect and announce ``online`` again."""
+        self.start()
 
     def set_grams(self, lane: str, grams: float) -> None:
         """Put ``grams`` on ``lane``; publishes at once when the weight changed."""
@@ -131,8 +148,12 @@ class MqttShelfSim:
             grams = self._grams[lane]
         if self.noise_grams:
             grams += self._random.gauss(0.0, self.noise_grams)
+        if self.faults.any:
+            grams = self._values.apply(lane, grams)
         payload = encode_weight(lane, round(grams, 1), seq=seq, ts_ms=s_to_ms(self._clock()))
-        info = self._client.publish(self._weight_topic, payload, qos=self.qos)
+        info = self._send(self._weight_topic, payload, qos=self.qos)
+        if info is None:  # held back to go out after the next one
+            return
         # paho reports a full queue or a lost connection by return code, never by raising.
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
             self.published += 1

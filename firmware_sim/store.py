@@ -1,29 +1,63 @@
-"""A simulated store playing a scenario: shelf controllers on pseudo-terminals, wireless shelves
-over MQTT, shoppers who pick items and pay at the POS, staff who restock low lanes.
+"""A simulated store playing a scenario: every device of the scenario speaking its real wire
+format, shoppers who pick items and pay at the POS or a self-checkout kiosk, staff who restock
+low lanes (scanning the product at the lane), and the incidents the scenario plants.
 
-The lane contents are the physical truth; the devices only report weights, exactly as real load
-cells would. The POS's accepted transactions are the sales truth the demo checks the ERP against.
+The lane contents are the physical truth; the devices only report what they sense, exactly as
+real ones would: load cells a weight, the camera a picture of the lane, RFID antennas the tags in
+their field. The POS's accepted transactions and the kiosks' paid sessions are the sales truth
+the demo checks the ERP against; ``planted`` says which incidents the agent should find.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import random
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from devices.rfid.sgtin import encode_sgtin96
+from firmware_sim.camera import CameraSim
+from firmware_sim.faults import (
+    ByteFilter,
+    Faults,
+    ScenarioClock,
+    ValueFilter,
+    merge_fault_specs,
+    plug_schedule,
+)
+from firmware_sim.fridge import FridgeProfile, FridgeSim
 from firmware_sim.modbus_shelf import ModbusShelfSim
 from firmware_sim.mqtt_shelf import MqttShelfSim
 from firmware_sim.pos import PosRegister, Transaction
-from firmware_sim.scenario import Scenario, load_scenario
+from firmware_sim.scanner import ScannerSim
+from firmware_sim.scenario import (
+    CHECKOUT,
+    EXIT,
+    CameraSpec,
+    FridgeSpec,
+    Incident,
+    KioskSpec,
+    Scenario,
+    load_scenario,
+)
+from storeedge.errors import UsageError
 
 log = logging.getLogger(__name__)
+
+# How long a sold tagged unit is in the checkout antenna's field, then the exit's; a walked-out
+# one passes the exit a little slower (a bag, a coat).
+CHECKOUT_SECONDS = 2.0
+EXIT_SECONDS = 1.5
+WALKOUT_EXIT_SECONDS = 2.5
 
 
 @dataclass
@@ -36,56 +70,211 @@ class SimLane:
     units: int
     set_grams: Callable[[float], None]
     restocking: bool = False
+    epcs: list[str] = field(default_factory=list)  # tags of the units on the lane, if tagged
+    watchers: list[Callable[[SimLane], None]] = field(default_factory=list)
 
     def show(self) -> None:
         self.set_grams(self.units * self.unit_grams)
+        for watch in self.watchers:
+            watch(self)
+
+
+class TagField:
+    """Which tags each antenna location has in its field right now (lanes and transient spots)."""
+
+    def __init__(self, lanes: Iterable[SimLane]) -> None:
+        self._lanes = {lane.id: lane for lane in lanes}
+        self._passing: dict[str, set[str]] = {CHECKOUT: set(), EXIT: set()}
+
+    def at(self, location: str) -> list[str]:
+        lane = self._lanes.get(location)
+        if lane is not None:
+            return list(lane.epcs)
+        return sorted(self._passing.get(location, ()))
+
+    async def journey(self, epcs: Sequence[str], stops: Sequence[tuple[str, float]]) -> None:
+        """Carry ``epcs`` past each (location, seconds) in turn; then nobody reads them again."""
+        for location, seconds in stops:
+            self._passing[location].update(epcs)
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                self._passing[location].difference_update(epcs)
 
 
 class SimulatedStore:
+    """Every device of ``scenario`` plus the people in the store. ``start()`` plugs the devices
+    in, ``run()`` plays until cancelled, ``stop()`` unplugs them; ``truth()`` is the record."""
+
     def __init__(self, scenario: Scenario, *, broker: tuple[str, int], agent_url: str,
-                 dev_dir: Path) -> None:
+                 dev_dir: Path, faults: Mapping[str, Faults] | None = None,
+                 device_ports: Mapping[str, int] | None = None) -> None:
         self.scenario = scenario
+        self.broker = broker
+        self.dev_dir = dev_dir
+        self.clock = ScenarioClock()
+        self.faults = dict(scenario.device_faults() if faults is None else faults)
         self.rng = random.Random(scenario.seed)
+        # Everything beyond the basic store draws from its own generator, so a scenario without
+        # kiosks or tags plays exactly the shoppers and restocks it always did.
+        self.extra_rng = random.Random(scenario.seed + 1)
         self.pos = PosRegister(agent_url)
         self.lanes: list[SimLane] = []
         self.modbus: list[ModbusShelfSim] = []
         self.mqtt: list[MqttShelfSim] = []
+        self.scanners: dict[str, ScannerSim] = {}
+        self.cameras: dict[str, CameraSim] = {}
+        self.fridges: dict[str, FridgeSim] = {}
+        self.kiosks: dict[str, Any] = {}
+        self.readers: dict[str, Any] = {}
+        self.planted: list[dict[str, Any]] = []
+        self.kiosk_units: Counter[str] = Counter()
+        self.kiosk_paid = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._txn = 0
+        self._serials = itertools.count(1)
+        self._sessions = itertools.count(1)
+        self._device_ports = dict(device_ports or {})
         dev_dir.mkdir(parents=True, exist_ok=True)
-        for shelf in scenario.shelves:
+        self._build_shelves()
+        self.tags = TagField(self.lanes)
+        self._tag_lanes()
+        self._build_scanners()
+        self._build_cameras()
+        self._build_fridges()
+        self._build_kiosks()
+        self._build_readers()
+        unknown = set(self.faults) - set(scenario.device_ids())
+        if unknown:
+            raise UsageError(f"faults for devices not in scenario {scenario.name}: "
+                             f"{', '.join(sorted(unknown))}")
+
+    # Building the devices
+
+    def _faults(self, device_id: str) -> Faults:
+        return self.faults.get(device_id, Faults())
+
+    def _build_shelves(self) -> None:
+        s = self.scenario
+        for shelf in s.shelves:
             setters: list[Callable[[float], None]]
             if shelf.kind == "modbus":
                 sim = ModbusShelfSim(shelf.id, shelf.slave, len(shelf.lanes),
-                                     dev_dir / f"{shelf.id}.tty", noise_grams=scenario.noise_grams,
-                                     seed=scenario.seed)
+                                     self.dev_dir / f"{shelf.id}.tty", noise_grams=s.noise_grams,
+                                     seed=s.seed, faults=self._faults(shelf.id),
+                                     elapsed=self.clock)
                 self.modbus.append(sim)
                 setters = [(lambda g, s=sim, i=i: s.set_grams(i, g))
                            for i in range(len(shelf.lanes))]
             else:
-                msim = MqttShelfSim(scenario.store_id, shelf.id, [lane.id for lane in shelf.lanes],
-                                    host=broker[0], port=broker[1], qos=1,
-                                    noise_grams=scenario.noise_grams, seed=scenario.seed)
+                msim = MqttShelfSim(s.store_id, shelf.id, [lane.id for lane in shelf.lanes],
+                                    host=self.broker[0], port=self.broker[1], qos=1,
+                                    noise_grams=s.noise_grams, seed=s.seed,
+                                    faults=self._faults(shelf.id), elapsed=self.clock)
                 self.mqtt.append(msim)
                 setters = [(lambda g, s=msim, lane=lane.id: s.set_grams(lane, g))
                            for lane in shelf.lanes]
             for lane, setter in zip(shelf.lanes, setters, strict=True):
-                spec = scenario.sku(lane.sku)
+                spec = s.sku(lane.sku)
                 self.lanes.append(SimLane(lane.id, lane.sku, spec.unit_grams, lane.capacity,
                                           spec.low_stock, lane.capacity, setter))
+
+    def _tag_lanes(self) -> None:
+        tagged = {t.sku for t in self.scenario.tagged}
+        for lane in self.lanes:
+            if lane.sku in tagged:
+                lane.epcs = [self._new_epc(lane.sku) for _ in range(lane.units)]
+
+    def _new_epc(self, sku: str) -> str:
+        spec = next(t for t in self.scenario.tagged if t.sku == sku)
+        return encode_sgtin96(self.scenario.sku(sku).barcode, next(self._serials),
+                              company_prefix_digits=spec.company_prefix_digits)
+
+    def _build_scanners(self) -> None:
+        for spec in self.scenario.scanners:
+            self.scanners[spec.id] = ScannerSim(spec.id, self.dev_dir / f"{spec.id}.tty",
+                                                seed=self.scenario.seed)
+
+    def _build_cameras(self) -> None:
+        lanes = {lane.id: lane for lane in self.lanes}
+        for spec in self.scenario.cameras:
+            cam = CameraSim(list(spec.lanes.items()), self._device_ports.get(spec.id, 0),
+                            fps=spec.fps, size=(spec.width, spec.height),
+                            noise=self._faults(spec.id).noise_grams or 2.0,
+                            corrupt=self._faults(spec.id).corrupt_rate, seed=self.scenario.seed)
+            cam.write_reference(camera_reference_path(self.dev_dir, spec))
+            self.cameras[spec.id] = cam
+            for lane_id in spec.lanes:
+                lanes[lane_id].watchers.append(
+                    lambda lane, cam=cam: cam.set_fill(lane.id, lane.units / lane.capacity))
+
+    def _build_fridges(self) -> None:
+        for spec in self.scenario.fridges:
+            faults = self._faults(spec.id)
+            self.fridges[spec.id] = FridgeSim(
+                spec.name, host=self.broker[0], port=self.broker[1],
+                profile=_fridge_profile(spec, self.extra_rng, faults, self.clock),
+                humidity=spec.humidity, noise=0.05, interval_seconds=spec.every_seconds,
+                clock_skew=faults.clock_skew_s, seed=self.scenario.seed)
+
+    def _build_kiosks(self) -> None:
+        for spec in self.scenario.kiosks:
+            self.kiosks[spec.id] = _kiosk_sim(self, spec)
+
+    def _build_readers(self) -> None:
+        for spec in self.scenario.rfid_readers:
+            self.readers[spec.id] = _reader_sim(self, spec)
+
+    # Plugging in and out
+
+    def _all(self) -> list[Any]:
+        return [*self.modbus, *self.mqtt, *self.scanners.values(), *self.cameras.values(),
+                *self.fridges.values(), *self.kiosks.values(), *self.readers.values()]
 
     def start(self) -> None:
         for lane in self.lanes:
             lane.show()
-        for sim in self.modbus:
+        for sim in self._all():
             sim.start()
-        for msim in self.mqtt:
-            msim.start()
 
     def stop(self) -> None:
-        for sim in self.modbus:
-            sim.stop()
-        for msim in self.mqtt:
-            msim.stop()
+        for sim in self._all():
+            try:
+                sim.stop()
+            except Exception:  # one stuck device must not keep the others plugged in
+                log.exception("stopping a simulated device failed")
+
+    def _pluggable(self, device_id: str) -> Any:
+        by_id: dict[str, Any] = {sim.device_id: sim for sim in [*self.modbus, *self.mqtt]}
+        by_id.update(self.scanners)
+        by_id.update(self.kiosks)
+        by_id.update(self.readers)
+        for cid, cam in self.cameras.items():
+            by_id[cid] = _Replug(cid, cam.stop, cam.start)
+        for fid, fridge in self.fridges.items():
+            by_id[fid] = _Replug(fid, lambda f=fridge: (f.set_available(False), f.stop()),
+                                 fridge.start)
+        return by_id[device_id]
+
+    # The people
+
+    async def run(self) -> None:
+        """Shoppers, staff, faults and planted incidents, until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.shoppers(), name="shoppers")
+            tg.create_task(self.staff(), name="staff")
+            for device_id, faults in self.faults.items():
+                if faults.unplug_at is not None:
+                    tg.create_task(plug_schedule(self._pluggable(device_id), faults, self.clock,
+                                                 self._plugged), name=f"plug-{device_id}")
+            for incident in self.scenario.incidents:
+                if incident.kind != "unplug":
+                    tg.create_task(self._plant(incident), name=f"plant-{incident.kind}")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def shoppers(self) -> None:
         s = self.scenario
@@ -95,22 +284,70 @@ class SimulatedStore:
             if not stocked:
                 continue
             basket: dict[str, int] = {}
+            epcs: list[str] = []
             visits = min(len(stocked), self.rng.randint(1, s.basket_max_lanes))
             for lane in self.rng.sample(stocked, visits):
                 take = min(lane.units, self.rng.randint(1, s.pick_max_units))
-                lane.units -= take
-                lane.show()
+                epcs += self._pick(lane, take)
                 basket[lane.sku] = basket.get(lane.sku, 0) + take
                 await asyncio.sleep(self.rng.uniform(0.2, 0.8))
-            asyncio.get_running_loop().call_later(self.rng.uniform(*s.pay_after_seconds),
-                                                  self._pay, basket)
+            pay_after = self.rng.uniform(*s.pay_after_seconds)
+            kiosk = self._choose_kiosk()
+            if kiosk is None:
+                asyncio.get_running_loop().call_later(pay_after, self._pay, basket, epcs)
+            else:
+                self._spawn(self._kiosk_session(kiosk, basket, epcs, delay=pay_after),
+                            f"kiosk-{kiosk}")
 
-    def _pay(self, basket: dict[str, int]) -> None:
+    def _pick(self, lane: SimLane, take: int) -> list[str]:
+        lane.units -= take
+        taken, lane.epcs = lane.epcs[len(lane.epcs) - take:] if take else [], \
+            lane.epcs[:len(lane.epcs) - take] if lane.epcs else lane.epcs
+        lane.show()
+        return taken
+
+    def _choose_kiosk(self) -> str | None:
+        if not self.scenario.kiosks:
+            return None
+        draw = self.extra_rng.random()
+        for spec in self.scenario.kiosks:
+            if draw < spec.share:
+                return spec.id
+            draw -= spec.share
+        return None
+
+    def _pay(self, basket: dict[str, int], epcs: Sequence[str] = ()) -> None:
         self._txn += 1
         txn_id = f"{self.scenario.store_id}-{int(time.time())}-{self._txn:06d}"
         lines = tuple((sku, qty, self.scenario.sku(sku).price)
                       for sku, qty in sorted(basket.items()))
         self.pos.sell(Transaction(txn_id, int(time.time() * 1000), lines))
+        self._leave_paid(epcs)
+
+    def _leave_paid(self, epcs: Sequence[str]) -> None:
+        if epcs:
+            self._spawn(self.tags.journey(epcs, [(CHECKOUT, CHECKOUT_SECONDS),
+                                                 (EXIT, EXIT_SECONDS)]), "tags-paid")
+
+    async def _kiosk_session(self, kiosk_id: str, basket: dict[str, int], epcs: Sequence[str],
+                             *, delay: float, skip: dict[str, int] | None = None) -> str:
+        """A shopper at a kiosk: scans and bags the basket (minus ``skip``, bagged unscanned) and
+        pays for what was scanned. Returns the session id."""
+        await asyncio.sleep(delay)
+        kiosk = self.kiosks[kiosk_id]
+        session = f"{kiosk_id}-{next(self._sessions):06d}"
+        skip = skip or {}
+        scanned = {sku: qty - skip.get(sku, 0) for sku, qty in basket.items()
+                   if qty - skip.get(sku, 0) > 0}
+        items = [(sku, qty, self.scenario.sku(sku)) for sku, qty in sorted(scanned.items())]
+        unscanned = [(sku, qty, self.scenario.sku(sku)) for sku, qty in sorted(skip.items())]
+        paid = await kiosk.session(session, items, unscanned, rng=self.extra_rng)
+        if paid:
+            self.kiosk_paid += 1
+            for sku, qty, _ in items:
+                self.kiosk_units[sku] += qty
+        self._leave_paid(epcs)
+        return session
 
     async def staff(self) -> None:
         """Restock a lane some seconds after it reaches its low-stock threshold."""
@@ -123,41 +360,204 @@ class SimulatedStore:
                         self.rng.uniform(*self.scenario.restock_after_seconds), self._restock, lane)
 
     def _restock(self, lane: SimLane) -> None:
+        added = lane.capacity - lane.units
+        if lane.epcs or any(t.sku == lane.sku for t in self.scenario.tagged):
+            lane.epcs += [self._new_epc(lane.sku) for _ in range(added)]
         lane.units = lane.capacity
         lane.restocking = False
         lane.show()
+        for spec in self.scenario.scanners:
+            self._scan(spec.id, self.scenario.sku(lane.sku).barcode, spec.aim)
+
+    def _scan(self, scanner_id: str, barcode: str, aim: bool) -> None:
+        scanner = self.scanners[scanner_id]
+        if _corrupts(self._faults(scanner_id), self.extra_rng):
+            scanner.corrupt_next(1)
+        # ]E0 is EAN-13 in the AIM symbology identifiers (ISO/IEC 15424).
+        scanner.scan(barcode, "]E0" if aim and len(barcode) == 13 else None)
+
+    # Planted incidents
+
+    def _plugged(self, device_id: str, what: str, at: float) -> None:
+        for record in self.planted:
+            if record["kind"] == "unplug" and record["device"] == device_id:
+                record["unplugged_at" if what == "unplugged" else "replugged_at"] = round(at, 2)
+                record[f"{what}_ts"] = time.time()
+                return
+        self.planted.append({"kind": "fault_unplug", "device": device_id, what: round(at, 2)})
+
+    async def _plant(self, incident: Incident) -> None:
+        await asyncio.sleep(max(0.0, incident.at - self.clock()))
+        record: dict[str, Any] = {"kind": incident.kind, "at": round(self.clock(), 2),
+                                  "ts": time.time(), "sku": incident.sku}
+        self.planted.append(record)
+        lane = self._stocked_lane(incident.sku)
+        if incident.kind == "scan_avoidance":
+            assert incident.device is not None
+            record["kiosk"] = incident.device
+            other = next((x for x in self.lanes if x.units > 0 and x.sku != incident.sku), None)
+            basket = {incident.sku: 1}
+            epcs = self._pick(lane, 1)
+            if other is not None:
+                epcs += self._pick(other, 1)
+                basket[other.sku] = basket.get(other.sku, 0) + 1
+            record.update(lane=lane.id, qty=1, session=None)
+            record["session"] = await self._kiosk_session(
+                incident.device, basket, epcs, delay=1.0, skip={incident.sku: 1})
+        elif incident.kind == "tag_walkout":
+            epcs = self._pick(lane, 1)
+            record.update(lane=lane.id, epc=epcs[0] if epcs else None)
+            await asyncio.sleep(2.0)  # from the shelf to the door
+            record["exit_ts"] = time.time()
+            await self.tags.journey(epcs, [(EXIT, WALKOUT_EXIT_SECONDS)])
+        log.info("planted %s", record)
+
+    def _stocked_lane(self, sku: str | None) -> SimLane:
+        """A lane of ``sku`` with something on it (restocked on the spot if all are empty)."""
+        lanes = [lane for lane in self.lanes if lane.sku == sku]
+        lane = max(lanes, key=lambda x: x.units)
+        if lane.units == 0:
+            self._restock(lane)
+        return lane
+
+    def _register_planted_unplugs(self) -> None:
+        for inc in self.scenario.incidents:
+            if inc.kind == "unplug":
+                self.planted.append({"kind": "unplug", "device": inc.device, "at": inc.at,
+                                     "until": inc.until, "unplugged_at": None,
+                                     "replugged_at": None})
+
+    # The record
+
+    def readings(self) -> dict[str, int]:
+        """What each device kind sent: frames, messages, lines, tag reads."""
+        counts: Counter[str] = Counter()
+        counts["shelf_modbus"] += sum(sim.responses for sim in self.modbus)
+        counts["shelf_mqtt"] += sum(sim.published for sim in self.mqtt)
+        counts["scanner"] += sum(sim.sent for sim in self.scanners.values())
+        counts["camera"] += sum(sim.frames_sent for sim in self.cameras.values())
+        counts["zigbee2mqtt"] += sum(sim.published for sim in self.fridges.values())
+        counts["checkout"] += sum(k.sent for k in self.kiosks.values())
+        for spec in self.scenario.rfid_readers:
+            counts[f"rfid_{spec.kind}"] += self.readers[spec.id].reads
+        return {kind: counts[kind] for kind in _KINDS if counts[kind] or kind in self._kinds()}
+
+    def _kinds(self) -> set[str]:
+        s = self.scenario
+        kinds = {f"shelf_{shelf.kind}" for shelf in s.shelves}
+        kinds |= {f"rfid_{r.kind}" for r in s.rfid_readers}
+        for name, group in (("scanner", s.scanners), ("camera", s.cameras),
+                            ("zigbee2mqtt", s.fridges), ("checkout", s.kiosks)):
+            if group:
+                kinds.add(name)
+        return kinds
 
     def truth(self) -> dict[str, object]:
-        return {"sales_units": dict(self.pos.accepted_units), "transactions": self.pos.accepted,
-                "unposted": self.pos.pending, "rejected": self.pos.rejected}
+        sales = Counter(self.pos.accepted_units)
+        sales.update(self.kiosk_units)
+        return {"sales_units": dict(sales), "transactions": self.pos.accepted + self.kiosk_paid,
+                "pos_transactions": self.pos.accepted, "kiosk_transactions": self.kiosk_paid,
+                "unposted": self.pos.pending, "rejected": self.pos.rejected,
+                "planted": self.planted, "readings": self.readings()}
 
 
-async def run_store(scenario_name: str, *, broker: tuple[str, int], agent_url: str,
-                    dev_dir: Path, truth_out: Path | None, seconds: float | None) -> None:
+_KINDS = ("shelf_modbus", "shelf_mqtt", "rfid_zebra", "rfid_serial", "scanner", "checkout",
+          "camera", "zigbee2mqtt")
+
+
+@dataclass
+class _Replug:
+    device_id: str
+    unplug: Callable[[], object]
+    replug: Callable[[], object]
+
+
+def _corrupts(faults: Faults, rng: random.Random) -> bool:
+    return bool(faults.corrupt_rate) and rng.random() < faults.corrupt_rate
+
+
+def camera_reference_path(dev_dir: Path, spec: CameraSpec) -> Path:
+    """Where the simulator writes camera ``spec``'s empty-shelf reference image."""
+    return dev_dir / f"{spec.id}.reference.png"
+
+
+class _FaultyProfile:
+    """A fridge's temperature profile seen through a ``ValueFilter`` (drift, stuck, noise)."""
+
+    def __init__(self, profile: FridgeProfile, values: ValueFilter) -> None:
+        self._profile = profile
+        self._values = values
+
+    def temperature(self, t: float) -> float:
+        return self._values.apply("temperature", self._profile.temperature(t))
+
+
+def _fridge_profile(spec: FridgeSpec, rng: random.Random, faults: Faults,
+                    elapsed: Callable[[], float]) -> Any:
+    lo, hi = spec.temp_range
+    # Cabinets run in the lower part of their range; a door opened for a few seconds now and then
+    # warms the air by about a degree and recovers.
+    profile = FridgeProfile(setpoint=lo + 0.3 * (hi - lo), ambient=22.0, open_tau=120.0,
+                            recover_tau=30.0)
+    now = time.time()
+    for k in range(40):
+        profile.open_door(now + 15.0 + 45.0 * k + rng.uniform(0, 20), rng.uniform(3.0, 8.0))
+    if not faults.any:
+        return profile
+    return _FaultyProfile(profile, ValueFilter(faults, elapsed, random.Random(rng.random())))
+
+
+def _kiosk_sim(store: SimulatedStore, spec: KioskSpec) -> Any:
+    raise UsageError(f"{spec.id}: no kiosk simulator (firmware_sim/kiosk.py) yet")
+
+
+def _reader_sim(store: SimulatedStore, spec: Any) -> Any:
+    raise UsageError(f"{spec.id}: no RFID simulator (firmware_sim/rfid.py) yet")
+
+
+async def run_store(scenario: str | Scenario, *, broker: tuple[str, int], agent_url: str,
+                    dev_dir: Path, truth_out: Path | None, seconds: float | None,
+                    faults: Sequence[str] = (),
+                    device_ports: Mapping[str, int] | None = None) -> dict[str, object]:
     """Play a scenario until ``seconds`` pass or SIGTERM; then stop shopping, let the POS post
-    everything it sold (bounded), and write the sales truth."""
-    store = SimulatedStore(load_scenario(scenario_name), broker=broker, agent_url=agent_url,
-                           dev_dir=dev_dir)
+    everything it sold (bounded), and write the truth (also returned).
+
+    ``faults`` are ``--fault`` specs laid over the scenario's (``shelf-a1:unplug_at=20``);
+    ``device_ports`` fixes the TCP port of devices that serve one (cameras).
+    """
+    if isinstance(scenario, str):
+        scenario = load_scenario(scenario)
+    store = SimulatedStore(scenario, broker=broker, agent_url=agent_url, dev_dir=dev_dir,
+                           faults=merge_fault_specs(scenario.device_faults(), faults),
+                           device_ports=device_ports)
+    store._register_planted_unplugs()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store.start()
     try:
+        store.start()
         async with asyncio.TaskGroup() as tg:
             pos = tg.create_task(store.pos.run(), name="pos")
-            shoppers = tg.create_task(store.shoppers(), name="shoppers")
-            staff = tg.create_task(store.staff(), name="staff")
+            people = tg.create_task(store.run(), name="store")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), seconds)
-            shoppers.cancel()
-            # Paying customers still in the queue pay; then the POS posts what it holds.
-            await asyncio.sleep(max(store.scenario.pay_after_seconds) + 0.1)
-            staff.cancel()
+            people.cancel()
+            # Paying customers still in the queue pay; kiosk sessions finish; then the POS posts
+            # what it holds.
+            await asyncio.sleep(max(scenario.pay_after_seconds) + 0.1)
+            if store._tasks:
+                await asyncio.wait(list(store._tasks), timeout=15.0)
             if not await store.pos.drain(timeout=50.0):
                 log.error("POS still holds %d transactions", store.pos.pending)
             pos.cancel()
     finally:
+        for task in list(store._tasks):
+            task.cancel()
         store.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        truth = store.truth()
         if truth_out is not None:
-            truth_out.write_text(json.dumps(store.truth()))
+            truth_out.write_text(json.dumps(truth))
+    return truth
