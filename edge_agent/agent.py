@@ -47,6 +47,7 @@ from storeedge.events import (
     PosTransaction,
     Sale,
     Severity,
+    ShelfImage,
     ShelfWeight,
     StockCause,
 )
@@ -99,7 +100,9 @@ class StoreAgent:
         self._handlers: dict[type, Callable[[Any], None]] = {
             ShelfWeight: self._weigh,
             DeviceStatus: self.on_device_status,
+            ShelfImage: self._camera,
         }
+        self.camera_occupancy: dict[str, float] = {}
         self._lane_cfg = {lane.id: lane for lane in config.lanes}
         self._stopping = asyncio.Event()
         self.erp: TrytonConnector | None = None
@@ -269,6 +272,9 @@ class StoreAgent:
         if change is not None:
             self._on_change(scale, change, reading)
 
+    def _camera(self, image: ShelfImage) -> None:
+        self.camera_occupancy.update(image.occupancy)
+
     def _on_change(self, scale: LaneScale, change: Change, reading: ShelfWeight) -> None:
         self.counters[f"stock_{change.cause.value}"] += 1
         if change.cause is StockCause.TARE:
@@ -405,6 +411,7 @@ class StoreAgent:
                 "units": scale.units if scale else None,
                 "grams": round(scale.last_grams, 1) if scale else None,
                 "stable": scale.stable if scale else False,
+                "camera_occupancy": self.camera_occupancy.get(lane.id),
             })
         return out
 

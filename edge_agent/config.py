@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from devices.camera.config import CameraDevice
 from devices.shelf_modbus.config import ShelfModbusDevice
 from devices.shelf_mqtt.config import ShelfMqttDevice
 from storeedge.errors import ConfigError
@@ -117,8 +118,8 @@ class Lane(Strict):
     low_stock: Annotated[int, Field(ge=0)] | None = None  # overrides the catalog's threshold
 
 
-DEVICE_MODELS = (ShelfModbusDevice, ShelfMqttDevice)
-Device = Annotated[ShelfModbusDevice | ShelfMqttDevice, Field(discriminator="type")]
+DEVICE_MODELS = (ShelfModbusDevice, ShelfMqttDevice, CameraDevice)
+Device = Annotated[ShelfModbusDevice | ShelfMqttDevice | CameraDevice, Field(discriminator="type")]
 DEVICE_TYPES = {m.model_fields["type"].annotation.__args__[0] for m in DEVICE_MODELS}
 
 
@@ -150,21 +151,21 @@ class StoreConfig(Strict):
         _no_duplicates(lane_ids, "lanes", "lane id")
         _no_duplicates([d.id for d in self.devices], "devices", "device id")
         _no_duplicates([c.sku for c in self.catalog], "catalog", "sku")
-        addresses = [
-            f"{d.port}#{d.slave}" for d in self.devices if isinstance(d, ShelfModbusDevice)
-        ]
-        _no_duplicates(addresses, "devices", "serial port and slave address")
+        # Two devices on one serial port (a shared RS-485 bus aside) cannot both own it.
+        ports = [f"{d.port}#{getattr(d, 'slave', '')}" for d in self.devices if hasattr(d, "port")]
+        _no_duplicates(ports, "devices", "serial port (and slave address)")
         known = set(lane_ids)
-        owner: dict[str, str] = {}
+        weighed_by: dict[str, str] = {}
         for i, dev in enumerate(self.devices):
-            for j, lane in enumerate(dev.lanes):
+            for j, lane in enumerate(_lanes_of(dev)):
                 if lane not in known:
                     raise ValueError(f"devices.{i}.lanes.{j}: lane {lane!r} is not in lanes")
-                if lane in owner:
-                    raise ValueError(
-                        f"devices.{i}.lanes.{j}: lane {lane!r} is already read by {owner[lane]!r}"
-                    )
-                owner[lane] = dev.id
+                if dev.type not in WEIGHING_TYPES:
+                    continue  # a camera watches lanes that shelves weigh
+                if lane in weighed_by:
+                    raise ValueError(f"devices.{i}.lanes.{j}: lane {lane!r} is already weighed "
+                                     f"by {weighed_by[lane]!r}")
+                weighed_by[lane] = dev.id
         if self.erp.kind == "none":
             skus = {c.sku for c in self.catalog}
             for i, lane in enumerate(self.lanes):
@@ -177,6 +178,14 @@ class StoreConfig(Strict):
     @property
     def client_id(self) -> str:
         return self.broker.client_id or f"storeedge-agent-{self.store.id}"
+
+
+WEIGHING_TYPES = {"shelf_modbus", "shelf_mqtt"}
+
+
+def _lanes_of(device: Any) -> list[str]:
+    lanes = getattr(device, "lanes", None) or []
+    return [lane if isinstance(lane, str) else lane.lane for lane in lanes]
 
 
 def _no_duplicates(values: list[str], section: str, what: str) -> None:

@@ -24,6 +24,7 @@ class DriverFeed:
 KINDS: dict[str, MqttFeed | DriverFeed] = {
     "shelf_modbus": DriverFeed("devices.shelf_modbus.driver:ShelfModbusDriver"),
     "shelf_mqtt": MqttFeed("weight", "devices.shelf_mqtt.protocol:decode"),
+    "camera": DriverFeed("devices.camera.driver:CameraDriver"),
 }
 
 
