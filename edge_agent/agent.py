@@ -41,11 +41,13 @@ from storeedge.errors import ErpUnavailable, PayloadError, StoreEdgeError
 from storeedge.events import (
     Alert,
     AlertState,
+    Climate,
     DeviceHealth,
     DeviceStatus,
     Event,
     PosTransaction,
     Sale,
+    Scan,
     Severity,
     ShelfImage,
     ShelfWeight,
@@ -95,14 +97,23 @@ class StoreAgent:
             if isinstance(feed, device_kinds.MqttFeed):
                 topic = device_kinds.topic_of(device, self.store_id)
                 self._routes[topic] = (device, device_kinds.load(feed.decoder))
+                if feed.availability is not None:
+                    status_decoder = device_kinds.load(feed.availability[1])
+                    self._routes[getattr(device, feed.availability[0])] = (
+                        device, lambda payload, _d=status_decoder, **kw: [_d(payload, **kw)])
             self._status_topics[f"{self._prefix}dev/{device.id}/status"] = device.id
         self._reading_key = {d.id: f"readings_{d.type}" for d in config.devices}
         self._handlers: dict[type, Callable[[Any], None]] = {
             ShelfWeight: self._weigh,
             DeviceStatus: self.on_device_status,
             ShelfImage: self._camera,
+            Climate: self._climate,
+            Scan: self._scan,
         }
         self.camera_occupancy: dict[str, float] = {}
+        self.climate: dict[str, dict[str, Any]] = {}  # zone -> latest sample
+        self._zone_of = {d.id: d.zone for d in config.devices if hasattr(d, "zone")}
+        self.last_scans: list[Scan] = []
         self._lane_cfg = {lane.id: lane for lane in config.lanes}
         self._stopping = asyncio.Event()
         self.erp: TrytonConnector | None = None
@@ -274,6 +285,15 @@ class StoreAgent:
 
     def _camera(self, image: ShelfImage) -> None:
         self.camera_occupancy.update(image.occupancy)
+
+    def _climate(self, sample: Climate) -> None:
+        zone = self._zone_of.get(sample.source, sample.source)
+        self.climate[zone] = {"device": sample.source, "ts": sample.received_ts,
+                              "temperature": sample.temperature, "humidity": sample.humidity,
+                              "battery": sample.battery}
+
+    def _scan(self, scan: Scan) -> None:
+        self.last_scans = [scan, *self.last_scans[:19]]
 
     def _on_change(self, scale: LaneScale, change: Change, reading: ShelfWeight) -> None:
         self.counters[f"stock_{change.cause.value}"] += 1

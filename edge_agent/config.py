@@ -15,8 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.camera.config import CameraDevice
+from devices.scanner.config import ScannerDevice
 from devices.shelf_modbus.config import ShelfModbusDevice
 from devices.shelf_mqtt.config import ShelfMqttDevice
+from devices.zigbee2mqtt.config import Zigbee2MqttDevice
 from storeedge.errors import ConfigError
 
 
@@ -118,8 +120,11 @@ class Lane(Strict):
     low_stock: Annotated[int, Field(ge=0)] | None = None  # overrides the catalog's threshold
 
 
-DEVICE_MODELS = (ShelfModbusDevice, ShelfMqttDevice, CameraDevice)
-Device = Annotated[ShelfModbusDevice | ShelfMqttDevice | CameraDevice, Field(discriminator="type")]
+DEVICE_MODELS = (ShelfModbusDevice, ShelfMqttDevice, CameraDevice, ScannerDevice,
+                 Zigbee2MqttDevice)
+Device = Annotated[
+    ShelfModbusDevice | ShelfMqttDevice | CameraDevice | ScannerDevice | Zigbee2MqttDevice,
+    Field(discriminator="type")]
 DEVICE_TYPES = {m.model_fields["type"].annotation.__args__[0] for m in DEVICE_MODELS}
 
 

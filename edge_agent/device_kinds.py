@@ -14,6 +14,9 @@ from typing import Any
 class MqttFeed:
     stream: str  # the default topic is store/{sid}/dev/{id}/{stream}
     decoder: str  # "module:function", decode(payload, *, device, store_id, received_ts)
+    # A third-party device's own availability topic: (device attribute naming the topic,
+    # decoder giving a DeviceStatus). Ours use store/{sid}/dev/{id}/status.
+    availability: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ KINDS: dict[str, MqttFeed | DriverFeed] = {
     "shelf_modbus": DriverFeed("devices.shelf_modbus.driver:ShelfModbusDriver"),
     "shelf_mqtt": MqttFeed("weight", "devices.shelf_mqtt.protocol:decode"),
     "camera": DriverFeed("devices.camera.driver:CameraDriver"),
+    "scanner": DriverFeed("devices.scanner.driver:ScannerDriver"),
+    "zigbee2mqtt": MqttFeed("state", "devices.zigbee2mqtt.protocol:decode", availability=(
+        "availability_topic", "devices.zigbee2mqtt.protocol:decode_availability_status")),
 }
 
 
@@ -36,4 +42,5 @@ def load(ref: str) -> Any:
 def topic_of(device: Any, store_id: str) -> str:
     feed = KINDS[device.type]
     assert isinstance(feed, MqttFeed)
-    return getattr(device, "topic", None) or f"store/{store_id}/dev/{device.id}/{feed.stream}"
+    return (getattr(device, "state_topic", None) or getattr(device, "topic", None)
+            or f"store/{store_id}/dev/{device.id}/{feed.stream}")

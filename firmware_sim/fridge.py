@@ -1,0 +1,225 @@
+"""A fridge/freezer sensor as Zigbee2MQTT publishes it, encoded with our codec.
+
+``FridgeProfile`` is the physics, a pure function of time: the setpoint plus gaussian noise, a
+door-open excursion (the air warms toward ambient while the door is open and recovers after it
+closes) and a refrigeration failure (a steady drift upward). ``FridgeSim`` publishes the profile
+on ``{base_topic}/{name}`` every ``interval_seconds`` and announces availability (retained) on
+``{base_topic}/{name}/availability`` as Zigbee2MQTT does. A ``firmware_sim.faults.Faults`` adds
+noise, drift and a stuck sensor to temperature and humidity, duplicates and reorders state
+messages and skews the ``last_seen`` clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+
+from devices.zigbee2mqtt.protocol import encode_availability, encode_state
+from firmware_sim.faults import Faults, FaultyPublisher, ScenarioClock, ValueFilter
+from storeedge.errors import BrokerUnavailable, UsageError
+from storeedge.units import s_to_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FridgeProfile:
+    """Air temperature over time (epoch seconds in, degrees C out, noise excluded)."""
+
+    setpoint: float = 4.0
+    ambient: float = 22.0
+    open_tau: float = 300.0  # seconds for the open-door air to close 63% of the gap to ambient
+    recover_tau: float = 600.0  # seconds to recover 63% of an excursion after closing
+    doors: list[tuple[float, float]] = field(default_factory=list)  # (opened at, closed at)
+    failure_at: float | None = None
+    failure_per_hour: float = 0.0
+
+    def open_door(self, at: float, seconds: float) -> None:
+        """The door is open from ``at`` for ``seconds``."""
+        if seconds <= 0:
+            raise UsageError(f"a door stays open a positive time, got {seconds}")
+        self.doors.append((at, at + seconds))
+
+    def fail(self, at: float, per_hour: float) -> None:
+        """Refrigeration fails at ``at``: the temperature drifts ``per_hour`` degrees an hour."""
+        self.failure_at, self.failure_per_hour = at, per_hour
+
+    def temperature(self, t: float) -> float:
+        excursion = 0.0
+        for opened, closed in self.doors:
+            if t < opened:
+                continue
+            gap = self.ambient - self.setpoint
+            peak = gap * (1.0 - math.exp(-(min(t, closed) - opened) / self.open_tau))
+            if t > closed:
+                peak *= math.exp(-(t - closed) / self.recover_tau)
+            excursion = max(excursion, peak)
+        drift = 0.0
+        if self.failure_at is not None and t > self.failure_at:
+            drift = self.failure_per_hour * (t - self.failure_at) / 3600.0
+        return self.setpoint + excursion + drift
+
+
+class FridgeSim:
+    """One Zigbee temperature/humidity sensor in a fridge, published through a broker at
+    ``host:port`` as Zigbee2MQTT would (``name`` is its friendly name)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        base_topic: str = "zigbee2mqtt",
+        profile: FridgeProfile | None = None,
+        humidity: float = 60.0,
+        battery: float = 90.0,
+        battery_drain_per_day: float = 0.05,
+        linkquality: int = 120,
+        noise: float = 0.0,
+        interval_seconds: float = 60.0,
+        last_seen: bool = False,
+        legacy_availability: bool = False,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+        faults: Faults | None = None,
+        elapsed: Callable[[], float] | None = None,
+    ) -> None:
+        self.name = name
+        self.host, self.port = host, port
+        self.profile = profile or FridgeProfile()
+        self.humidity = humidity
+        self.battery = battery
+        self.battery_drain_per_day = battery_drain_per_day
+        self.linkquality = linkquality
+        self.noise = noise
+        self.interval_seconds = interval_seconds
+        self.last_seen = last_seen
+        self.faults = faults or Faults()
+        self.legacy_availability = legacy_availability
+        self.published = 0
+        self.state_topic = f"{base_topic}/{name}"
+        self.availability_topic = f"{self.state_topic}/availability"
+        self._clock = clock
+        self._device_clock = self.faults.device_clock(clock)
+        self._started_at = clock()
+        self._random = random.Random(seed)
+        self._values = ValueFilter(self.faults, elapsed or ScenarioClock(), self._random)
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._connected = threading.Event()
+        self._disconnected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                   client_id=f"fridge-sim-{name.replace('/', '-')}")
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._send = FaultyPublisher(self._client.publish, self.faults, self._random)
+
+    def sample(self) -> bytes:
+        """The state message the sensor reports now."""
+        now = self._clock()
+        with self._lock:
+            temperature = self.profile.temperature(now) + self._random.gauss(0.0, self.noise)
+            humidity = self.humidity + self._random.gauss(0.0, self.noise)
+        if self.faults.any:
+            temperature = self._values.apply("temperature", temperature)
+            humidity = self._values.apply("humidity", humidity)
+        days = (now - self._started_at) / 86400.0
+        battery = max(0.0, self.battery - self.battery_drain_per_day * days)
+        return encode_state(
+            temperature=round(temperature, 2),
+            humidity=round(min(100.0, max(0.0, humidity)), 2),
+            battery=round(battery),
+            linkquality=self.linkquality,
+            voltage=round(2600 + 4 * battery),  # a CR2032 from about 2.6 V empty to 3.0 V full
+            last_seen_ms=s_to_ms(self._device_clock()) if self.last_seen else None,
+        )
+
+    def start(self, timeout: float = 5.0) -> None:
+        """Connect, announce availability online and publish every ``interval_seconds``."""
+        if self._thread is not None:
+            raise UsageError(f"fridge sim {self.name} already started")
+        self._halt.clear()
+        self._connected.clear()
+        self._disconnected.clear()
+        try:
+            self._client.connect(self.host, self.port, keepalive=30)
+        except OSError as exc:
+            raise BrokerUnavailable(f"fridge sim {self.name}: cannot reach {self.host}:"
+                                    f"{self.port}: {exc}") from exc
+        self._thread = threading.Thread(target=self._run, name=f"fridge-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+        if not self._connected.wait(timeout):
+            self.stop()
+            raise BrokerUnavailable(f"fridge sim {self.name}: no CONNACK from {self.host}:"
+                                    f"{self.port}")
+        self.set_available(True)
+
+    def stop(self) -> None:
+        """Stop publishing and disconnect (idempotent); availability stays as it was."""
+        if self._thread is None:
+            return
+        self._send.flush()
+        self._client.disconnect()
+        self._disconnected.wait(2.0)  # the network thread sends the DISCONNECT
+        self._halt.set()
+        self._thread.join()
+        self._thread = None
+        # See MqttShelfSim: paho closes its wake-up socket pair only in __del__.
+        self._client._reset_sockets(sockpair_only=True)
+
+    def set_available(self, online: bool) -> None:
+        """Publish availability (retained), as Zigbee2MQTT does when the sensor checks in or
+        misses its check-in."""
+        self._publish(self.availability_topic,
+                      encode_availability(online, legacy=self.legacy_availability), retain=True)
+
+    def publish_now(self) -> None:
+        """Report the current state at once (what the sensor does on a change)."""
+        self._publish(self.state_topic, self.sample())
+
+    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        info = self._send(topic, payload, qos=1, retain=retain)
+        if info is None:  # held back by a reorder fault: it goes out after the next one
+            return
+        # paho reports a full queue or a lost connection by return code, never by raising.
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self.published += 1
+        else:
+            log.warning("fridge sim %s: publish failed: %s", self.name, mqtt.error_string(info.rc))
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        client = self._client
+        while not self._halt.is_set():
+            rc = client.loop(timeout=0.05)
+            if rc != mqtt.MQTT_ERR_SUCCESS and not self._halt.is_set():
+                if self._halt.wait(0.5):
+                    break
+                with contextlib.suppress(OSError):  # the broker is away: keep trying
+                    client.reconnect()
+                continue
+            if self._connected.is_set() and time.monotonic() >= next_at:
+                next_at += self.interval_seconds
+                self.publish_now()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
+                    reason: mqtt.ReasonCode, properties: object) -> None:
+        if reason.is_failure:
+            log.warning("fridge sim %s: connect refused: %s", self.name, reason)
+            return
+        self._connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
+                       reason: mqtt.ReasonCode, properties: object) -> None:
+        self._disconnected.set()

@@ -1,0 +1,140 @@
+"""The fridge simulator through a real Mosquitto, read back with the Zigbee2MQTT codec."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import aiomqtt
+import pytest
+
+from devices.zigbee2mqtt.config import Zigbee2MqttDevice
+from devices.zigbee2mqtt.protocol import decode, decode_availability
+from edge_agent.services import Service
+from firmware_sim.faults import Faults
+from firmware_sim.fridge import FridgeProfile, FridgeSim
+from storeedge.events import Climate
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def device(store_id: str) -> Zigbee2MqttDevice:
+    # The store id in the friendly name keeps each test's topics apart.
+    return Zigbee2MqttDevice(type="zigbee2mqtt", id="fridge-1", name=f"{store_id}/dairy-1",
+                             zone="dairy-fridge-1")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_764_160_000.0)
+
+
+@pytest.fixture
+def sim(mosquitto: Service, device: Zigbee2MqttDevice, clock: FakeClock) -> Iterator[FridgeSim]:
+    fridge = FridgeSim(device.name, port=mosquitto.port, profile=FridgeProfile(setpoint=4.0),
+                       noise=0.1, interval_seconds=0.05, last_seen=True, seed=7, clock=clock,
+                       faults=Faults(clock_skew_s=-30.0))
+    yield fridge
+    fridge.stop()
+
+
+@pytest.fixture
+async def client(mosquitto: Service) -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+        yield c
+
+
+async def next_payload(c: aiomqtt.Client, within: float = 5.0) -> bytes:
+    async with asyncio.timeout(within):
+        msg = await anext(aiter(c.messages))
+    assert isinstance(msg.payload, bytes)
+    return msg.payload
+
+
+async def next_climate(c: aiomqtt.Client, device: Zigbee2MqttDevice, store_id: str) -> Climate:
+    [event] = decode(await next_payload(c), device=device, store_id=store_id,
+                     received_ts=time.time())
+    assert isinstance(event, Climate)
+    return event
+
+
+async def climate_sampled_at(c: aiomqtt.Client, device: Zigbee2MqttDevice, store_id: str,
+                             clock: FakeClock) -> Climate:
+    """The first reading sampled at the clock's present time (last_seen tells, skewed by 30 s):
+    readings sampled before the test moved the clock may still be queued."""
+    async with asyncio.timeout(5.0):
+        while True:
+            event = await next_climate(c, device, store_id)
+            if event.device_ts == clock.now - 30.0:
+                return event
+
+
+async def test_setpoint_door_excursion_and_failure(sim: FridgeSim, client: aiomqtt.Client,
+                                                   device: Zigbee2MqttDevice, clock: FakeClock,
+                                                   store_id: str) -> None:
+    await client.subscribe(device.state_topic, qos=1)
+    sim.start()
+    c = await next_climate(client, device, store_id)
+    assert c.temperature == pytest.approx(4.0, abs=0.5)
+    assert (c.battery, c.linkquality, c.source) == (90.0, 120, "fridge-1")
+    assert c.humidity == pytest.approx(60.0, abs=0.5)
+    assert c.device_ts == clock.now - 30.0  # the sensor's clock runs 30 s behind
+
+    sim.profile.open_door(at=clock.now, seconds=600.0)
+    clock.now += 300.0
+    c = await climate_sampled_at(client, device, store_id, clock)
+    assert c.temperature == pytest.approx(4.0 + 18.0 * 0.632, abs=0.5)
+
+    clock.now += 7200.0  # door long closed: back at the setpoint
+    c = await climate_sampled_at(client, device, store_id, clock)
+    assert c.temperature == pytest.approx(4.0, abs=0.5)
+
+    sim.profile.fail(at=clock.now, per_hour=1.5)
+    clock.now += 4 * 3600.0
+    c = await climate_sampled_at(client, device, store_id, clock)
+    assert c.temperature == pytest.approx(10.0, abs=0.5)
+
+
+async def test_availability_is_retained(sim: FridgeSim, mosquitto: Service,
+                                        device: Zigbee2MqttDevice) -> None:
+    sim.start()
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as late:
+        await late.subscribe(device.availability_topic, qos=1)
+        assert decode_availability(await next_payload(late)) is True
+        sim.set_available(False)
+        assert decode_availability(await next_payload(late)) is False
+    sim.stop()
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as later:
+        await later.subscribe(device.availability_topic)
+        assert decode_availability(await next_payload(later)) is False
+
+
+async def test_faults_duplicate_and_drift(mosquitto: Service, device: Zigbee2MqttDevice,
+                                          clock: FakeClock, client: aiomqtt.Client) -> None:
+    elapsed = FakeClock(0.0)
+    fridge = FridgeSim(device.name, port=mosquitto.port, interval_seconds=0.05, clock=clock,
+                       faults=Faults(duplicate_rate=1.0, drift_per_s=0.01), elapsed=elapsed)
+    await client.subscribe(device.state_topic, qos=1)
+    try:
+        fridge.start()
+        first, second = await next_payload(client), await next_payload(client)
+        assert first == second  # every state message goes out twice
+        elapsed.now = 600.0  # ten minutes into the scenario: drifted 6 degrees
+        async with asyncio.timeout(5.0):
+            while True:
+                [event] = decode(await next_payload(client), device=device, store_id="s",
+                                 received_ts=0.0)
+                assert isinstance(event, Climate) and event.temperature is not None
+                if event.temperature > 5.0:
+                    break
+        assert event.temperature == pytest.approx(10.0, abs=0.01)
+    finally:
+        fridge.stop()
