@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -27,20 +28,27 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from cloud_bridge import outbox as outbox_mod
 from cloud_bridge import tsdb
 from cloud_bridge.tryton.connector import TrytonConnector
+from devices.rfid.sgtin import decode_sgtin96
+from devices.scanner.gs1 import to_gtin14
 from devices.shelf_mqtt.protocol import decode_status
 from edge_agent import device_kinds
+from edge_agent.alerts import Actor, AlertManager, Outcome
+from edge_agent.checkout import CheckoutReconciler, CheckoutSale
 from edge_agent.config import StoreConfig
 from edge_agent.health import HealthTracker
 from edge_agent.inventory import Change, LaneScale
-from edge_agent.journal import Journal
+from edge_agent.journal import Journal, alert_from_json
 from edge_agent.mqtt import Batch, MqttLink
+from edge_agent.presence import PresenceParams, PresenceTracker
 from edge_agent.web import AlertFeed, create_app
-from rules.actions import Action, ClearAlert, OpenAlert
-from rules.low_stock import low_stock
+from rules.config import DEFAULTS, load_rules
+from rules.engine import RuleEngine
+from rules.model import LaneModel, SkuModel, StoreModel, ZoneModel
 from storeedge.errors import ErpUnavailable, PayloadError, StoreEdgeError
 from storeedge.events import (
     Alert,
     AlertState,
+    CheckoutEvent,
     Climate,
     DeviceHealth,
     DeviceStatus,
@@ -48,12 +56,13 @@ from storeedge.events import (
     PosTransaction,
     Sale,
     Scan,
-    Severity,
     ShelfImage,
     ShelfWeight,
     StockCause,
+    StockChanged,
+    TagRead,
 )
-from storeedge.ids import idempotency_key, new_event_id
+from storeedge.ids import idempotency_key
 from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -84,8 +93,29 @@ class StoreAgent:
         self.bad_input = RateLimitedLog(log)
         self.counters: Counter[str] = Counter()
         self.catalog: dict[str, Sku] = {}
+        self._gtins: dict[str, str] = {}  # GTIN-14 -> SKU, from the catalog's barcodes
+        self._lane_cfg = {lane.id: lane for lane in config.lanes}
+        self._zone_of = {d.id: d.zone for d in config.devices if hasattr(d, "zone")}
         self.scales: dict[str, LaneScale] = {}
-        self.active: dict[tuple[str, str], Alert] = {}
+        self.alert_manager = AlertManager(
+            self.store_id, zones={lane.id: lane.zone for lane in config.lanes if lane.zone})
+        self.rule_files = [DEFAULTS] + (
+            [(config.source.parent if config.source else Path()) / config.rules.file]
+            if config.rules.file else [])
+        self.engine = RuleEngine(load_rules(*self.rule_files), self._store_model())
+        r = config.rfid
+        self.presence = PresenceTracker(
+            PresenceParams(window=r.window, rssi_offset_db=r.rssi_offset_db,
+                           offset_decay_s=r.offset_decay_s, departed_after_s=r.departed_after_s),
+            sku_of=self._sku_of_epc)
+        self._location_of = {d.id: d.location_of for d in config.devices
+                             if hasattr(d, "location_of")}
+        self.reconcilers = {
+            d.id: CheckoutReconciler(d.tolerance, d.min_unexplained_grams, self._sku_of_code,
+                                     settle_seconds=d.settle_seconds,
+                                     settle_band_grams=d.settle_band_grams,
+                                     session_idle_seconds=d.session_idle_seconds)
+            for d in config.devices if d.type == "checkout"}
         self.device_health = HealthTracker(self.store_id, {d.id: d.type for d in config.devices})
         self._pending: list[Alert] = []
         self._pending_facts: list[Event] = []
@@ -109,12 +139,12 @@ class StoreAgent:
             ShelfImage: self._camera,
             Climate: self._climate,
             Scan: self._scan,
+            TagRead: self._tag_read,
+            CheckoutEvent: self._checkout,
         }
         self.camera_occupancy: dict[str, float] = {}
         self.climate: dict[str, dict[str, Any]] = {}  # zone -> latest sample
-        self._zone_of = {d.id: d.zone for d in config.devices if hasattr(d, "zone")}
         self.last_scans: list[Scan] = []
-        self._lane_cfg = {lane.id: lane for lane in config.lanes}
         self._stopping = asyncio.Event()
         self.erp: TrytonConnector | None = None
         if config.erp.kind == "tryton":
@@ -147,10 +177,23 @@ class StoreAgent:
         for lane_id, scale in self.scales.items():
             if lane_id in snaps:
                 scale.restore(snaps[lane_id])
-        for alert in self.journal.active_alerts():
-            self.active[(alert.rule, alert.subject)] = alert
-        log.info("state restored: %d lanes, %d active alerts, store %s",
-                 len(self.scales), len(self.active), self.store_id)
+        self.alert_manager.restore(self.journal.active_alerts(), [
+            alert_from_json(body) for (body,) in self.journal.execute(
+                "SELECT body FROM alert_transition WHERE ts >= ? ORDER BY seq",
+                (self.clock() - 86_400,))])
+        for key, target in (("rules", self.engine), ("presence", self.presence)):
+            snap = self.journal.load_state(key)
+            if snap:
+                try:
+                    target.restore(snap)
+                except StoreEdgeError as exc:
+                    log.warning("%s state not restored (store %s): %s", key, self.store_id, exc)
+        for kiosk, snap in (self.journal.load_state("checkout") or {}).items():
+            if kiosk in self.reconcilers:
+                self.reconcilers[kiosk].restore(snap)
+        log.info("state restored: %d lanes, %d active alerts, %d tags present, store %s",
+                 len(self.scales), len(self.alert_manager), len(self.presence.present()),
+                 self.store_id)
 
     def _set_catalog(self, items: list[dict[str, Any]], save: bool = True) -> None:
         for item in items:
@@ -160,9 +203,13 @@ class StoreAgent:
                                        "catalog item %s has no unit weight; its lanes are not "
                                        "counted (store %s)", item.get("sku"), self.store_id)
                 continue
+            known = self.catalog.get(item["sku"])
+            low = item.get("low_stock")
+            if low is None and known is not None:
+                low = known.low_stock  # the ERP gives no threshold; keep the store's
             self.catalog[item["sku"]] = Sku(item["sku"], item.get("name") or "",
-                                            item.get("barcode"), float(grams),
-                                            item.get("low_stock"))
+                                            item.get("barcode") or (known and known.barcode),
+                                            float(grams), low)
         for lane in self.config.lanes:
             sku = self.catalog.get(lane.sku)
             if sku is None:
@@ -172,8 +219,40 @@ class StoreAgent:
                 self.scales[lane.id] = LaneScale(lane.id, lane.sku, sku.unit_grams, lane.capacity)
             else:
                 scale.unit_grams = sku.unit_grams
+        self._gtins = {gtin: s.sku for s in self.catalog.values() if s.barcode
+                       for gtin in [_gtin14(s.barcode)] if gtin}
+        self.engine.reload(load_rules(*self.rule_files), self._store_model())
         if save:
-            self.journal.save_state("catalog", [vars(s) for s in self.catalog.values()])
+            self.journal.save_state("catalog",
+                                    [dataclasses.asdict(s) for s in self.catalog.values()])
+
+    def _store_model(self) -> StoreModel:
+        """What the rules know of the store: lanes with their resolved thresholds, zones with
+        their temperature ranges and sensors, SKUs with their GTINs."""
+        sensors: dict[str, list[str]] = {}
+        for device_id, zone in self._zone_of.items():
+            sensors.setdefault(zone, []).append(device_id)
+        catalog = getattr(self, "catalog", {})
+        return StoreModel(
+            store_id=self.store_id, timezone=self.config.store.timezone,
+            lanes=tuple(LaneModel(id=lane.id, sku=lane.sku, zone=lane.zone,
+                                  capacity=lane.capacity, threshold=self._threshold(lane.id))
+                        for lane in self.config.lanes),
+            zones=tuple(ZoneModel(id=z.id, min_c=z.min_c, max_c=z.max_c,
+                                  sensors=tuple(sensors.get(z.id, ())))
+                        for z in self.config.zones),
+            skus=tuple(SkuModel(sku=s.sku, gtin=_gtin14(s.barcode) if s.barcode else None,
+                                name=s.name) for s in catalog.values()),
+            devices=tuple((d.id, self._zone_of[d.id]) for d in self.config.devices
+                          if d.id in self._zone_of))
+
+    def _sku_of_code(self, code: str) -> str | None:
+        gtin = _gtin14(code)
+        return self._gtins.get(gtin) if gtin else None
+
+    def _sku_of_epc(self, epc: str) -> str | None:
+        tag = decode_sgtin96(epc)
+        return self._gtins.get(tag.gtin) if tag is not None else None
 
     async def _refresh_catalog(self) -> None:
         """Read the ERP catalog at start and every refresh period; an ERP that is down only
@@ -248,6 +327,52 @@ class StoreAgent:
             handler = handlers.get(type(event))
             if handler is not None:
                 handler(event)
+            self._rules(event)
+
+    def _rules(self, event: Event) -> None:
+        """Every event and derived fact goes through the rule engine; what it asks for goes
+        through the alert lifecycle into this turn's batch of transitions."""
+        actions = self.engine.handle(event, self.clock())
+        if actions:
+            self._pending += self.alert_manager.apply(actions, self.clock(), event)
+
+    def _fact(self, fact: Event) -> None:
+        """A derived fact: journaled with this turn's batch, and seen by the rules."""
+        self.counters[f"fact_{fact.event_type}"] += 1
+        self._pending_facts.append(fact)
+        self._rules(fact)
+
+    def _tag_read(self, read: TagRead) -> None:
+        location = self._location_of[read.source](read.antenna)
+        if location is None:
+            return
+        for change in self.presence.observe(read, location):
+            self._fact(change)
+
+    def _checkout(self, event: CheckoutEvent) -> None:
+        reconciler = self.reconcilers.get(event.source)
+        if reconciler is not None:
+            self._checkout_outcome(reconciler.observe(event))
+
+    def _checkout_outcome(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, CheckoutSale):
+                self._kiosk_sale(event)
+            else:
+                self._fact(event)
+
+    def _kiosk_sale(self, sale: CheckoutSale) -> None:
+        """A paid kiosk session is a sale exactly like a POS one, all the way to the ERP."""
+        if not sale.lines:
+            log.error("kiosk %s session %s paid with no line the catalog knows (store %s)",
+                      sale.kiosk, sale.session, self.store_id)
+            return
+        try:
+            self.accept_pos(sale)
+        except PayloadError as exc:
+            self.counters["kiosk_sales_rejected"] += 1
+            log.error("kiosk %s session %s not booked (store %s): %s", sale.kiosk, sale.session,
+                      self.store_id, exc)
 
     def on_device_status(self, status: DeviceStatus) -> None:
         self._device_status(status.source, status.online, status.error, status.received_ts)
@@ -262,7 +387,7 @@ class StoreAgent:
         log.info("device %s is %s (store %s): %s", change.device, change.state.value,
                  self.store_id, change.reason)
         self.counters[f"device_{change.state.value}"] += 1
-        self._pending_facts.append(change)
+        self._fact(change)
         self.mqtt.publish(f"{self._prefix}state/devices/{change.device}",
                           json.dumps(change.to_dict(), default=str).encode(), qos=1, retain=True)
 
@@ -297,22 +422,16 @@ class StoreAgent:
 
     def _on_change(self, scale: LaneScale, change: Change, reading: ShelfWeight) -> None:
         self.counters[f"stock_{change.cause.value}"] += 1
-        if change.cause is StockCause.TARE:
-            return
         if change.cause is StockCause.AMBIGUOUS:
             self.bad_input.warning(f"ambiguous:{scale.lane}",
                                    "lane %s (store %s): weight %.1f g is not a whole number of "
                                    "%s units; count kept at %d", scale.lane, self.store_id,
                                    change.grams, scale.sku, change.before)
-            return
-        if self.config.rules.low_stock.enabled:
-            key = ("low_stock", scale.lane)
-            action = low_stock(active=key in self.active, lane=scale.lane, sku=scale.sku,
-                               units=change.after, threshold=self._threshold(scale.lane),
-                               capacity=scale.capacity,
-                               severity=Severity(self.config.rules.low_stock.severity))
-            if action is not None:
-                self._apply(action, reading)
+        # Counts are state, not facts: the change goes to the rules, not to the journal.
+        self._rules(StockChanged(
+            store_id=self.store_id, source=reading.source, received_ts=reading.received_ts,
+            device_ts=reading.device_ts, sku=scale.sku, location=scale.lane,
+            before=change.before, after=change.after, cause=change.cause))
 
     def _threshold(self, lane_id: str) -> int:
         lane = self._lane_cfg[lane_id]
@@ -320,27 +439,6 @@ class StoreAgent:
             return lane.low_stock
         sku = self.catalog.get(lane.sku)
         return sku.low_stock if sku is not None and sku.low_stock is not None else 2
-
-    def _apply(self, action: Action, cause: ShelfWeight) -> None:
-        key = (action.rule, action.subject)
-        now = self.clock()
-        if isinstance(action, OpenAlert):
-            alert = Alert(store_id=self.store_id, source=cause.source, received_ts=now,
-                          device_ts=cause.device_ts, alert_id=new_event_id(), rule=action.rule,
-                          severity=action.severity, subject=action.subject,
-                          message=action.message, state=AlertState.OPEN, sku=action.sku,
-                          location=action.location, detail=action.detail)
-            self.active[key] = alert
-        elif isinstance(action, ClearAlert):
-            prior = self.active.pop(key, None)
-            if prior is None:
-                return
-            alert = Alert(store_id=self.store_id, source=cause.source, received_ts=now,
-                          device_ts=cause.device_ts, alert_id=prior.alert_id, rule=prior.rule,
-                          severity=prior.severity, subject=prior.subject,
-                          message=action.reason, state=AlertState.CLEARED, sku=prior.sku,
-                          location=prior.location, detail=prior.detail)
-        self._pending.append(alert)
 
     def _flush(self) -> None:
         """Journal this turn's facts and alert transitions, then act on them."""
@@ -371,7 +469,7 @@ class StoreAgent:
 
     def _republish_state(self) -> None:
         """After (re)connecting, refresh the retained state; the alert stream is not replayed."""
-        for alert in self.active.values():
+        for alert in self.alert_manager.active():
             self._publish_alert(alert, _json(alert).encode(), stream=False)
 
     # AgentApi
@@ -400,11 +498,6 @@ class StoreAgent:
         self.counters["sold_units"] += sum(line.qty for line in txn.lines)
         if self.erp is not None:
             self.outbox.notify()
-        if self.sink is not None:
-            self.sink.add(self._sale_points(txn))
-        return True
-
-    def _sale_points(self, txn: PosTransaction) -> list[str]:
         qty: Counter[str] = Counter()
         amount: Counter[str] = Counter()
         for line in txn.lines:
@@ -415,11 +508,48 @@ class StoreAgent:
             sale = Sale(store_id=self.store_id, source=txn.source, received_ts=txn.received_ts,
                         device_ts=txn.device_ts, sku=sku, qty=n, txn_id=txn.txn_id)
             points += tsdb.sale_points(sale, round(amount[sku], 2), txn.received_ts)
-        return points
+            self._rules(sale)
+        if self.sink is not None:
+            self.sink.add(points)
+        self._flush()
+        return True
 
     def alerts(self, state: str | None = None) -> list[Alert]:
-        alerts = sorted(self.active.values(), key=lambda a: a.received_ts, reverse=True)
-        return [a for a in alerts if state is None or a.state.value == state]
+        return self.alert_manager.alerts(state)
+
+    def alert(self, alert_id: str) -> Alert:
+        return self.alert_manager.get(alert_id)
+
+    def alert_history(self, alert_id: str) -> list[Alert]:
+        return self.alert_manager.history(alert_id)
+
+    def claim_alert(self, alert_id: str, actor: Actor) -> Alert:
+        self._record(self.alert_manager.claim(alert_id, actor, self.clock()))
+        return self.alert_manager.get(alert_id)
+
+    def resolve_alert(self, alert_id: str, actor: Actor, outcome: Outcome,
+                      note: str | None = None) -> Alert:
+        self._record(self.alert_manager.resolve(alert_id, actor, outcome, self.clock(), note))
+        return self.alert_manager.get(alert_id)
+
+    def alert_summary(self) -> dict[str, Any]:
+        return self.alert_manager.summary(self.clock())
+
+    def confirm_scan(self, code: str, actor: Actor) -> dict[str, Any]:
+        match = self.alert_manager.scan(code, actor, self.clock(),
+                                        {s.sku: s.barcode for s in self.catalog.values()})
+        self._record(list(match.transitions))
+        return match.to_dict()
+
+    def _record(self, transitions: list[Alert]) -> None:
+        """Staff actions: journal and publish their transitions now, and tell the rules."""
+        self._pending += transitions
+        self._flush()
+        for a in transitions:
+            if a.detail.get("transition") in ("claimed", "confirmed"):
+                self.engine.claimed(a.rule, a.subject)
+            elif a.state is AlertState.RESOLVED:
+                self.engine.resolved(a.rule, a.subject, a.received_ts)
 
     def lanes(self) -> list[dict[str, Any]]:
         out = []
@@ -452,7 +582,8 @@ class StoreAgent:
             "device_states": self.device_health.states(),
             "facts": self.journal.fact_counts(),
             "alerts": self.journal.alert_counts(),
-            "open_alerts": len(self.active),
+            "open_alerts": len(self.alert_manager),
+            "tags_present": len(self.presence.present()),
             "counters": dict(self.counters),
         }
 
@@ -523,6 +654,9 @@ class StoreAgent:
 
     def _snapshot(self) -> None:
         self.journal.save_state("lanes", {k: s.snapshot() for k, s in self.scales.items()})
+        self.journal.save_state("rules", self.engine.snapshot())
+        self.journal.save_state("presence", self.presence.snapshot())
+        self.journal.save_state("checkout", {k: r.snapshot() for k, r in self.reconcilers.items()})
 
     async def _snapshot_loop(self) -> None:
         while True:
@@ -530,12 +664,23 @@ class StoreAgent:
             self._snapshot()
 
     async def _tick_loop(self) -> None:
-        """Time-driven state: device silence and error rates."""
+        """Time-driven state: device silence, tag departures, settled bagging weights, and the
+        rules' own clocks (windows, cooldowns, escalation)."""
         while True:
             await asyncio.sleep(1.0)
-            for change in self.device_health.tick(self.clock()):
-                self._health(change)
-            self._flush()
+            self.tick(self.clock())
+
+    def tick(self, now: float) -> None:
+        for change in self.device_health.tick(now):
+            self._health(change)
+        for departure in self.presence.tick(now):
+            self._fact(departure)
+        for reconciler in self.reconcilers.values():
+            self._checkout_outcome(reconciler.tick(now))
+        actions = self.engine.tick(now)
+        if actions:
+            self._pending += self.alert_manager.apply(actions, now)
+        self._flush()
 
     async def _sample_loop(self) -> None:
         assert self.sink is not None
@@ -545,6 +690,13 @@ class StoreAgent:
                        if s.units is not None]
             if samples:
                 self.sink.add(tsdb.lane_points(self.store_id, samples, self.clock()))
+
+
+def _gtin14(code: str) -> str | None:
+    try:
+        return to_gtin14(code)
+    except StoreEdgeError:
+        return None
 
 
 def _json(alert: Alert) -> str:
@@ -575,7 +727,7 @@ class _AgentCollector:
             c.add_metric([a.store_id, kind], n)
         yield c
         g = GaugeMetricFamily("storeedge_open_alerts", "Open alerts", labels=["store"])
-        g.add_metric([a.store_id], len(a.active))
+        g.add_metric([a.store_id], len(a.alert_manager))
         yield g
         g = GaugeMetricFamily("storeedge_erp_backlog", "ERP commands not yet delivered",
                               labels=["store"])

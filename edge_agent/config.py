@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.camera.config import CameraDevice
+from devices.checkout.config import CheckoutDevice
+from devices.rfid.config import RfidImpinjDevice, RfidSerialDevice, RfidZebraDevice
 from devices.scanner.config import ScannerDevice
 from devices.shelf_modbus.config import ShelfModbusDevice
 from devices.shelf_mqtt.config import ShelfMqttDevice
@@ -55,6 +57,7 @@ class HttpToken(Strict):
     name: str
     role: Literal["pos", "staff", "manager", "hq"]
     token_env: str
+    zones: list[str] = ["*"]  # the zones whose tasks this person works; "*" = every zone
 
 
 class HttpSection(Strict):
@@ -118,23 +121,41 @@ class Lane(Strict):
     sku: str
     capacity: Annotated[int, Field(ge=1)] = 20
     low_stock: Annotated[int, Field(ge=0)] | None = None  # overrides the catalog's threshold
+    zone: str | None = None  # routes the lane's tasks to the staff of this zone
+
+
+class Zone(Strict):
+    """An area of the store; chilled zones give the temperature range their sensors keep."""
+
+    id: str
+    min_c: float | None = None
+    max_c: float | None = None
+
+
+class RfidSection(Strict):
+    """Tag presence (see edge_agent/presence.py)."""
+
+    departed_after_s: Annotated[float, Field(gt=0)] = 600.0
+    window: Annotated[int, Field(ge=2, le=200)] = 20
+    rssi_offset_db: Annotated[float, Field(ge=0)] = 6.0
+    offset_decay_s: Annotated[float, Field(gt=0)] = 60.0
 
 
 DEVICE_MODELS = (ShelfModbusDevice, ShelfMqttDevice, CameraDevice, ScannerDevice,
-                 Zigbee2MqttDevice)
+                 Zigbee2MqttDevice, RfidZebraDevice, RfidImpinjDevice, RfidSerialDevice,
+                 CheckoutDevice)
 Device = Annotated[
-    ShelfModbusDevice | ShelfMqttDevice | CameraDevice | ScannerDevice | Zigbee2MqttDevice,
+    ShelfModbusDevice | ShelfMqttDevice | CameraDevice | ScannerDevice | Zigbee2MqttDevice
+    | RfidZebraDevice | RfidImpinjDevice | RfidSerialDevice | CheckoutDevice,
     Field(discriminator="type")]
 DEVICE_TYPES = {m.model_fields["type"].annotation.__args__[0] for m in DEVICE_MODELS}
 
 
-class LowStockRule(Strict):
-    enabled: bool = True
-    severity: Literal["info", "warning", "critical"] = "warning"
-
-
 class RulesSection(Strict):
-    low_stock: LowStockRule = LowStockRule()
+    """The rule library runs with the company defaults (rules/defaults.yaml); ``file`` names this
+    store's overrides, relative to the store config file."""
+
+    file: Path | None = None
 
 
 class StoreConfig(Strict):
@@ -147,8 +168,11 @@ class StoreConfig(Strict):
     inventory: InventorySection = InventorySection()
     catalog: list[CatalogItem] = []
     lanes: list[Lane] = []
+    zones: list[Zone] = []
     devices: list[Device] = []
+    rfid: RfidSection = RfidSection()
     rules: RulesSection = RulesSection()
+    source: Path | None = Field(default=None, exclude=True)  # the file this was read from
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StoreConfig:
@@ -171,6 +195,11 @@ class StoreConfig(Strict):
                     raise ValueError(f"devices.{i}.lanes.{j}: lane {lane!r} is already weighed "
                                      f"by {weighed_by[lane]!r}")
                 weighed_by[lane] = dev.id
+        zone_ids = {z.id for z in self.zones}
+        _no_duplicates([z.id for z in self.zones], "zones", "zone id")
+        for i, lane in enumerate(self.lanes):
+            if lane.zone is not None and zone_ids and lane.zone not in zone_ids:
+                raise ValueError(f"lanes.{i}.zone: {lane.zone!r} is not in zones")
         if self.erp.kind == "none":
             skus = {c.sku for c in self.catalog}
             for i, lane in enumerate(self.lanes):
@@ -219,7 +248,7 @@ def load_config(path: str | os.PathLike[str]) -> StoreConfig:
     if not isinstance(data, dict):
         raise ConfigError(file, "<root>", "must be a mapping of sections (store, devices, ...)")
     try:
-        return StoreConfig.model_validate(data)
+        return StoreConfig.model_validate({**data, "source": Path(path)})
     except ValidationError as exc:
         err = exc.errors()[0]
         # pydantic names a discriminated union's member (devices.0.shelf_modbus.port); the

@@ -29,6 +29,10 @@ KINDS: dict[str, MqttFeed | DriverFeed] = {
     "shelf_mqtt": MqttFeed("weight", "devices.shelf_mqtt.protocol:decode"),
     "camera": DriverFeed("devices.camera.driver:CameraDriver"),
     "scanner": DriverFeed("devices.scanner.driver:ScannerDriver"),
+    "rfid_zebra": MqttFeed("tags", "devices.rfid.zebra:decode"),
+    "rfid_impinj": MqttFeed("tags", "devices.rfid.impinj:decode"),
+    "rfid_serial": DriverFeed("devices.rfid.driver:RfidSerialDriver"),
+    "checkout": MqttFeed("session", "devices.checkout.protocol:decode"),
     "zigbee2mqtt": MqttFeed("state", "devices.zigbee2mqtt.protocol:decode", availability=(
         "availability_topic", "devices.zigbee2mqtt.protocol:decode_availability_status")),
 }

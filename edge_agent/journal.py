@@ -131,7 +131,7 @@ class Journal:
     def record_facts(self, facts: list[Event], *enlist: Enlist) -> None:
         """Journal derived facts (tag departures, suspect items, device health changes) in one
         transaction."""
-        rows = [(f.event_id, f.kind, f.source, f.received_ts,
+        rows = [(f.event_id, f.event_type, f.source, f.received_ts,
                  json.dumps(f.to_dict(), separators=(",", ":"), default=str)) for f in facts]
 
         def work(conn: sqlite3.Connection) -> None:
@@ -202,7 +202,7 @@ class Journal:
 
 def alert_from_json(text: str) -> Alert:
     data = json.loads(text)
-    data.pop("kind", None)
+    data.pop("event", None)
     data["severity"] = Severity(data["severity"])
     data["state"] = AlertState(data["state"])
     return Alert(**data)

@@ -188,7 +188,8 @@ def parse_scenario(data: Any, *, file: str = "<scenario>") -> Scenario:
     catalog = tuple(
         SkuSpec(sku=p.text(item, "sku", k), name=p.text(item, "name", k),
                 barcode=str(p.get(item, "barcode", k)),
-                unit_grams=p.number(item, "unit_grams", k), low_stock=p.integer(item, "low_stock", k),
+                unit_grams=p.number(item, "unit_grams", k),
+                low_stock=p.integer(item, "low_stock", k),
                 price=p.number(item, "price", k))
         for k, item in p.items(root, "catalog"))
     skus = {s.sku for s in catalog}
@@ -372,7 +373,8 @@ class _Parser:
              lanes: set[str]) -> dict[str, tuple[int, int, int, int]]:
         at = self._at(where, "lanes")
         raw = self.mapping(self.get(data, "lanes", where), at)
-        width, height = self.integer(data, "width", where, 640), self.integer(data, "height", where, 480)
+        width = self.integer(data, "width", where, 640)
+        height = self.integer(data, "height", where, 480)
         out: dict[str, tuple[int, int, int, int]] = {}
         for lane, box in raw.items():
             if lane not in lanes:

@@ -26,18 +26,13 @@ from typing import Any
 
 from devices.rfid.sgtin import encode_sgtin96
 from firmware_sim.camera import CameraSim
-from firmware_sim.faults import (
-    ByteFilter,
-    Faults,
-    ScenarioClock,
-    ValueFilter,
-    merge_fault_specs,
-    plug_schedule,
-)
+from firmware_sim.faults import Faults, ScenarioClock, merge_fault_specs, plug_schedule
 from firmware_sim.fridge import FridgeProfile, FridgeSim
+from firmware_sim.kiosk import KioskSim, Receipt
 from firmware_sim.modbus_shelf import ModbusShelfSim
 from firmware_sim.mqtt_shelf import MqttShelfSim
 from firmware_sim.pos import PosRegister, Transaction
+from firmware_sim.rfid import M100Sim, ZebraReaderSim
 from firmware_sim.scanner import ScannerSim
 from firmware_sim.scenario import (
     CHECKOUT,
@@ -45,11 +40,11 @@ from firmware_sim.scenario import (
     CameraSpec,
     FridgeSpec,
     Incident,
-    KioskSpec,
+    RfidReaderSpec,
     Scenario,
     load_scenario,
 )
-from storeedge.errors import UsageError
+from storeedge.errors import BrokerUnavailable, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +120,16 @@ class SimulatedStore:
         self.scanners: dict[str, ScannerSim] = {}
         self.cameras: dict[str, CameraSim] = {}
         self.fridges: dict[str, FridgeSim] = {}
-        self.kiosks: dict[str, Any] = {}
-        self.readers: dict[str, Any] = {}
+        self.kiosks: dict[str, KioskSim] = {}
+        self._kiosk_queues: dict[str, asyncio.Lock] = {}  # one shopper at a kiosk at a time
+        self.readers: dict[str, ZebraReaderSim | M100Sim] = {}
+        self._placed: dict[str, dict[str, int]] = {}  # reader -> epc -> antenna
         self.planted: list[dict[str, Any]] = []
         self.kiosk_units: Counter[str] = Counter()
         self.kiosk_paid = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._txn = 0
         self._serials = itertools.count(1)
-        self._sessions = itertools.count(1)
         self._device_ports = dict(device_ports or {})
         dev_dir.mkdir(parents=True, exist_ok=True)
         self._build_shelves()
@@ -144,6 +140,11 @@ class SimulatedStore:
         self._build_fridges()
         self._build_kiosks()
         self._build_readers()
+        for inc in scenario.incidents:
+            if inc.kind == "unplug":
+                self.planted.append({"kind": "unplug", "device": inc.device, "at": inc.at,
+                                     "until": inc.until, "unplugged_at": None,
+                                     "replugged_at": None})
         unknown = set(self.faults) - set(scenario.device_ids())
         if unknown:
             raise UsageError(f"faults for devices not in scenario {scenario.name}: "
@@ -193,15 +194,15 @@ class SimulatedStore:
     def _build_scanners(self) -> None:
         for spec in self.scenario.scanners:
             self.scanners[spec.id] = ScannerSim(spec.id, self.dev_dir / f"{spec.id}.tty",
-                                                seed=self.scenario.seed)
+                                                seed=self.scenario.seed,
+                                                faults=self._faults(spec.id))
 
     def _build_cameras(self) -> None:
         lanes = {lane.id: lane for lane in self.lanes}
         for spec in self.scenario.cameras:
             cam = CameraSim(list(spec.lanes.items()), self._device_ports.get(spec.id, 0),
-                            fps=spec.fps, size=(spec.width, spec.height),
-                            noise=self._faults(spec.id).noise_grams or 2.0,
-                            corrupt=self._faults(spec.id).corrupt_rate, seed=self.scenario.seed)
+                            device_id=spec.id, fps=spec.fps, size=(spec.width, spec.height),
+                            noise=2.0, faults=self._faults(spec.id), seed=self.scenario.seed)
             cam.write_reference(camera_reference_path(self.dev_dir, spec))
             self.cameras[spec.id] = cam
             for lane_id in spec.lanes:
@@ -210,16 +211,20 @@ class SimulatedStore:
 
     def _build_fridges(self) -> None:
         for spec in self.scenario.fridges:
-            faults = self._faults(spec.id)
             self.fridges[spec.id] = FridgeSim(
                 spec.name, host=self.broker[0], port=self.broker[1],
-                profile=_fridge_profile(spec, self.extra_rng, faults, self.clock),
-                humidity=spec.humidity, noise=0.05, interval_seconds=spec.every_seconds,
-                clock_skew=faults.clock_skew_s, seed=self.scenario.seed)
+                profile=_fridge_profile(spec, self.extra_rng), humidity=spec.humidity,
+                noise=0.05, interval_seconds=spec.every_seconds, seed=self.scenario.seed,
+                faults=self._faults(spec.id), elapsed=self.clock)
 
     def _build_kiosks(self) -> None:
-        for spec in self.scenario.kiosks:
-            self.kiosks[spec.id] = _kiosk_sim(self, spec)
+        s = self.scenario
+        catalog = [(c.sku, c.barcode, c.unit_grams, c.price) for c in s.catalog]
+        for spec in s.kiosks:
+            self.kiosks[spec.id] = KioskSim(s.store_id, spec.id, self.broker[0], self.broker[1],
+                                            catalog, faults=self.faults.get(spec.id),
+                                            seed=s.seed)
+            self._kiosk_queues[spec.id] = asyncio.Lock()
 
     def _build_readers(self) -> None:
         for spec in self.scenario.rfid_readers:
@@ -229,15 +234,28 @@ class SimulatedStore:
 
     def _all(self) -> list[Any]:
         return [*self.modbus, *self.mqtt, *self.scanners.values(), *self.cameras.values(),
-                *self.fridges.values(), *self.kiosks.values(), *self.readers.values()]
+                *self.fridges.values(), *self.readers.values()]
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Plug every device in (BrokerUnavailable when the broker is not there)."""
         for lane in self.lanes:
             lane.show()
+        self.sync_tags()
         for sim in self._all():
             sim.start()
+        for kiosk in self.kiosks.values():
+            await kiosk.start()
+        for cid, cam in self.cameras.items():
+            # The agent's config names the stream; a free port is only known once bound.
+            (self.dev_dir / f"{cid}.url").write_text(cam.url)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Unplug every device (each one, whatever the others do)."""
+        for kiosk in self.kiosks.values():
+            try:
+                await kiosk.stop()
+            except Exception:
+                log.exception("stopping kiosk %s failed", kiosk.kiosk_id)
         for sim in self._all():
             try:
                 sim.stop()
@@ -245,12 +263,19 @@ class SimulatedStore:
                 log.exception("stopping a simulated device failed")
 
     def _pluggable(self, device_id: str) -> Any:
-        by_id: dict[str, Any] = {sim.device_id: sim for sim in [*self.modbus, *self.mqtt]}
+        by_id: dict[str, Any] = {sim.device_id: sim for sim in self.modbus}
+        by_id.update((sim.device_id, sim) for sim in self.mqtt)
         by_id.update(self.scanners)
-        by_id.update(self.kiosks)
-        by_id.update(self.readers)
-        for cid, cam in self.cameras.items():
-            by_id[cid] = _Replug(cid, cam.stop, cam.start)
+        loop = asyncio.get_running_loop()
+        for kid, kiosk in self.kiosks.items():
+            # plug_schedule runs these on a worker thread; the kiosk lives on the loop.
+            by_id[kid] = _Replug(
+                kid, lambda k=kiosk: asyncio.run_coroutine_threadsafe(k.stop(), loop).result(),
+                lambda k=kiosk: asyncio.run_coroutine_threadsafe(k.start(), loop).result())
+        for rid, reader in self.readers.items():
+            by_id[rid] = reader if isinstance(reader, M100Sim) else \
+                _Replug(rid, reader.stop, reader.start)
+        by_id.update(self.cameras)
         for fid, fridge in self.fridges.items():
             by_id[fid] = _Replug(fid, lambda f=fridge: (f.set_available(False), f.stop()),
                                  fridge.start)
@@ -263,6 +288,8 @@ class SimulatedStore:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.shoppers(), name="shoppers")
             tg.create_task(self.staff(), name="staff")
+            if self.readers:
+                tg.create_task(self.tag_reads(), name="tag-reads")
             for device_id, faults in self.faults.items():
                 if faults.unplug_at is not None:
                     tg.create_task(plug_schedule(self._pluggable(device_id), faults, self.clock,
@@ -270,6 +297,28 @@ class SimulatedStore:
             for incident in self.scenario.incidents:
                 if incident.kind != "unplug":
                     tg.create_task(self._plant(incident), name=f"plant-{incident.kind}")
+
+    async def tag_reads(self) -> None:
+        """Keep every antenna's field in step with where the tagged units are."""
+        while True:
+            self.sync_tags()
+            await asyncio.sleep(0.1)
+
+    def sync_tags(self) -> None:
+        for spec in self.scenario.rfid_readers:
+            reader = self.readers[spec.id]
+            want = {epc: antenna for antenna, location in spec.antennas.items()
+                    for epc in self.tags.at(location)}
+            placed = self._placed.setdefault(spec.id, {})
+            for epc in set(placed) - set(want):
+                reader.remove(epc)
+                del placed[epc]
+            for epc, antenna in want.items():
+                if placed.get(epc) != antenna:
+                    # Tags in a bag at the door read stronger than tags behind others on a shelf.
+                    reader.place(epc, antenna, rssi=-58.0 if spec.antennas[antenna] not in
+                                 (CHECKOUT, EXIT) else -46.0)
+                    placed[epc] = antenna
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -300,9 +349,11 @@ class SimulatedStore:
                             f"kiosk-{kiosk}")
 
     def _pick(self, lane: SimLane, take: int) -> list[str]:
+        """Take ``take`` units off ``lane``; returns the tags they carry."""
         lane.units -= take
-        taken, lane.epcs = lane.epcs[len(lane.epcs) - take:] if take else [], \
-            lane.epcs[:len(lane.epcs) - take] if lane.epcs else lane.epcs
+        taken: list[str] = []
+        if lane.epcs and take:
+            taken, lane.epcs = lane.epcs[-take:], lane.epcs[:-take]
         lane.show()
         return taken
 
@@ -330,24 +381,23 @@ class SimulatedStore:
                                                  (EXIT, EXIT_SECONDS)]), "tags-paid")
 
     async def _kiosk_session(self, kiosk_id: str, basket: dict[str, int], epcs: Sequence[str],
-                             *, delay: float, skip: dict[str, int] | None = None) -> str:
-        """A shopper at a kiosk: scans and bags the basket (minus ``skip``, bagged unscanned) and
-        pays for what was scanned. Returns the session id."""
+                             *, delay: float, skip_scan: str | None = None) -> Receipt | None:
+        """A shopper at a kiosk: waits for it, scans and bags the basket (one unit of
+        ``skip_scan`` bagged unscanned) and pays for what was scanned. A kiosk that is down
+        sends the shopper to the POS (and returns None)."""
         await asyncio.sleep(delay)
-        kiosk = self.kiosks[kiosk_id]
-        session = f"{kiosk_id}-{next(self._sessions):06d}"
-        skip = skip or {}
-        scanned = {sku: qty - skip.get(sku, 0) for sku, qty in basket.items()
-                   if qty - skip.get(sku, 0) > 0}
-        items = [(sku, qty, self.scenario.sku(sku)) for sku, qty in sorted(scanned.items())]
-        unscanned = [(sku, qty, self.scenario.sku(sku)) for sku, qty in sorted(skip.items())]
-        paid = await kiosk.session(session, items, unscanned, rng=self.extra_rng)
-        if paid:
-            self.kiosk_paid += 1
-            for sku, qty, _ in items:
-                self.kiosk_units[sku] += qty
+        async with self._kiosk_queues[kiosk_id]:
+            try:
+                receipt = await self.kiosks[kiosk_id].shop(sorted(basket.items()),
+                                                           skip_scan=skip_scan)
+            except (BrokerUnavailable, UsageError) as exc:
+                log.warning("kiosk %s unusable (%s): shopper pays at the POS", kiosk_id, exc)
+                self._pay(basket, epcs)
+                return None
+        self.kiosk_paid += 1
+        self.kiosk_units.update(receipt.units)
         self._leave_paid(epcs)
-        return session
+        return receipt
 
     async def staff(self) -> None:
         """Restock a lane some seconds after it reaches its low-stock threshold."""
@@ -371,8 +421,6 @@ class SimulatedStore:
 
     def _scan(self, scanner_id: str, barcode: str, aim: bool) -> None:
         scanner = self.scanners[scanner_id]
-        if _corrupts(self._faults(scanner_id), self.extra_rng):
-            scanner.corrupt_next(1)
         # ]E0 is EAN-13 in the AIM symbology identifiers (ISO/IEC 15424).
         scanner.scan(barcode, "]E0" if aim and len(barcode) == 13 else None)
 
@@ -391,6 +439,7 @@ class SimulatedStore:
         record: dict[str, Any] = {"kind": incident.kind, "at": round(self.clock(), 2),
                                   "ts": time.time(), "sku": incident.sku}
         self.planted.append(record)
+        assert incident.sku is not None
         lane = self._stocked_lane(incident.sku)
         if incident.kind == "scan_avoidance":
             assert incident.device is not None
@@ -402,8 +451,9 @@ class SimulatedStore:
                 epcs += self._pick(other, 1)
                 basket[other.sku] = basket.get(other.sku, 0) + 1
             record.update(lane=lane.id, qty=1, session=None)
-            record["session"] = await self._kiosk_session(
-                incident.device, basket, epcs, delay=1.0, skip={incident.sku: 1})
+            # Spawned, not awaited: the end of the run must not cut a paying session short.
+            self._spawn(self._planted_session(record, incident.device, basket, epcs),
+                        "plant-scan-avoidance")
         elif incident.kind == "tag_walkout":
             epcs = self._pick(lane, 1)
             record.update(lane=lane.id, epc=epcs[0] if epcs else None)
@@ -412,7 +462,13 @@ class SimulatedStore:
             await self.tags.journey(epcs, [(EXIT, WALKOUT_EXIT_SECONDS)])
         log.info("planted %s", record)
 
-    def _stocked_lane(self, sku: str | None) -> SimLane:
+    async def _planted_session(self, record: dict[str, Any], kiosk_id: str,
+                               basket: dict[str, int], epcs: Sequence[str]) -> None:
+        receipt = await self._kiosk_session(kiosk_id, basket, epcs, delay=1.0,
+                                            skip_scan=record["sku"])
+        record["session"] = receipt.session if receipt else None
+
+    def _stocked_lane(self, sku: str) -> SimLane:
         """A lane of ``sku`` with something on it (restocked on the spot if all are empty)."""
         lanes = [lane for lane in self.lanes if lane.sku == sku]
         lane = max(lanes, key=lambda x: x.units)
@@ -420,27 +476,23 @@ class SimulatedStore:
             self._restock(lane)
         return lane
 
-    def _register_planted_unplugs(self) -> None:
-        for inc in self.scenario.incidents:
-            if inc.kind == "unplug":
-                self.planted.append({"kind": "unplug", "device": inc.device, "at": inc.at,
-                                     "until": inc.until, "unplugged_at": None,
-                                     "replugged_at": None})
-
     # The record
 
     def readings(self) -> dict[str, int]:
         """What each device kind sent: frames, messages, lines, tag reads."""
         counts: Counter[str] = Counter()
+        for reader in self.readers.values():
+            if isinstance(reader, ZebraReaderSim):
+                counts["rfid_zebra"] += reader.published
+            elif isinstance(reader, _CountingM100):
+                counts["rfid_serial"] += reader.reads_sent
         counts["shelf_modbus"] += sum(sim.responses for sim in self.modbus)
         counts["shelf_mqtt"] += sum(sim.published for sim in self.mqtt)
         counts["scanner"] += sum(sim.sent for sim in self.scanners.values())
         counts["camera"] += sum(sim.frames_sent for sim in self.cameras.values())
         counts["zigbee2mqtt"] += sum(sim.published for sim in self.fridges.values())
-        counts["checkout"] += sum(k.sent for k in self.kiosks.values())
-        for spec in self.scenario.rfid_readers:
-            counts[f"rfid_{spec.kind}"] += self.readers[spec.id].reads
-        return {kind: counts[kind] for kind in _KINDS if counts[kind] or kind in self._kinds()}
+        counts["checkout"] += sum(k.published for k in self.kiosks.values())
+        return {kind: counts[kind] for kind in sorted(self._kinds())}
 
     def _kinds(self) -> set[str]:
         s = self.scenario
@@ -461,10 +513,6 @@ class SimulatedStore:
                 "planted": self.planted, "readings": self.readings()}
 
 
-_KINDS = ("shelf_modbus", "shelf_mqtt", "rfid_zebra", "rfid_serial", "scanner", "checkout",
-          "camera", "zigbee2mqtt")
-
-
 @dataclass
 class _Replug:
     device_id: str
@@ -472,28 +520,12 @@ class _Replug:
     replug: Callable[[], object]
 
 
-def _corrupts(faults: Faults, rng: random.Random) -> bool:
-    return bool(faults.corrupt_rate) and rng.random() < faults.corrupt_rate
-
-
 def camera_reference_path(dev_dir: Path, spec: CameraSpec) -> Path:
     """Where the simulator writes camera ``spec``'s empty-shelf reference image."""
     return dev_dir / f"{spec.id}.reference.png"
 
 
-class _FaultyProfile:
-    """A fridge's temperature profile seen through a ``ValueFilter`` (drift, stuck, noise)."""
-
-    def __init__(self, profile: FridgeProfile, values: ValueFilter) -> None:
-        self._profile = profile
-        self._values = values
-
-    def temperature(self, t: float) -> float:
-        return self._values.apply("temperature", self._profile.temperature(t))
-
-
-def _fridge_profile(spec: FridgeSpec, rng: random.Random, faults: Faults,
-                    elapsed: Callable[[], float]) -> Any:
+def _fridge_profile(spec: FridgeSpec, rng: random.Random) -> FridgeProfile:
     lo, hi = spec.temp_range
     # Cabinets run in the lower part of their range; a door opened for a few seconds now and then
     # warms the air by about a degree and recovers.
@@ -502,17 +534,28 @@ def _fridge_profile(spec: FridgeSpec, rng: random.Random, faults: Faults,
     now = time.time()
     for k in range(40):
         profile.open_door(now + 15.0 + 45.0 * k + rng.uniform(0, 20), rng.uniform(3.0, 8.0))
-    if not faults.any:
-        return profile
-    return _FaultyProfile(profile, ValueFilter(faults, elapsed, random.Random(rng.random())))
+    return profile
 
 
-def _kiosk_sim(store: SimulatedStore, spec: KioskSpec) -> Any:
-    raise UsageError(f"{spec.id}: no kiosk simulator (firmware_sim/kiosk.py) yet")
+class _CountingM100(M100Sim):
+    """The serial module, counting the tag reads it answers inventories with."""
+
+    reads_sent = 0
+
+    def reads(self) -> list[tuple[str, int, float]]:
+        out = super().reads()
+        self.reads_sent += len(out)
+        return out
 
 
-def _reader_sim(store: SimulatedStore, spec: Any) -> Any:
-    raise UsageError(f"{spec.id}: no RFID simulator (firmware_sim/rfid.py) yet")
+def _reader_sim(store: SimulatedStore, spec: RfidReaderSpec) -> ZebraReaderSim | M100Sim:
+    faults = store.faults.get(spec.id, Faults())
+    if spec.kind == "zebra":
+        return ZebraReaderSim(store.scenario.store_id, spec.id, host=store.broker[0],
+                              port=store.broker[1], period_s=1.0 / spec.read_hz, batch=4,
+                              rssi_noise_db=2.0, faults=faults, seed=store.scenario.seed)
+    return _CountingM100(spec.id, store.dev_dir / f"{spec.id}.tty", rssi_noise_db=2.0,
+                         faults=faults, seed=store.scenario.seed)
 
 
 async def run_store(scenario: str | Scenario, *, broker: tuple[str, int], agent_url: str,
@@ -530,13 +573,12 @@ async def run_store(scenario: str | Scenario, *, broker: tuple[str, int], agent_
     store = SimulatedStore(scenario, broker=broker, agent_url=agent_url, dev_dir=dev_dir,
                            faults=merge_fault_specs(scenario.device_faults(), faults),
                            device_ports=device_ports)
-    store._register_planted_unplugs()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        store.start()
+        await store.start()
         async with asyncio.TaskGroup() as tg:
             pos = tg.create_task(store.pos.run(), name="pos")
             people = tg.create_task(store.run(), name="store")
@@ -554,7 +596,7 @@ async def run_store(scenario: str | Scenario, *, broker: tuple[str, int], agent_
     finally:
         for task in list(store._tasks):
             task.cancel()
-        store.stop()
+        await store.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         truth = store.truth()

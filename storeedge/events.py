@@ -25,17 +25,18 @@ class Event:
     event_id: str = field(default_factory=new_event_id)
 
     @property
-    def kind(self) -> str:
+    def event_type(self) -> str:
         return type(self).__name__
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict with a ``kind`` key (shallow and fast: ``asdict`` deep-copies)."""
+        """A JSON-ready dict with an ``event`` key naming the type (shallow and fast: ``asdict``
+        deep-copies)."""
         cls = type(self)
         names = _FIELD_NAMES.get(cls)
         if names is None:
             names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
         data = {name: _plain(getattr(self, name)) for name in names}
-        data["kind"] = cls.__name__
+        data["event"] = cls.__name__
         return data
 
 
@@ -110,6 +111,8 @@ class CheckoutEvent(Event):
     kiosk: str
     session: str
     kind: CheckoutKind
+    txn_id: str | None = None  # paid: the kiosk's transaction id, when it gives one
+    reason: str | None = None  # assistance: why
     sku: str | None = None
     barcode: str | None = None
     qty: int = 1

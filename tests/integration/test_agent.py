@@ -90,7 +90,11 @@ async def test_readings_to_alerts_pos_and_restart(mosquitto, store_id, tmp_path)
             alert = await next_alert(messages)
             assert (alert["rule"], alert["subject"], alert["state"]) == ("low_stock", "A1", "open")
             assert alert["detail"]["bring"] == 7
-            await weigh(mqtt, store_id, "A1", 2)  # lower still: no second alert
+            await weigh(mqtt, store_id, "A1", 2)  # lower still: the same alert, re-notified
+            worse = await next_alert(messages)
+            assert (worse["alert_id"], worse["state"]) == (alert["alert_id"], "open")
+            assert worse["detail"]["transition"] == "worsened"
+            assert worse["detail"]["bring"] == 8
             await wait_until(lambda: agent.scales["A1"].units == 2)
             assert agent.counters["rejected_bad_payload"] == 2  # not JSON; a lane not its own
             assert agent.counters["readings_shelf_mqtt"] == agent.counters["readings"] == 6

@@ -1,0 +1,130 @@
+"""Impinj IoT device interface events (R700, R720): a sans-I/O codec.
+
+The reader publishes one JSON event per message over MQTT (newline-delimited over its HTTP
+stream); only ``tagInventory`` events are tag reads::
+
+    {"timestamp": "2024-08-06T12:00:00.123Z", "hostname": "impinj-14-46-36",
+     "eventType": "tagInventory",
+     "tagInventoryEvent": {"epc": "MAAAAAAAAAAAAAAA", "epcHex": "300000000000000000000000",
+                           "antennaPort": 1, "antennaName": "Antenna 1",
+                           "peakRssiCdbm": -5325, "lastSeenTime": "2024-08-06T12:00:00.120Z"}}
+
+``epc`` is base64, ``epcHex`` hex: which appear depends on the event configuration (``epcHex``
+is used when both do). ``peakRssiCdbm`` is centi-dBm. Other event types (inventoryStatus,
+antennaConnected, diagnostic...) are not tag reads and decode to nothing. ``device_ts`` is the
+tag's ``lastSeenTime`` when reported, else the event's ``timestamp``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from typing import Any
+
+from devices.rfid import epc_hex, json_values, number, timestamp
+from devices.rfid.config import RfidImpinjDevice
+from devices.rfid.zebra import MAX_ANTENNA, MAX_RSSI, MIN_RSSI, Decoded
+from storeedge.errors import PayloadError
+from storeedge.events import TagRead
+from storeedge.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
+_rlog = RateLimitedLog(log)
+
+TAG_INVENTORY = "tagInventory"
+
+
+def decode_all(payload: bytes, *, device: RfidImpinjDevice, store_id: str,
+               received_ts: float) -> Decoded:
+    """Decode every event in one message; never raises."""
+    source = device.id
+    out = Decoded()
+    try:
+        values = json_values(payload, source)
+    except PayloadError as exc:
+        out.errors.append(exc)
+        return out
+    for value in values:
+        if isinstance(value, PayloadError):
+            out.errors.append(value)
+            continue
+        try:
+            read = _event(value, source, store_id, received_ts)
+        except PayloadError as exc:
+            out.errors.append(exc)
+        else:
+            if read is not None:
+                out.reads.append(read)
+    return out
+
+
+def decode(payload: bytes, *, device: RfidImpinjDevice, store_id: str,
+           received_ts: float) -> list[TagRead]:
+    """The device-kind contract: the message's tag reads (possibly none: a status event).
+    PayloadError when something is bad and nothing good came with it."""
+    result = decode_all(payload, device=device, store_id=store_id, received_ts=received_ts)
+    if result.errors:
+        if not result.reads:
+            first = result.errors[0]
+            if len(result.errors) == 1:
+                raise first
+            raise PayloadError(f"{len(result.errors)} bad events, first: {first}")
+        _rlog.warning(f"partial:{device.id}", "impinj %s: dropped %d bad events: %s",
+                      device.id, len(result.errors), result.errors[0])
+    return result.reads
+
+
+def _event(obj: Any, source: str, store_id: str, received_ts: float) -> TagRead | None:
+    if type(obj) is not dict:
+        raise PayloadError(f"event is not a JSON object but {type(obj).__name__}",
+                           source=source)
+    kind = obj.get("eventType")
+    if kind != TAG_INVENTORY:
+        if type(kind) is not str:
+            raise PayloadError(f"eventType is not a string: {kind!r:.40}", source=source)
+        return None
+    tag = obj.get("tagInventoryEvent")
+    if type(tag) is not dict:
+        raise PayloadError("tagInventory event has no tagInventoryEvent object", source=source)
+    if "epcHex" in tag:
+        epc = epc_hex(tag["epcHex"], "epcHex", source)
+    else:
+        epc = epc_hex(_unbase64(tag.get("epc"), source), "epc", source)
+    antenna = tag.get("antennaPort")
+    if antenna is not None and (type(antenna) is not int or not 0 <= antenna <= MAX_ANTENNA):
+        raise PayloadError(f"antennaPort is not a port number: {antenna!r:.40}", source=source)
+    rssi = tag.get("peakRssiCdbm")
+    if rssi is not None:
+        rssi = number(rssi, "peakRssiCdbm", source, MIN_RSSI * 100, MAX_RSSI * 100) / 100.0
+    ts = tag.get("lastSeenTime", obj.get("timestamp"))
+    device_ts = None if ts is None else timestamp(ts, "timestamp", source)
+    return TagRead(store_id=store_id, source=source, received_ts=received_ts,
+                   device_ts=device_ts, epc=epc, antenna=antenna, rssi=rssi)
+
+
+def _unbase64(value: Any, source: str) -> str:
+    if type(value) is not str:
+        raise PayloadError(f"tagInventoryEvent has neither epcHex nor a base64 epc: "
+                           f"{value!r:.40}", source=source)
+    try:
+        return base64.b64decode(value, validate=True).hex()
+    except (binascii.Error, ValueError):
+        raise PayloadError(f"epc is not base64: {value!r:.40}", source=source) from None
+
+
+def encode(epc: str, *, antenna: int | None = None, rssi: float | None = None,
+           ts: str | None = None, hostname: str = "impinj-sim") -> bytes:
+    """One ``tagInventory`` event with both ``epc`` (base64) and ``epcHex``."""
+    tag: dict[str, Any] = {"epc": base64.b64encode(bytes.fromhex(epc)).decode(),
+                           "epcHex": epc.upper()}
+    if antenna is not None:
+        tag["antennaPort"] = antenna
+    if rssi is not None:
+        tag["peakRssiCdbm"] = round(rssi * 100)
+    obj: dict[str, Any] = {"timestamp": ts, "hostname": hostname, "eventType": TAG_INVENTORY,
+                           "tagInventoryEvent": tag}
+    if ts is None:
+        del obj["timestamp"]
+    return json.dumps(obj, separators=(",", ":")).encode()

@@ -1,0 +1,96 @@
+"""Impinj IoT device interface tagInventory events: documented shape and fuzzing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from devices.rfid import impinj
+from devices.rfid.config import RfidImpinjDevice
+from storeedge.errors import PayloadError
+
+DEV = RfidImpinjDevice(type="rfid_impinj", id="r700-1", antennas={1: "door"})
+
+# Shape of the Impinj IoT device interface event (Impinj reader configuration REST API, OpenAPI
+# "TagInventoryEvent": epc base64, epcHex, antennaPort, antennaName, peakRssiCdbm, lastSeenTime;
+# https://support.impinj.com/hc/en-us/articles/32123172324755). Here the epc is the GS1 TDS
+# SGTIN-96 example 3074257BF7194E4000001A85, base64 "MHQle/cZTkAAABqF".
+DOC_EVENT = (b'{"timestamp":"2024-08-06T12:00:00.123Z","hostname":"impinj-14-46-36",'
+             b'"eventType":"tagInventory","tagInventoryEvent":{"epc":"MHQle/cZTkAAABqF",'
+             b'"epcHex":"3074257BF7194E4000001A85","antennaPort":1,"antennaName":"Antenna 1",'
+             b'"peakRssiCdbm":-5325,"lastSeenTime":"2024-08-06T12:00:00.120Z"}}')
+
+
+def decode(payload: bytes) -> list:
+    return impinj.decode(payload, device=DEV, store_id="s1", received_ts=5.0)
+
+
+def test_documented_event() -> None:
+    [read] = decode(DOC_EVENT)
+    assert (read.epc, read.antenna, read.rssi) == ("3074257BF7194E4000001A85", 1, -53.25)
+    assert read.device_ts == pytest.approx(1722945600.120)
+    assert DEV.location_of(read.antenna) == "door"
+
+
+def test_base64_epc_alone() -> None:
+    obj = json.loads(DOC_EVENT)
+    del obj["tagInventoryEvent"]["epcHex"], obj["tagInventoryEvent"]["lastSeenTime"]
+    [read] = decode(json.dumps(obj).encode())
+    assert read.epc == "3074257BF7194E4000001A85"
+    assert read.device_ts == pytest.approx(1722945600.123)
+
+
+def test_other_event_types_are_not_reads() -> None:
+    status = b'{"timestamp":"2024-08-06T12:00:00Z","eventType":"inventoryStatus",' \
+             b'"inventoryStatusEvent":{"inventoryStatus":"running"}}'
+    assert decode(status) == []
+    assert len(decode(status + b"\n" + DOC_EVENT + b"\n")) == 1  # the HTTP stream's NDJSON
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    (b'{"eventType":1}', "eventType is not a string"),
+    (b'{"eventType":"tagInventory"}', "no tagInventoryEvent"),
+    (b'{"eventType":"tagInventory","tagInventoryEvent":{}}', "neither epcHex nor"),
+    (b'{"eventType":"tagInventory","tagInventoryEvent":{"epc":"!!"}}', "not base64"),
+    (b'{"eventType":"tagInventory","tagInventoryEvent":{"epcHex":"30G4"}}', "epcHex"),
+    (b'{"eventType":"tagInventory","tagInventoryEvent":{"epcHex":"3074","antennaPort":-1}}',
+     "antennaPort"),
+    (b'{"eventType":"tagInventory","tagInventoryEvent":{"epcHex":"3074",'
+     b'"peakRssiCdbm":"-50"}}', "peakRssiCdbm"),
+])
+def test_bad_events_name_the_problem(payload: bytes, message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        decode(payload)
+
+
+@given(st.binary(min_size=2, max_size=62).filter(lambda b: len(b) % 2 == 0),
+       st.integers(1, 32), st.integers(-9000, 0))
+def test_round_trip(epc: bytes, antenna: int, cdbm: int) -> None:
+    payload = impinj.encode(epc.hex(), antenna=antenna, rssi=cdbm / 100,
+                            ts="2024-08-06T12:00:00Z")
+    [read] = decode(payload)
+    assert (read.epc, read.antenna, read.rssi) == (epc.hex().upper(), antenna, cdbm / 100)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_decode_or_raise_payload_error(payload: bytes) -> None:
+    try:
+        decode(payload)
+    except PayloadError:
+        pass
+
+
+@given(st.dictionaries(st.sampled_from(["eventType", "tagInventoryEvent", "timestamp"]),
+                       st.none() | st.text(max_size=12) | st.integers() |
+                       st.dictionaries(st.sampled_from(["epc", "epcHex", "antennaPort",
+                                                        "peakRssiCdbm", "lastSeenTime"]),
+                                       st.none() | st.text(max_size=30) | st.integers() |
+                                       st.floats())))
+def test_any_event_object_decodes_or_raises_payload_error(obj: dict) -> None:
+    try:
+        decode(json.dumps(obj).encode())
+    except PayloadError:
+        pass
