@@ -180,8 +180,11 @@ class CheckoutReconciler:
         elif kind is CheckoutKind.VOIDED:
             self._void(s, event)
         elif kind is CheckoutKind.PAID:
+            # Paying ends the session: its last bagging weight is final even if the scale had
+            # no time to settle (a shopper who bags an unscanned item and pays at once).
+            out = [] if s.settled else self._settle(s, event.received_ts, None)
             self._forget(s, event.received_ts)
-            return [self._sale(s, event)]
+            return [*out, self._sale(s, event)]
         elif kind is CheckoutKind.CANCELLED:
             self._forget(s, event.received_ts)
         elif kind is CheckoutKind.ASSISTANCE:

@@ -12,6 +12,12 @@ from storeedge.errors import ConfigError
 
 log = logging.getLogger("storeedge")
 
+FAULT_SPEC = "DEVICE:KEY=VALUE[,KEY=VALUE...]"
+FAULT_HELP = ("inject a fault into a simulated device, e.g. shelf-a1:unplug_at=20,replug_at=35 or "
+              "shelf-b1:duplicate_rate=0.1 (keys: noise_grams, noise, drift_per_s, stuck, "
+              "corrupt_rate, unplug_at, replug_at, duplicate_rate, reorder_rate, clock_skew_s); "
+              "repeatable")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="storeedge", description=__doc__)
@@ -34,11 +40,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="where the wired shelves' serial ports appear (one link per shelf)")
     p.add_argument("--truth-out", type=Path, help="write the scenario's sales truth here at exit")
     p.add_argument("--seconds", type=float, default=0, help="0: until SIGTERM")
+    p.add_argument("--fault", action="append", default=[], metavar=FAULT_SPEC, help=FAULT_HELP)
+    p.add_argument("--device-port", action="append", default=[], metavar="DEVICE=PORT",
+                   help="fixed TCP port of a simulated device that serves one (cameras)")
 
     p = sub.add_parser("demo", help="run a whole store-in-a-box")
     p.add_argument("--scenario", default="basic")
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--workdir", type=Path, help="default: a fresh directory under var/demo")
+    p.add_argument("--fault", action="append", default=[], metavar=FAULT_SPEC, help=FAULT_HELP)
 
     args = parser.parse_args(argv)
     from edge_agent import logs
@@ -65,12 +75,14 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(run_store(
                 args.scenario, broker=(args.broker_host, args.broker_port),
                 agent_url=args.agent_url, dev_dir=args.dev_dir, truth_out=args.truth_out,
-                seconds=args.seconds or None))
+                seconds=args.seconds or None, faults=args.fault,
+                device_ports={d: int(p) for d, _, p in
+                              (spec.partition("=") for spec in args.device_port)}))
             return 0
         if args.command == "demo":
             from edge_agent.demo import run_demo
 
-            return run_demo(args.scenario, args.seconds, args.workdir)
+            return run_demo(args.scenario, args.seconds, args.workdir, args.fault)
     except ConfigError as exc:
         print(f"storeedge: config error: {exc}", file=sys.stderr)
         return 2

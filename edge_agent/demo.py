@@ -34,7 +34,9 @@ from edge_agent.services import (
     start_victoria_metrics,
     victoria_metrics_path,
 )
+from firmware_sim.camera import CameraSim
 from firmware_sim.scenario import Scenario, load_scenario
+from firmware_sim.store import camera_reference_path
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,10 @@ DRAIN_SECONDS = 120.0
 
 
 def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_port: int,
-                 erp_url: str | None, tsdb_url: str | None) -> dict[str, Any]:
+                 erp_url: str | None, tsdb_url: str | None,
+                 camera_ports: dict[str, int] | None = None) -> dict[str, Any]:
     """The agent's store config for a scenario (what a store's IT team would write)."""
+    dev = workdir / "dev"
     devices: list[dict[str, Any]] = []
     for shelf in scenario.shelves:
         lanes = [lane.id for lane in shelf.lanes]
@@ -53,6 +57,31 @@ def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_po
                             "lanes": lanes})
         else:
             devices.append({"type": "shelf_mqtt", "id": shelf.id, "lanes": lanes})
+    for reader in scenario.rfid_readers:
+        antennas = dict(reader.antennas)
+        if reader.kind == "zebra":
+            devices.append({"type": "rfid_zebra", "id": reader.id, "antennas": antennas})
+        else:
+            devices.append({"type": "rfid_serial", "id": reader.id,
+                            "port": str(dev / f"{reader.id}.tty"), "antennas": antennas,
+                            "location": next(iter(antennas.values()), None)})
+    for scanner in scenario.scanners:
+        devices.append({"type": "scanner", "id": scanner.id,
+                        "port": str(dev / f"{scanner.id}.tty")})
+    for kiosk in scenario.kiosks:
+        devices.append({"type": "checkout", "id": kiosk.id})
+    for camera in scenario.cameras:
+        port = (camera_ports or {})[camera.id]
+        devices.append({
+            "type": "camera", "id": camera.id, "measure_hz": 2.0,
+            "source": f"http://127.0.0.1:{port}/stream.mjpg",
+            "lanes": [{"lane": lane, "roi": list(roi)} for lane, roi in camera.lanes.items()],
+            "calibration": {"reference": str(camera_reference_path(dev, camera))}})
+    for fridge in scenario.fridges:
+        devices.append({"type": "zigbee2mqtt", "id": fridge.id, "name": fridge.name,
+                        "zone": fridge.zone})
+    zones = {f.zone: {"id": f.zone, "min_c": f.temp_range[0], "max_c": f.temp_range[1]}
+             for f in scenario.fridges}
     return {
         "store": {"id": scenario.store_id, "name": f"demo ({scenario.name})"},
         "broker": {"host": "127.0.0.1", "port": broker_port},
@@ -69,7 +98,10 @@ def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_po
                     for s in scenario.catalog],
         "lanes": [{"id": lane.id, "sku": lane.sku, "capacity": lane.capacity}
                   for shelf in scenario.shelves for lane in shelf.lanes],
+        "zones": list(zones.values()),
         "devices": devices,
+        # A demo lasts minutes: a tag unread for 20 s has left (a store uses minutes).
+        "rfid": {"departed_after_s": 20},
     }
 
 
@@ -173,7 +205,8 @@ class StatusBoard:
         return "\n".join(lines)
 
 
-def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None) -> int:
+def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
+             faults: list[str] | None = None) -> int:
     scenario = load_scenario(scenario_name)
     workdir = (workdir or Path("var/demo") / time.strftime("%Y%m%d-%H%M%S")).resolve()
     (workdir / "dev").mkdir(parents=True, exist_ok=True)
@@ -207,17 +240,24 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None) ->
             log.warning("victoria-metrics not installed: the demo runs without HQ time series")
         http_port = free_port()
         agent_url = f"http://127.0.0.1:{http_port}"
+        camera_ports = {camera.id: free_port() for camera in scenario.cameras}
+        for camera in scenario.cameras:  # calibration: the empty shelf, taken at install time
+            CameraSim(list(camera.lanes.items()), size=(camera.width, camera.height)
+                      ).write_reference(camera_reference_path(workdir / "dev", camera))
         config_path = workdir / "store.yaml"
         config_path.write_text(yaml.safe_dump(store_config(
             scenario, workdir, broker_port=broker.port, http_port=http_port,
-            erp_url=tryton.url, tsdb_url=f"http://127.0.0.1:{tsdb.port}" if tsdb else None),
-            sort_keys=False))
+            erp_url=tryton.url, tsdb_url=f"http://127.0.0.1:{tsdb.port}" if tsdb else None,
+            camera_ports=camera_ports), sort_keys=False))
         env = {"STOREEDGE_ERP_PASSWORD": erp_password, "PYTHONUNBUFFERED": "1"}
         cli = [sys.executable, "-m", "edge_agent.cli"]
         truth_path = workdir / "truth.json"
         sim = Child("sim", [*cli, "sim", "--scenario", scenario_name, "--broker-port",
                             str(broker.port), "--agent-url", agent_url, "--dev-dir",
-                            str(workdir / "dev"), "--truth-out", str(truth_path)], workdir, env)
+                            str(workdir / "dev"), "--truth-out", str(truth_path),
+                            *(f"--fault={f}" for f in faults or ()),
+                            *(f"--device-port={d}={p}" for d, p in camera_ports.items())],
+                    workdir, env)
         agent = Child("agent", [*cli, "agent", "--config", str(config_path)], workdir, env)
         children += [sim, agent]
         sim.start()  # first, so the shelves' serial ports exist when the agent opens them

@@ -90,3 +90,26 @@ def test_kill_9_of_the_agent_mid_run_loses_and_duplicates_nothing(tmp_path):
     assert truth["scenario_sales_units"] > 0
     assert truth["mismatches"] == 0, truth
     assert truth["erp_sold_units"] == truth["scenario_sales_units"]
+
+
+def test_full_store_finds_every_planted_incident(tmp_path):
+    """Every device kind, a scan-avoidance at the kiosk, an unplugged shelf and a tagged
+    product carried out without a sale (firmware_sim/scenarios/full.yaml)."""
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent.cli", "--log-format", "text", "demo", "--scenario",
+         "full", "--seconds", "90", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=open(tmp_path / "demo.stderr", "w"), text=True)
+    report = final_report(proc, timeout=400)
+    kinds = {"shelf_modbus", "shelf_mqtt", "rfid_zebra", "rfid_serial", "scanner", "checkout",
+             "camera", "zigbee2mqtt"}
+    assert {k for k, n in report["readings"].items() if n > 0} >= kinds
+    assert report["tag_events"] >= 1
+    assert report["suspect_items"] >= 1
+    assert report["alerts"].get("checkout_suspect", 0) == 1
+    history = report["device_history"]["shelf-a2"]  # unplugged at 35 s, plugged back at 50 s
+    assert history[:3] == ["online", "offline", "online"]
+    assert report["devices"] == {"online": 11}
+    truth = report["truth"]
+    assert truth["scenario_sales_units"] > 0
+    assert truth["mismatches"] == 0, truth

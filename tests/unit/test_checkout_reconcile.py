@@ -264,3 +264,16 @@ def test_noise_around_the_threshold_is_one_suspect(jitters: list[float]) -> None
     assert len(k.suspects()) <= 1
     k.weigh(1030 + 40)  # settles clearly above the threshold: one suspect, never two
     assert len(k.suspects()) == 1
+
+
+def test_an_unscanned_item_bagged_just_before_paying_is_still_a_suspect() -> None:
+    k = Kiosk(reconciler(settle_seconds=5.0))  # the scale never settles before payment
+    k.send("started")
+    k.scan(MILK)
+    k.place(GRAMS[MILK])
+    k.rec.tick(k.now + 6.0)
+    k.place(GRAMS[RICE])  # not scanned
+    out = k.send("paid", amount=0.99)
+    [suspect] = [e for e in out if isinstance(e, SuspectItem)]
+    assert suspect.unexplained_grams == pytest.approx(GRAMS[RICE], abs=20)
+    assert isinstance(out[-1], CheckoutSale)
