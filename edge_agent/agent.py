@@ -44,7 +44,7 @@ from edge_agent.web import AlertFeed, create_app
 from rules.config import DEFAULTS, load_rules
 from rules.engine import RuleEngine
 from rules.model import LaneModel, SkuModel, StoreModel, ZoneModel
-from storeedge.errors import ErpUnavailable, PayloadError, StoreEdgeError
+from storeedge.errors import ConfigError, ErpUnavailable, PayloadError, StoreEdgeError
 from storeedge.events import (
     Alert,
     AlertState,
@@ -103,6 +103,7 @@ class StoreAgent:
             [(config.source.parent if config.source else Path()) / config.rules.file]
             if config.rules.file else [])
         self.engine = RuleEngine(load_rules(*self.rule_files), self._store_model())
+        self._rule_mtimes = self._mtimes()
         r = config.rfid
         self.presence = PresenceTracker(
             PresenceParams(window=r.window, rssi_offset_db=r.rssi_offset_db,
@@ -551,6 +552,11 @@ class StoreAgent:
             elif a.state is AlertState.RESOLVED:
                 self.engine.resolved(a.rule, a.subject, a.received_ts)
 
+    def devices(self) -> dict[str, dict[str, Any]]:
+        """Each device's kind, health state and why, last seen, good and bad message counts, and
+        its recent state changes."""
+        return self.device_health.view()
+
     def lanes(self) -> list[dict[str, Any]]:
         out = []
         for lane in self.config.lanes:
@@ -597,6 +603,8 @@ class StoreAgent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
         self.mqtt.start()
         app = create_app(self, self.feed, self.config.http, self.registry)
         server = uvicorn.Server(uvicorn.Config(
@@ -670,7 +678,30 @@ class StoreAgent:
             await asyncio.sleep(1.0)
             self.tick(self.clock())
 
+    def reload_rules(self) -> bool:
+        """Re-read the rule files (SIGHUP, or a file changed). Open alerts stay open; a rule
+        switched off clears its alerts. A file with an error is refused and the rules in force
+        stay."""
+        try:
+            config = load_rules(*self.rule_files)
+        except ConfigError as exc:
+            log.error("rules not reloaded (store %s): %s", self.store_id, exc)
+            return False
+        actions = self.engine.reload(config, self._store_model())
+        if actions:
+            self._pending += self.alert_manager.apply(actions, self.clock())
+        self._flush()
+        self._rule_mtimes = self._mtimes()
+        log.info("rules reloaded from %s (store %s)", ", ".join(map(str, self.rule_files)),
+                 self.store_id)
+        return True
+
+    def _mtimes(self) -> list[float]:
+        return [p.stat().st_mtime if p.exists() else 0.0 for p in map(Path, self.rule_files)]
+
     def tick(self, now: float) -> None:
+        if self._mtimes() != self._rule_mtimes:
+            self.reload_rules()
         for change in self.device_health.tick(now):
             self._health(change)
         for departure in self.presence.tick(now):

@@ -31,6 +31,10 @@ class AgentApi(Protocol):
         """Per lane: id, sku, units, grams, stable, capacity, low_stock."""
         ...
 
+    def devices(self) -> dict[str, dict[str, Any]]:
+        """Per device: kind, health state and reason, last seen, good/bad counts, history."""
+        ...
+
     def health(self) -> dict[str, Any]:
         """``{"status": "ok" | "degraded", ...}`` with per-component detail (broker, erp backlog,
         time-series backlog, devices)."""

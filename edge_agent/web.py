@@ -270,6 +270,7 @@ ManagerCaller = Annotated[Caller, Depends(_require("manager", "hq"))]
 pos_router = APIRouter(prefix="/api/pos", tags=["pos"])
 alerts_router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 lanes_router = APIRouter(prefix="/api/lanes", tags=["lanes"])
+devices_router = APIRouter(prefix="/api/devices", tags=["devices"])
 session_router = APIRouter(prefix="/api", tags=["people"])
 ops_router = APIRouter(tags=["ops"])
 
@@ -424,6 +425,13 @@ async def list_lanes(ctx: ContextDep, _: StaffCaller) -> list[dict[str, Any]]:
     return ctx.api.lanes()
 
 
+@devices_router.get("")
+async def list_devices(ctx: ContextDep, _: StaffCaller) -> dict[str, dict[str, Any]]:
+    """Per device: kind, state (online, degraded, offline) and why, last seen, good and bad
+    message counts, recent state changes."""
+    return ctx.api.devices()
+
+
 @ops_router.get("/healthz")
 async def liveness() -> dict[str, str]:
     """200 while the process serves HTTP."""
@@ -487,6 +495,7 @@ def create_app(
     if not http.tokens:
         log.warning("store %s: no HTTP tokens configured; the API is open to anyone who can "
                     "reach %s:%d", api.store_id, http.host, http.port)
-    for router in (pos_router, alerts_router, lanes_router, session_router, ops_router):
+    for router in (pos_router, alerts_router, lanes_router, devices_router, session_router,
+                   ops_router):
         app.include_router(router)
     return app

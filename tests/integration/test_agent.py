@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -101,6 +103,9 @@ async def test_readings_to_alerts_pos_and_restart(mosquitto, store_id, tmp_path)
             assert agent.counters["rejected_unknown_device"] == 1
             lanes = {lane["id"]: lane for lane in (await http.get("/api/lanes")).json()}
             assert lanes["A1"]["units"] == 2
+            devices = (await http.get("/api/devices")).json()
+            assert devices["shelf-1"]["state"] == "online"
+            assert devices["shelf-1"]["readings"] == 6 and devices["shelf-1"]["bad"] == 2
 
             txn = {"txn_id": "T-1", "ts": 1764160000123,
                    "lines": [{"sku": "COLA", "qty": 2, "unit_price": 3.5}]}
@@ -124,3 +129,39 @@ async def test_readings_to_alerts_pos_and_restart(mosquitto, store_id, tmp_path)
             cleared = await next_alert(messages)
             assert (cleared["alert_id"], cleared["state"]) == (alert["alert_id"], "cleared")
             assert (await http.get("/api/alerts")).json() == []
+
+
+async def test_rules_reload_on_file_change_keeps_open_alerts_and_refuses_a_bad_file(
+        mosquitto, store_id, tmp_path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text("rules:\n  low_stock: {severity: warning}\n")
+    data = config(store_id, mosquitto.port, tmp_path, free_port()).model_dump()
+    data["rules"] = {"file": "rules.yaml"}
+    cfg = StoreConfig.model_validate({**data, "source": tmp_path / "store.yaml"})
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as mqtt:
+        await mqtt.subscribe(f"store/{store_id}/alerts", qos=1)
+        async with running(cfg) as agent:
+            for units in (10, 3):
+                await weigh(mqtt, store_id, "A1", units)
+            opened = await next_alert(mqtt.messages)
+            assert opened["state"] == "open"
+
+            rules_file.write_text("rules:\n  low_stock: {severity: loud}\n")  # a mistake
+            assert agent.reload_rules() is False
+            assert [a.alert_id for a in agent.alerts()] == [opened["alert_id"]]
+
+            rules_file.write_text("rules:\n  low_stock: {severity: critical}\n")
+            os.utime(rules_file, (time.time() + 5, time.time() + 5))
+            agent.tick(time.time())  # notices the changed file
+            assert [a.alert_id for a in agent.alerts()] == [opened["alert_id"]]
+            await weigh(mqtt, store_id, "A2", 10)
+            await weigh(mqtt, store_id, "A2", 1)
+            later = await next_alert(mqtt.messages)
+            while later["subject"] != "A2":
+                later = await next_alert(mqtt.messages)
+            assert (later["rule"], later["severity"]) in {("low_stock", "critical"),
+                                                        ("out_of_stock", "critical")}
+
+            rules_file.write_text("rules:\n  low_stock: {enabled: false}\n")
+            assert agent.reload_rules() is True
+            assert all(a.rule != "low_stock" for a in agent.alerts())
