@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.camera.config import CameraDevice
@@ -22,6 +21,7 @@ from devices.shelf_modbus.config import ShelfModbusDevice
 from devices.shelf_mqtt.config import ShelfMqttDevice
 from devices.zigbee2mqtt.config import Zigbee2MqttDevice
 from storeedge.errors import ConfigError
+from storeedge.yamlfile import locate, read_yaml
 
 
 class Strict(BaseModel):
@@ -233,18 +233,7 @@ def _no_duplicates(values: list[str], section: str, what: str) -> None:
 def load_config(path: str | os.PathLike[str]) -> StoreConfig:
     """Read and validate a store config file; raise ConfigError naming file, line and key."""
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(file, "<file>", f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        raw = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = f"not valid YAML: {getattr(exc, 'problem', exc)}"
-        raise ConfigError(file, "<yaml>", problem, line) from exc
+    data, raw = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(file, "<root>", "must be a mapping of sections (store, devices, ...)")
     try:
@@ -263,21 +252,4 @@ def load_config(path: str | os.PathLike[str]) -> StoreConfig:
                 loc, msg = head.split("."), rest
         key = ".".join(loc) or "<root>"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(file, key, msg + more, _line_of(raw, loc)) from exc
-
-
-def _line_of(node: Any, loc: list[str]) -> int | None:
-    """The 1-based line of the deepest YAML node on the path ``loc`` that exists."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == part), None)
-            if match is None:
-                break
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
-        else:
-            break
-        line = node.start_mark.line + 1
-    return line
+        raise ConfigError(file, key, msg + more, locate(raw, loc)[1]) from exc

@@ -18,12 +18,12 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from rules.library import RULES
 from rules.library.base import RuleParams
 from storeedge.errors import ConfigError
+from storeedge.yamlfile import locate, read_yaml
 
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
 
@@ -78,18 +78,7 @@ def load_rules(*paths: str | os.PathLike[str]) -> RulesConfig:
     merged: dict[str, Any] = {}
     for path in paths:
         file = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(file, "<file>", f"cannot read: {exc.strerror or exc}") from exc
-        try:
-            node = yaml.compose(text)
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            problem = f"not valid YAML: {getattr(exc, 'problem', exc)}"
-            raise ConfigError(file, "<yaml>", problem, line) from exc
+        data, node = read_yaml(path)
         if data is None:
             continue
         if not isinstance(data, dict):
@@ -121,28 +110,7 @@ def _where(docs: list[tuple[str, Any]], loc: list[str]) -> tuple[str, int | None
     and the line there."""
     best: tuple[int, str, int | None] = (-1, docs[-1][0] if docs else "<none>", None)
     for file, node in docs:
-        depth, line = _locate(node, loc)
+        depth, line = locate(node, loc)
         if depth >= best[0]:
             best = (depth, file, line)
     return best[1], best[2]
-
-
-def _locate(node: Any, loc: list[str]) -> tuple[int, int | None]:
-    """How many parts of ``loc`` exist in the YAML node tree, and the line of the deepest."""
-    line = node.start_mark.line + 1 if node is not None else None
-    depth = 0
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == part), None)
-            if match is None:
-                break
-            # Point at the key: a value may start on the next line.
-            line = next(k for k, v in node.value if v is match).start_mark.line + 1
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
-            line = node.start_mark.line + 1
-        else:
-            break
-        depth += 1
-    return depth, line
