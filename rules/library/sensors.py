@@ -241,7 +241,9 @@ class SensorDriftParams(RuleParams):
 class SensorDrift(Rule):
     """An empty lane's (count 0) smoothed weight moving more than ``grams`` from what it read
     when it became empty: the load cell drifts (the agent re-tares it; this tells maintenance).
-    Clears when back within half of ``grams`` or when the lane is restocked. Subject: the lane."""
+    A sample more than ``grams`` off the smoothed weight is a step (goods), not drift, and is
+    left out. Clears when back within half of ``grams`` or when the lane is restocked. Subject:
+    the lane."""
 
     name = "sensor_drift"
     Params = SensorDriftParams
@@ -270,6 +272,10 @@ class SensorDrift(Rule):
             return []
         lane = self.ctx.model.lane.get(lane_id)
         p = self.ctx.params(self.name, lane.sku if lane else None, lane.zone if lane else None)
+        if abs(event.grams - st[1]) > p.grams:
+            # A step, not drift: goods put on the lane, whose count changes once the weight
+            # settles (a restock of a lane empty for min_seconds would otherwise open at once).
+            return []
         st[1] += p.smoothing * (event.grams - st[1])
         off = abs(st[1] - st[0])
         drifting = self.state["drifting"]
