@@ -351,6 +351,19 @@ def test_sensor_drift_quiet_for_a_steady_empty_lane_with_noise():
     assert out == []
 
 
+def test_sensor_drift_quiet_when_a_long_empty_lane_is_restocked():
+    e = engine(sensor_drift={"grams": 10, "min_seconds": 600})
+    e.handle(stock("A1", 1, 0), DAY0)
+    out = []
+    for i in range(0, 1200, 5):  # empty for 20 minutes, steady
+        out += e.handle(weight("shelf-a", "A1", 0.5), DAY0 + i)
+    # The restock's first samples arrive before the count settles: goods, not drift.
+    for i in range(5):
+        out += e.handle(weight("shelf-a", "A1", 11_760.0), DAY0 + 1200 + i)
+    out += e.handle(stock("A1", 0, 10, StockCause.RESTOCK), DAY0 + 1206)
+    assert out == []
+
+
 def health(device: str, state: HealthState) -> DeviceHealth:
     return DeviceHealth(**env(device=device, state=state, reason="last will"))
 
