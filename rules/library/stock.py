@@ -184,10 +184,12 @@ class DaysOfCover(Rule):
         short = self.state["short"]
         lanes = self.ctx.model.lanes_of_sku.get(sku, ())
         known = [self.ctx.counts[lane] for lane in lanes if lane in self.ctx.counts]
-        if not known or units_sold < p.min_units:
+        # An open alert needs more than one sale fewer to go away: it clears when sales stop
+        # altogether or cover recovers below, never by hovering around min_units.
+        if not known or units_sold == 0 or (units_sold < p.min_units and sku not in short):
             if sku in short:
                 del short[sku]
-                return [ClearAlert(rule=self.name, subject=sku, reason="sales slowed")]
+                return [ClearAlert(rule=self.name, subject=sku, reason="sales stopped")]
             return []
         stock = sum(known)
         per_hour = units_sold / p.window_hours

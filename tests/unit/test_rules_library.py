@@ -164,6 +164,20 @@ def test_days_of_cover_quiet_for_slow_sellers_and_clears_as_sales_stop():
     assert len(cleared(e.tick(DAY0 + 3 * 3600))) == 1  # the window slid past the sales
 
 
+def test_days_of_cover_does_not_flap_as_the_window_sheds_one_sale():
+    e = engine(days_of_cover={"cover_hours": 4, "window_hours": 2, "min_units": 5,
+                              "bucket_minutes": 5})
+    e.handle(stock("A1", 0, 10, StockCause.INITIAL), DAY0)
+    out = []
+    for i in range(6):  # 6 sold in 25 min: 3/h for 10 left, 3.3 h of cover
+        out += e.handle(sale("COLA"), DAY0 + 300 * i)
+    assert len(opened(out)) == 1
+    out = e.tick(DAY0 + 2 * 3600 + 60)  # the first sale left the window: 5 in it, then 4
+    out += e.tick(DAY0 + 2 * 3600 + 360)
+    assert cleared(out) == []
+    assert len(cleared(e.tick(DAY0 + 4 * 3600))) == 1  # sales stopped altogether
+
+
 def test_days_of_cover_can_count_pos_lines_instead():
     e = engine(days_of_cover={"sales_from": "pos", "min_units": 5})
     e.handle(stock("B1", 0, 6, StockCause.INITIAL), DAY0)
