@@ -9,14 +9,11 @@ from a ``firmware_sim.faults.Faults`` (noise, drift, stuck, corrupt_rate; the st
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
-import select
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from devices.shelf_modbus.protocol import (
     MAX_READ_COUNT,
@@ -34,19 +31,22 @@ from devices.shelf_modbus.protocol import (
     WriteSingleRegisterResponse,
     encode_lane_weights,
 )
-from firmware_sim.faults import ByteFilter, Faults, ScenarioClock, ValueFilter
-from firmware_sim.pty_port import PtyPort
+from firmware_sim.faults import Faults, ScenarioClock, ValueFilter
+from firmware_sim.pty_port import ServingPtySim
 from storeedge.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 
-class ModbusShelfSim:
+class ModbusShelfSim(ServingPtySim):
     """A shelf controller: Modbus address ``slave``, ``lane_count`` lanes, behind ``link_path``.
 
     ``start()`` plugs it in and answers requests on a thread; ``stop()`` unplugs it and joins the
     thread. Safe to drive from another thread (the test's event loop).
     """
+
+    kind = "shelf sim"
+    _log = log
 
     def __init__(
         self,
@@ -62,34 +62,18 @@ class ModbusShelfSim:
     ) -> None:
         if not 1 <= lane_count <= MAX_READ_COUNT // 2:
             raise UsageError(f"lane_count must be 1..{MAX_READ_COUNT // 2}, got {lane_count}")
-        self.device_id = device_id
+        self._random = random.Random(seed)
+        super().__init__(device_id, link_path, faults, self._random, RequestParser())
         self.slave = slave
         self.lane_count = lane_count
         self.noise_grams = noise_grams
         self.status = StatusBits(0)
-        self.port = PtyPort(link_path)
         self.requests = 0
         self.responses = 0
-        self._parser = RequestParser()
         self._load = [0.0] * lane_count
         self._offset = [0.0] * lane_count
-        self._corrupt = 0
-        self._random = random.Random(seed)
-        self.faults = faults or Faults()
         self._values = ValueFilter(self.faults, elapsed or ScenarioClock(), self._random)
-        self._bytes = ByteFilter(self.faults, self._random)
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._wake_r = self._wake_w = -1
-
-    @property
-    def link_path(self) -> Path:
-        return self.port.link_path
-
-    @property
-    def frame_errors(self) -> int:
-        """Bad request frames seen (CRC, unknown function, garbage)."""
-        return self._parser.errors
 
     # The physical world
 
@@ -103,73 +87,12 @@ class ModbusShelfSim:
         with self._lock:
             return self._load[lane_index] - self._offset[lane_index]
 
-    def corrupt_next(self, n: int) -> None:
-        """Flip a byte in each of the next ``n`` responses, so the master sees a bad CRC."""
-        with self._lock:
-            self._corrupt += n
-
-    # Plugging
-
-    def start(self) -> None:
-        """Plug the adapter in and start answering."""
-        if self._thread is not None:
-            raise UsageError(f"{self.device_id}: simulator already started")
-        self.port.open()
-        self._parser.reset()
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(
-            target=self._serve, name=f"modbus-shelf-{self.device_id}", daemon=True
-        )
-        self._thread.start()
-        log.info("shelf sim %s plugged in at %s", self.device_id, self.link_path)
-
-    def stop(self) -> None:
-        """Stop answering and unplug (idempotent)."""
-        if self._thread is None:
-            return
-        os.write(self._wake_w, b"x")
-        self._thread.join()
-        self._thread = None
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        self.port.close()
-        log.info("shelf sim %s unplugged", self.device_id)
-
-    def unplug(self) -> None:
-        """Pull the adapter out: the agent's port hangs up and its path disappears."""
-        self.stop()
-
-    def replug(self) -> None:
-        """Plug the adapter back in: a new pty behind the same path."""
-        self.start()
-
     # Serving
 
-    def _serve(self) -> None:
-        master = self.port.master_fd
-        while True:
-            ready, _, _ = select.select([master, self._wake_r], [], [])
-            if self._wake_r in ready:
-                return
-            try:
-                data = os.read(master, 4096)
-            except OSError as exc:
-                log.warning("shelf sim %s: read failed: %s", self.device_id, exc)
-                return
-            for request in self._parser.feed(data):
-                self.requests += 1
-                reply = self._answer(request)
-                if reply is not None:
-                    self._send(master, reply)
-
-    def _send(self, master: int, frame: bytes) -> None:
-        with self._lock:
-            forced = self._corrupt > 0
-            if forced:
-                self._corrupt -= 1
-            frame = self._bytes.apply(frame, force=forced)
-        with contextlib.suppress(OSError):  # unplugged while answering
-            os.write(master, frame)
+    def _handle(self, master: int, request: Frame) -> None:
+        self.requests += 1
+        reply = self._answer(request)
+        if reply is not None and self._send(master, reply):
             self.responses += 1
 
     def _answer(self, request: Frame) -> bytes | None:

@@ -13,23 +13,20 @@ Faults come as a ``firmware_sim.faults.Faults``: ``clock_skew_s``, ``duplicate_r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
-import select
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from devices.rfid import m100, zebra
 from devices.rfid.config import tags_topic
-from firmware_sim.faults import ByteFilter, Faults, FaultyPublisher
-from firmware_sim.pty_port import PtyPort
+from firmware_sim.faults import Faults, FaultyPublisher
+from firmware_sim.pty_port import ServingPtySim
 from storeedge.errors import BrokerUnavailable, UsageError
 
 log = logging.getLogger(__name__)
@@ -180,9 +177,12 @@ def gen2_crc16(data: bytes) -> int:
 MULTI_INVENTORY_CAP = 50  # rounds answered per 0x27, so a huge count cannot flood a test
 
 
-class M100Sim(_Field):
+class M100Sim(_Field, ServingPtySim):
     """An M100 module behind ``link_path`` (a pty). Tags are placed at antenna 1 (the module
     has one). ``start()`` plugs it in and answers on a thread; ``stop()`` unplugs it."""
+
+    kind = "m100 sim"
+    _log = log
 
     def __init__(
         self,
@@ -194,86 +194,23 @@ class M100Sim(_Field):
         faults: Faults | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(rssi_noise_db, seed)
-        self.device_id = device_id
+        _Field.__init__(self, rssi_noise_db, seed)
         self.framing = m100.Framing(framing)
-        self.port = PtyPort(link_path)
-        self.faults = faults or Faults()
+        ServingPtySim.__init__(self, device_id, link_path, faults, random.Random(seed),
+                               m100.FrameParser(self.framing))
         self.commands = 0
-        self._bytes = ByteFilter(self.faults, random.Random(seed))
-        self._corrupt = 0
         self._silent = False
-        self._parser = m100.FrameParser(self.framing)
-        self._thread: threading.Thread | None = None
-        self._wake_r = self._wake_w = -1
-
-    @property
-    def link_path(self) -> Path:
-        return self.port.link_path
-
-    @property
-    def frame_errors(self) -> int:
-        """Bad command frames seen."""
-        return self._parser.errors
-
-    def corrupt_next(self, n: int) -> None:
-        """Flip a byte in each of the next ``n`` frames sent."""
-        with self._lock:
-            self._corrupt += n
 
     def mute(self, silent: bool = True) -> None:
         """Stop (or resume) answering, as a hung module does."""
         self._silent = silent
 
-    def start(self) -> None:
-        """Plug the module in and start answering."""
-        if self._thread is not None:
-            raise UsageError(f"{self.device_id}: simulator already started")
-        self.port.open()
-        self._parser.reset()
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._serve, name=f"m100-sim-{self.device_id}",
-                                        daemon=True)
-        self._thread.start()
-        log.info("m100 sim %s plugged in at %s", self.device_id, self.link_path)
-
-    def stop(self) -> None:
-        """Stop answering and unplug (idempotent)."""
-        if self._thread is None:
-            return
-        os.write(self._wake_w, b"x")
-        self._thread.join()
-        self._thread = None
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        self.port.close()
-        log.info("m100 sim %s unplugged", self.device_id)
-
-    def unplug(self) -> None:
-        """Pull the adapter out: the agent's port hangs up and its path disappears."""
-        self.stop()
-
-    def replug(self) -> None:
-        """Plug it back in: a new pty behind the same path."""
-        self.start()
-
-    def _serve(self) -> None:
-        master = self.port.master_fd
-        while True:
-            ready, _, _ = select.select([master, self._wake_r], [], [])
-            if self._wake_r in ready:
-                return
-            try:
-                data = os.read(master, 4096)
-            except OSError as exc:
-                log.warning("m100 sim %s: read failed: %s", self.device_id, exc)
-                return
-            for frame in self._parser.feed(data):
-                if isinstance(frame, m100.Frame) and frame.type == m100.FrameType.COMMAND:
-                    self.commands += 1
-                    if not self._silent:
-                        for reply in self._answer(frame):
-                            self._send(master, reply)
+    def _handle(self, master: int, frame: object) -> None:
+        if isinstance(frame, m100.Frame) and frame.type == m100.FrameType.COMMAND:
+            self.commands += 1
+            if not self._silent:
+                for reply in self._answer(frame):
+                    self._send(master, reply)
 
     def _answer(self, cmd: m100.Frame) -> list[bytes]:
         f = self.framing
@@ -298,12 +235,3 @@ class M100Sim(_Field):
             out.append(m100.TagNotice(max(-128, min(127, int(rssi))), pc, epc, crc)
                        .encode(self.framing))
         return out
-
-    def _send(self, master: int, frame: bytes) -> None:
-        with self._lock:
-            force = self._corrupt > 0
-            if force:
-                self._corrupt -= 1
-        frame = self._bytes.apply(frame, force=force)
-        with contextlib.suppress(OSError):  # unplugged while answering
-            os.write(master, frame)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import cv2
 
 from devices.camera.config import CameraDevice
 from devices.camera.occupancy import Reference, check_lanes, measure
+from devices.reconnect import ReconnectingDriver
 from storeedge.errors import ConfigError, FrameError
 from storeedge.events import DeviceStatus, Event, ShelfImage
 from storeedge.ratelimit import RateLimitedLog
@@ -45,7 +45,7 @@ def load_reference(device: CameraDevice) -> Reference:
     return reference
 
 
-class CameraDriver:
+class CameraDriver(ReconnectingDriver[CameraDevice]):
     """Measures ``device``'s lanes ``measure_hz`` times a second until cancelled.
 
     ``on_events`` gets ``[ShelfImage]`` with every lane's occupancy when a lane moved by more
@@ -53,10 +53,14 @@ class CameraDriver:
     counts the events. ``on_status`` gets DeviceStatus on every change: online at the first good
     frame, offline with the reason when the stream cannot be opened, ends, or yields ``max_bad``
     bad frames in a row. Then it is reopened after a random, growing delay capped at
-    ``reconnect_max`` seconds. Callbacks run on the event loop.
+    ``reconnect_max`` seconds. Callbacks run on the event loop. Cancelling ``run()`` closes the
+    stream (within ``timeout_seconds`` when a read hangs).
 
     Counters: ``good`` and ``bad`` frames, ``reconnects`` (times the stream opened again).
     """
+
+    kind = "camera"
+    _log = log
 
     def __init__(
         self,
@@ -70,49 +74,22 @@ class CameraDriver:
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
     ) -> None:
-        self.device = device
-        self.store_id = store_id
+        super().__init__(device, store_id, on_status, clock, target=device.source,
+                         reconnect_initial=reconnect_initial, reconnect_max=reconnect_max)
         self.good = 0
         self.bad = 0
-        self.reconnects = 0
         self._on_events = on_events
-        self._on_status = on_status
-        self._clock = clock
         self._max_bad = max_bad
-        self._reconnect_initial = reconnect_initial
-        self._reconnect_max = reconnect_max
         self._reference: Reference | None = None
-        self._online: bool | None = None
-        self._opened_before = False
         self._last: dict[str, float] | None = None
         self._last_at = 0.0
         self._seq = 0
         self._bad_log = RateLimitedLog(log)
 
     @property
-    def online(self) -> bool | None:
-        """True after a good frame, False after a loss, None before the first of either."""
-        return self._online
-
-    @property
     def occupancy(self) -> dict[str, float] | None:
         """The occupancy last sent in an event."""
         return self._last
-
-    async def run(self) -> None:
-        """Measure until cancelled; camera trouble never escapes, and cancelling closes the
-        stream (within ``timeout_seconds`` when a read hangs)."""
-        attempt = 0
-        while True:
-            error = await self._session()
-            if self._online:
-                attempt = 0
-            self._set_online(False, error)
-            ceiling = min(self._reconnect_max, self._reconnect_initial * 2**attempt)
-            attempt += 1
-            delay = random.uniform(ceiling / 2, ceiling)
-            log.debug("camera %s: reopening in %.2fs", self.device.id, delay)
-            await asyncio.sleep(delay)
 
     async def _session(self) -> str:
         """Open the stream on a thread and measure until it is lost; return why."""
@@ -155,9 +132,7 @@ class CameraDriver:
         try:
             if not cap.isOpened():
                 return f"cannot open {dev.source}"
-            if self._opened_before:
-                self.reconnects += 1
-            self._opened_before = True
+            self._opened()
             log.info("camera %s: opened %s", dev.id, dev.source)
             live = _is_live(dev.source)
             period = 1.0 / dev.measure_hz
@@ -209,17 +184,6 @@ class CameraDriver:
         self._seq += 1
         self._on_events([ShelfImage(store_id=self.store_id, source=self.device.id,
                                     received_ts=now, seq=self._seq, occupancy=dict(self._last))])
-
-    def _set_online(self, online: bool, error: str | None = None) -> None:
-        if self._online is online:
-            return
-        self._online = online
-        if online:
-            log.info("camera %s: online", self.device.id)
-        else:
-            log.warning("camera %s: offline: %s", self.device.id, error)
-        self._on_status(DeviceStatus(store_id=self.store_id, source=self.device.id,
-                                     received_ts=self._clock(), online=online, error=error))
 
 
 def _resolve(future: asyncio.Future[str], reason: str) -> None:

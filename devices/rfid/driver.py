@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 
 import serial_asyncio_fast
 
+from devices.reconnect import ReconnectingDriver
 from devices.rfid import m100
 from devices.rfid.config import RfidSerialDevice
 from storeedge.events import DeviceStatus, Event
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 _rlog = RateLimitedLog(log)
 
 
-class RfidSerialDriver:
+class RfidSerialDriver(ReconnectingDriver[RfidSerialDevice]):
     """Inventories one module ``poll_hz`` times a second until cancelled.
 
     ``on_events`` gets each poll's TagReads (``seq`` counts reads per device, ``antenna`` is
@@ -35,6 +35,9 @@ class RfidSerialDriver:
     Counters: ``good`` (valid frames), ``bad`` (rejected frames and module errors other than "no
     tag"), ``reads`` (tag reads), ``reconnects`` (times the port was opened again).
     """
+
+    kind = "rfid"
+    _log = log
 
     def __init__(
         self,
@@ -48,39 +51,15 @@ class RfidSerialDriver:
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
     ) -> None:
-        self.device = device
-        self.store_id = store_id
+        super().__init__(device, store_id, on_status, clock, target=device.port,
+                         reconnect_initial=reconnect_initial, reconnect_max=reconnect_max)
         self.good = 0
         self.bad = 0
         self.reads = 0
-        self.reconnects = 0
         self._on_events = on_events
-        self._on_status = on_status
-        self._clock = clock
         self._max_silent = max_silent_polls
-        self._reconnect_initial = reconnect_initial
-        self._reconnect_max = reconnect_max
         self._framing = m100.Framing(device.framing)
         self._command = m100.single_inventory(self._framing)
-        self._online: bool | None = None
-        self._opened_before = False
-
-    @property
-    def online(self) -> bool | None:
-        """True after a valid answer, False after a loss, None before either."""
-        return self._online
-
-    async def run(self) -> None:
-        """Poll until cancelled; device trouble never escapes and cancelling closes the port."""
-        attempt = 0
-        while True:
-            error = await self._session()
-            if self._online:
-                attempt = 0
-            self._set_online(False, error)
-            ceiling = min(self._reconnect_max, self._reconnect_initial * 2**attempt)
-            attempt += 1
-            await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
 
     async def _session(self) -> str:
         """Open the port and poll until it is lost; return why."""
@@ -90,9 +69,7 @@ class RfidSerialDriver:
                 url=dev.port, baudrate=dev.baudrate, exclusive=True)
         except Exception as exc:  # SerialException, OSError, ValueError: the port is not there
             return f"cannot open {dev.port}: {exc}"
-        if self._opened_before:
-            self.reconnects += 1
-        self._opened_before = True
+        self._opened()
         log.info("rfid %s: port %s open", dev.id, dev.port)
         try:
             return await self._poll(reader, writer)
@@ -161,15 +138,3 @@ class RfidSerialDriver:
         if reads:
             self._on_events(reads)
         return True
-
-    def _set_online(self, online: bool, error: str | None = None) -> None:
-        if self._online is online:
-            return
-        self._online = online
-        if online:
-            log.info("rfid %s: online", self.device.id)
-        else:
-            log.warning("rfid %s: offline: %s", self.device.id, error)
-        self._on_status(DeviceStatus(store_id=self.store_id, source=self.device.id,
-                                     received_ts=self._clock(), online=online, error=error))
-

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 
 import serial
 import serial_asyncio_fast
 
+from devices.reconnect import ReconnectingDriver
 from devices.scanner.config import ScannerDevice
 from devices.scanner.protocol import LineDecoder
 from storeedge.errors import PeerError
@@ -41,7 +41,7 @@ class _LineProtocol(asyncio.Protocol):
             self.lost.set_result(f"port lost: {exc}" if exc else "port closed")
 
 
-class ScannerDriver:
+class ScannerDriver(ReconnectingDriver[ScannerDevice]):
     """Emits a Scan per good line of one scanner until cancelled.
 
     ``on_events`` gets the Scans decoded from each chunk read (one list per chunk); bad lines are
@@ -50,6 +50,9 @@ class ScannerDriver:
 
     Counters: ``good`` (scans), ``bad`` (rejected lines), ``reconnects`` (reopens after a loss).
     """
+
+    kind = "scanner"
+    _log = log
 
     def __init__(
         self,
@@ -62,17 +65,10 @@ class ScannerDriver:
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
     ) -> None:
-        self.device = device
-        self.store_id = store_id
-        self.reconnects = 0
+        super().__init__(device, store_id, on_status, clock, target=device.port,
+                         reconnect_initial=reconnect_initial, reconnect_max=reconnect_max)
         self._on_events = on_events
-        self._on_status = on_status
-        self._clock = clock
-        self._reconnect_initial = reconnect_initial
-        self._reconnect_max = reconnect_max
         self._decoder = LineDecoder(store_id=store_id, device_id=device.id)
-        self._online: bool | None = None
-        self._opened_before = False
         self._bad_log = RateLimitedLog(log)
 
     @property
@@ -82,26 +78,6 @@ class ScannerDriver:
     @property
     def bad(self) -> int:
         return self._decoder.bad
-
-    @property
-    def online(self) -> bool | None:
-        """True while the port is open, False after a loss, None before either."""
-        return self._online
-
-    async def run(self) -> None:
-        """Read until cancelled; port trouble never escapes and cancelling closes the port."""
-        attempt = 0
-        while True:
-            error = await self._session()
-            if self._online:
-                attempt = 0
-            self._set_online(False, error)
-            ceiling = min(self._reconnect_max, self._reconnect_initial * 2**attempt)
-            attempt += 1
-            delay = random.uniform(ceiling / 2, ceiling)
-            log.debug("scanner %s: reopening %s in %.2fs", self.device.id, self.device.port,
-                      delay)
-            await asyncio.sleep(delay)
 
     async def _session(self) -> str:
         """Open the port and read until it is lost; return why."""
@@ -116,9 +92,7 @@ class ScannerDriver:
             return f"cannot open {dev.port}: {exc}"
         try:
             self._decoder.reset()
-            if self._opened_before:
-                self.reconnects += 1
-            self._opened_before = True
+            self._opened()
             log.info("scanner %s: port %s open", dev.id, dev.port)
             self._set_online(True)
             return await asyncio.shield(protocol.lost)
@@ -141,14 +115,3 @@ class ScannerDriver:
     def _report_bad(self, error: PeerError) -> None:
         self._bad_log.warning(f"bad-line:{self.device.id}", "scanner %s: line rejected: %s",
                               self.device.id, error)
-
-    def _set_online(self, online: bool, error: str | None = None) -> None:
-        if self._online is online:
-            return
-        self._online = online
-        if online:
-            log.info("scanner %s: online", self.device.id)
-        else:
-            log.warning("scanner %s: offline: %s", self.device.id, error)
-        self._on_status(DeviceStatus(store_id=self.store_id, source=self.device.id,
-                                     received_ts=self._clock(), online=online, error=error))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -18,6 +17,7 @@ from typing import Protocol
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient
 
+from devices.reconnect import ReconnectingDriver
 from devices.shelf_modbus.protocol import TARE_ALL, TARE_REGISTER, decode_lane_weights
 from storeedge.errors import DeviceUnavailable, PeerError, UsageError
 from storeedge.events import DeviceStatus, ShelfWeight
@@ -47,7 +47,7 @@ class ShelfModbusSettings(Protocol):
     def lanes(self) -> Sequence[str]: ...
 
 
-class ShelfModbusDriver:
+class ShelfModbusDriver(ReconnectingDriver[ShelfModbusSettings]):
     """Reads every lane of one controller ``poll_hz`` times a second until cancelled.
 
     Each good poll calls ``on_readings`` with one ShelfWeight per lane; all of a poll's readings
@@ -58,6 +58,9 @@ class ShelfModbusDriver:
 
     Counters: ``polls_ok``, ``polls_failed``, ``reconnects`` (times the port was opened again).
     """
+
+    kind = "shelf"
+    _log = log
 
     def __init__(
         self,
@@ -71,44 +74,14 @@ class ShelfModbusDriver:
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
     ) -> None:
-        self.device = device
-        self.store_id = store_id
+        super().__init__(device, store_id, on_status, clock, target=device.port,
+                         reconnect_initial=reconnect_initial, reconnect_max=reconnect_max)
         self.polls_ok = 0
         self.polls_failed = 0
-        self.reconnects = 0
         self._on_readings = on_readings
-        self._on_status = on_status
-        self._clock = clock
         self._max_failures = max_failures
-        self._reconnect_initial = reconnect_initial
-        self._reconnect_max = reconnect_max
         self._client: AsyncModbusSerialClient | None = None
-        self._online: bool | None = None
-        self._opened_before = False
         self._seq = 0
-
-    @property
-    def online(self) -> bool | None:
-        """True after a good poll, False after a loss, None before the first of either."""
-        return self._online
-
-    async def run(self) -> None:
-        """Poll until cancelled; device trouble never escapes and cancelling closes the port."""
-        attempt = 0
-        try:
-            while True:
-                error = await self._session()
-                if self._online:
-                    attempt = 0
-                self._set_online(False, error)
-                ceiling = min(self._reconnect_max, self._reconnect_initial * 2**attempt)
-                attempt += 1
-                delay = random.uniform(ceiling / 2, ceiling)
-                log.debug("shelf %s: reopening %s in %.2fs", self.device.id, self.device.port,
-                          delay)
-                await asyncio.sleep(delay)
-        finally:
-            self._close()
 
     async def tare(self, lane: str | None = None) -> None:
         """Ask the controller to zero one lane, or every lane when ``lane`` is None.
@@ -154,9 +127,7 @@ class ShelfModbusDriver:
                 return f"cannot open {dev.port}: {exc}"
             if not opened:
                 return f"cannot open {dev.port}"
-            if self._opened_before:
-                self.reconnects += 1
-            self._opened_before = True
+            self._opened()
             log.info("shelf %s: port %s open", dev.id, dev.port)
             return await self._poll(client)
         finally:
@@ -207,17 +178,6 @@ class ShelfModbusDriver:
         if reply.isError():
             raise PeerError(f"read refused (exception code {reply.exception_code})", source=dev.id)
         return decode_lane_weights(reply.registers, dev.lanes)
-
-    def _set_online(self, online: bool, error: str | None = None) -> None:
-        if self._online is online:
-            return
-        self._online = online
-        if online:
-            log.info("shelf %s: online", self.device.id)
-        else:
-            log.warning("shelf %s: offline: %s", self.device.id, error)
-        self._on_status(DeviceStatus(store_id=self.store_id, source=self.device.id,
-                                     received_ts=self._clock(), online=online, error=error))
 
     def _close(self) -> None:
         client, self._client = self._client, None
