@@ -730,8 +730,12 @@ def _gtin14(code: str) -> str | None:
         return None
 
 
+# One encoder for every alert: ``json.dumps`` with options builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def _json(alert: Alert) -> str:
-    return json.dumps(alert.to_dict(), separators=(",", ":"), default=str)
+    return _encode(alert.to_dict())
 
 
 async def _logged(coro: Awaitable[None], name: str) -> None:

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS state_snapshot (
 """
 
 ACTIVE_STATES = (AlertState.OPEN, AlertState.CLAIMED, AlertState.ESCALATED)
+_ACTIVE_VALUES = frozenset(s.value for s in ACTIVE_STATES)
 
 # Called inside the journal's transaction so that a fact and what it owes the ERP and HQ
 # commit together: (connection, fact) -> None.
@@ -73,6 +74,10 @@ class Journal:
         self._conn.executescript(SCHEMA)
         for schema in extra_schemas:
             self._conn.executescript(schema)
+        # alert_counts() kept current by record_alerts after one query over the journal: the
+        # health endpoint is polled, and that query grows with every transition ever made.
+        self._alert_counts: dict[tuple[str, str], int] | None = None
+        self._alert_live: dict[str, tuple[str, str]] = {}  # active alert id -> (rule, state)
 
     def close(self) -> None:
         with self._lock:
@@ -127,6 +132,21 @@ class Journal:
                 callback(conn)
 
         self._tx(work)
+        with self._lock:
+            if self._alert_counts is not None:
+                self._count_alerts((a.alert_id, a.rule, a.state.value) for a, _ in alerts)
+
+    def _count_alerts(self, transitions: Iterable[tuple[str, str, str]]) -> None:
+        counts, live = self._alert_counts, self._alert_live
+        assert counts is not None
+        for alert_id, rule, state in transitions:
+            before = live.pop(alert_id, None)
+            if before is not None:
+                counts[before] -= 1
+            key = (rule, state)
+            counts[key] = counts.get(key, 0) + 1
+            if state in _ACTIVE_VALUES:
+                live[alert_id] = key
 
     def record_facts(self, facts: list[Event], *enlist: Enlist) -> None:
         """Journal derived facts (tag departures, suspect items, device health changes) in one
@@ -165,14 +185,19 @@ class Journal:
     def alert_counts(self) -> dict[str, dict[str, int]]:
         """Alerts per rule: how many were raised, and how many are in each latest state."""
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT rule, state, COUNT(*) FROM alert_transition t WHERE seq = ("
-                " SELECT MAX(seq) FROM alert_transition WHERE alert_id = t.alert_id)"
-                " GROUP BY rule, state"
-            ).fetchall()
+            if self._alert_counts is None:
+                rows = self._conn.execute(
+                    "SELECT alert_id, rule, state FROM alert_transition t WHERE seq = ("
+                    " SELECT MAX(seq) FROM alert_transition WHERE alert_id = t.alert_id)"
+                    " ORDER BY seq"
+                ).fetchall()
+                self._alert_counts = {}
+                self._count_alerts(rows)
+            counts = list(self._alert_counts.items())
         out: dict[str, dict[str, int]] = {}
-        for rule, state, n in rows:
-            out.setdefault(rule, {})[state] = n
+        for (rule, state), n in counts:
+            if n:
+                out.setdefault(rule, {})[state] = n
         return out
 
     # State

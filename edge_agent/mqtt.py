@@ -1,6 +1,6 @@
 """The agent's MQTT connection: our own asyncio MQTT 3.1.1 client (``devices.mqtt``) on the event
 loop thread, one socket read (up to 256 KB, thousands of readings) decoded and handed to the agent
-as one batch per loop turn.
+as one batch per loop turn; alerts and state go out on a second connection (see ``MqttLink``).
 
 Why not paho or aiomqtt: measured on our 2-core machines with bench/ingest.py, paho's network
 loop on a thread handing batches to asyncio sustained only ~13,000 readings/s end to end: paho's
@@ -14,9 +14,11 @@ bench/ingest.py for the figures of the current commit).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 from devices.mqtt.client import MqttConnection
 from devices.mqtt.protocol import Will
@@ -29,7 +31,15 @@ Batch = list[tuple[str, bytes]]
 class MqttLink:
     """Subscribes to ``subscriptions`` (QoS 1, persistent session) and calls ``on_batch`` on the
     event loop with every message of one socket read; QoS 1 messages are acknowledged after
-    ``on_batch`` returned."""
+    ``on_batch`` returned.
+
+    Two connections: ``connection`` (client ``client_id``) reads the devices, ``publisher``
+    (``{client_id}-pub``, holding the will) sends alerts and state. On one connection the
+    broker queues its PUBACKs for our alerts behind every reading it has queued for us (QoS 0
+    readings are not flow-controlled), so under a flood of 200,000 readings the 65,535-message
+    in-flight window filled and alerts were refused; on their own connection PUBACKs return at
+    once.
+    """
 
     def __init__(self, *, host: str, port: int, client_id: str, subscriptions: list[str],
                  on_batch: Callable[[Batch], None], username: str | None = None,
@@ -46,13 +56,17 @@ class MqttLink:
         context: ssl.SSLContext | None = None
         if tls:
             context = ssl.create_default_context(cafile=tls_ca)
+        common: dict[str, Any] = dict(
+            username=username or None, password=password if username else None, ssl=context,
+            keepalive=keepalive, reconnect_initial=1.0, reconnect_max=30.0)
         self.connection = MqttConnection(
-            host, port, client_id=client_id, clean_session=False, keepalive=keepalive,
-            username=username or None, password=password if username else None,
-            will=Will(will[0], will[1], qos=1, retain=True) if will else None, ssl=context,
+            host, port, client_id=client_id, clean_session=False,
             subscriptions=[(topic, 1) for topic in subscriptions], on_batch=self._on_batch,
-            on_connect=self._on_connect, reconnect_initial=1.0, reconnect_max=30.0,
-            read_size=262_144)
+            read_size=262_144, **common)
+        self.publisher = MqttConnection(
+            host, port, client_id=f"{client_id}-pub", clean_session=False,
+            will=Will(will[0], will[1], qos=1, retain=True) if will else None,
+            on_connect=self._on_connect, **common)
         # An asyncio.Event: ``is_set()`` as before; set and cleared on the loop thread.
         self.connected = self.connection.connected
 
@@ -70,29 +84,39 @@ class MqttLink:
             self.on_connected()
 
     def start(self) -> None:
-        """Start connecting (and reconnecting) in a task on the running loop."""
+        """Start connecting (and reconnecting) in tasks on the running loop."""
+        self.publisher.start()
         self.connection.start()
 
     async def wait_connected(self, timeout: float) -> bool:
-        return await self.connection.wait_connected(timeout)
+        """Whether both connections are up within ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.publisher.connected.wait()
+                await self.connection.connected.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
         """Queue a message: sent now, or (QoS 1) after reconnecting. False when refused (the
         in-flight window of 65,535 unacknowledged QoS 1 messages is full, or QoS 0 while
         disconnected), which is counted and logged."""
-        if not self.connection.publish(topic, payload, qos=qos, retain=retain):
+        if not self.publisher.publish(topic, payload, qos=qos, retain=retain):
             self.publish_failures += 1
             log.error("publish to %s refused by the MQTT client (in flight: %d, connected: %s)",
-                      topic, self.connection.inflight, self.connected.is_set())
+                      topic, self.publisher.inflight, self.publisher.connected.is_set())
             return False
         return True
 
     def stop(self, final: tuple[str, bytes] | None = None) -> None:
         """Publish ``final`` (e.g. a retained offline state) and disconnect cleanly. Synchronous:
         ``final`` is written before DISCONNECT but its PUBACK is not awaited; ``aclose`` waits."""
-        self.connection.close_nowait(final)
+        self.connection.close_nowait()
+        self.publisher.close_nowait(final)
 
     async def aclose(self, final: tuple[str, bytes] | None = None, timeout: float = 2.0) -> None:
         """Like ``stop``, waiting up to ``timeout`` for ``final`` to be acknowledged and for the
-        connection task to end."""
-        await self.connection.aclose(final, timeout)
+        connection tasks to end."""
+        await self.connection.aclose(None, timeout)
+        await self.publisher.aclose(final, timeout)
