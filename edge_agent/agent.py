@@ -97,8 +97,10 @@ class StoreAgent:
         self._lane_cfg = {lane.id: lane for lane in config.lanes}
         self._zone_of = {d.id: d.zone for d in config.devices if hasattr(d, "zone")}
         self.scales: dict[str, LaneScale] = {}
+        self._restored = False
         self.alert_manager = AlertManager(
-            self.store_id, zones={lane.id: lane.zone for lane in config.lanes if lane.zone})
+            self.store_id, history_max=5_000,
+            zones={lane.id: lane.zone for lane in config.lanes if lane.zone})
         self.rule_files = [DEFAULTS] + (
             [(config.source.parent if config.source else Path()) / config.rules.file]
             if config.rules.file else [])
@@ -169,6 +171,14 @@ class StoreAgent:
             on_connected=self._republish_state)
 
     # Setup
+
+    def restore(self) -> None:
+        """Load the catalog and the state the journal holds (once; ``run`` calls it). Tests
+        that drive an agent without its network call it themselves."""
+        if self._restored:
+            return
+        self._restored = True
+        self._restore()
 
     def _restore(self) -> None:
         cached = self.journal.load_state("catalog")
@@ -598,7 +608,7 @@ class StoreAgent:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT (or ``stop()``), then shut down without losing anything
         accepted."""
-        self._restore()
+        self.restore()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -621,7 +631,8 @@ class StoreAgent:
                     feed = device_kinds.KINDS[device.type]
                     if isinstance(feed, device_kinds.DriverFeed):
                         driver = device_kinds.load(feed.driver)(
-                            device, self.store_id, self.on_events, self.on_device_status)
+                            device, self.store_id, self.on_events, self.on_device_status,
+                            clock=self.clock)
                         spawn(driver.run(), f"{device.type}:{device.id}")
                 if self.erp is not None:
                     spawn(self._refresh_catalog(), "catalog")

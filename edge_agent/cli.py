@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -67,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
             from edge_agent.config import load_config
 
             agent = StoreAgent(load_config(args.config))
+            agent.restore()
+            # What setup allocated lives as long as the process: keep the collector off it,
+            # and collect young objects less often (measured: 67 -> 61 us of CPU per reading).
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(100_000, 50, 1000)
             asyncio.run(agent.run())
             return 0
         if args.command == "sim":

@@ -17,7 +17,7 @@ SILENCE_LIMIT_S: dict[str, float | None] = {
     "rfid_zebra": 120.0,
     "rfid_impinj": 120.0,
     "rfid_serial": 30.0,
-    "camera": 30.0,
+    "camera": 150.0,  # a still shelf sends only its heartbeat (60 s by default)
     "zigbee2mqtt": 1800.0,
     "scanner": None,
     "checkout": None,

@@ -106,7 +106,7 @@ class AlertFeed:
     current alerts. Use it from the event loop that serves the app.
     """
 
-    def __init__(self, max_pending: int = 256) -> None:
+    def __init__(self, max_pending: int = 4096) -> None:
         if max_pending < 2:
             raise UsageError("max_pending must leave room for RESYNC and one transition")
         self._max_pending = max_pending

@@ -182,11 +182,13 @@ class DaysOfCover(Rule):
             if not sold:
                 del self.state["sold"][sku]
         short = self.state["short"]
+        if units_sold < p.min_units and sku not in short:
+            return []  # the common case, decided before looking at every lane of the SKU
         lanes = self.ctx.model.lanes_of_sku.get(sku, ())
         known = [self.ctx.counts[lane] for lane in lanes if lane in self.ctx.counts]
         # An open alert needs more than one sale fewer to go away: it clears when sales stop
         # altogether or cover recovers below, never by hovering around min_units.
-        if not known or units_sold == 0 or (units_sold < p.min_units and sku not in short):
+        if not known or units_sold == 0:
             if sku in short:
                 del short[sku]
                 return [ClearAlert(rule=self.name, subject=sku, reason="sales stopped")]

@@ -484,7 +484,7 @@ def new_day(journal: Path, *, seed: int = 20251126, start: str = "08:00",
     clock = FakeClock(at(start))
     agent = StoreAgent(store_config(journal), clock=clock)
     # What run() does first, before it connects anything: restore state and read the catalog.
-    agent._restore()
+    agent.restore()
     return agent, StoreDay(agent, clock, seed=seed, start=at(start), end=at(end))
 
 
