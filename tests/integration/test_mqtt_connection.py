@@ -4,7 +4,6 @@ sessions, reconnects after a broker restart, the retained last will."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -286,9 +285,10 @@ async def test_clean_close_publishes_final_state_and_no_will(
         late.close()
 
 
-async def test_mqtt_link_sync_stop_leaves_the_final_retained_state(
+async def test_mqtt_link_close_leaves_the_final_retained_state(
         mosquitto: Service, store_id: str) -> None:
-    """The agent calls ``MqttLink.stop(final)`` synchronously on its way out."""
+    """The agent calls ``MqttLink.aclose(final)`` on its way out: the broker keeps the final
+    retained state, not the last will."""
     from edge_agent.mqtt import MqttLink
 
     state = f"store/{store_id}/state/agent"
@@ -304,11 +304,7 @@ async def test_mqtt_link_sync_stop_leaves_the_final_retained_state(
         assert connected == [True] and link.connected.is_set()
         assert link.publish(f"store/{store_id}/alerts", b"x", qos=1)
     finally:
-        link.stop(final=(state, b"offline"))
-        task = link.connection._task
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await link.aclose(final=(state, b"offline"))
     late = await asyncio.to_thread(PahoClient, mosquitto.port, "", state)
     try:
         async with asyncio.timeout(10):
