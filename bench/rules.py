@@ -2,22 +2,31 @@
 on) over a store of --lanes lanes, on one core, in one thread.
 
     /work/venv/bin/python bench/rules.py [--lanes 2000] [--events 500000]
+    /work/venv/bin/python bench/rules.py --state [--lanes 200] [--events 200000]
 
 The event mix is what the agent feeds: mostly raw shelf weights (20 lanes per controller),
 with stock changes, sales, camera frames, climate samples, tag presence, checkout events and
 scans, and a tick per simulated second. Events are built before the clock starts, so the figure
 is the engine's alone. Printed with the machine and the commit; nothing is asserted.
+
+``--state`` replays what ``bench/ingest.py --all-rules`` feeds instead (every lane of one SKU
+picked 10 -> 0 a unit at a time and restocked, lanes interleaved, no sales: every pick is
+unexplained shrink) and prints the engine state's memory and the cost of ``snapshot()`` and of
+encoding it as the journal does.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +115,77 @@ def events(lanes: int, n: int, rate: float) -> list[tuple[float, Event]]:
     return out
 
 
+def throughput(lanes: int, n: int, rate: float) -> None:
+    engine = RuleEngine(load_rules(), model(lanes))
+    feed = events(lanes, n, rate)
+    start = time.perf_counter()
+    actions = run(engine, feed)
+    elapsed = time.perf_counter() - start
+    print(f"rules: {len(feed) / elapsed:,.0f} events/s ({len(feed):,} events, {lanes} lanes, "
+          f"{len(engine.rule_names)} rules, {actions:,} actions, {elapsed:.2f} s, one core)")
+    print(snapshot_cost(engine))
+
+
+def restock_loop(lanes: int, n: int, rate: float) -> list[tuple[float, Event]]:
+    """``n`` StockChanged of bench/ingest.py's store at ``rate`` per simulated second: lanes of
+    one SKU step 10 -> 0 and back to 10, interleaved; no sales."""
+    env = {"store_id": STORE, "source": "agent", "sku": "SKU-BENCH"}
+    out: list[tuple[float, Event]] = []
+    units = dict.fromkeys(range(lanes), 10)
+    for k in range(n):
+        t = T0 + k / rate
+        lane = k % lanes
+        before = units[lane]
+        after = units[lane] = before - 1 if before else 10
+        out.append((t, StockChanged(**env, received_ts=t, location=f"L{lane}", before=before,
+                                    after=after, cause=StockCause.PICK if after < before
+                                    else StockCause.RESTOCK)))
+    return out
+
+
+def run(engine: RuleEngine, feed: list[tuple[float, Event]]) -> int:
+    """Feed every event, ticking once per simulated second; the number of actions."""
+    actions = 0
+    next_tick = feed[0][0] + 1.0
+    for now, event in feed:
+        if now >= next_tick:
+            actions += len(engine.tick(now))
+            next_tick += 1.0
+        actions += len(engine.handle(event, now))
+    return actions
+
+
+def state(lanes: int, n: int, events_per_second: float) -> None:
+    feed = restock_loop(lanes, n, events_per_second)
+    bench_model = StoreModel(store_id=STORE, lanes=tuple(
+        LaneModel(id=f"L{i}", sku="SKU-BENCH", capacity=10, threshold=3) for i in range(lanes)))
+    engine = RuleEngine(load_rules(), bench_model)
+    start = time.perf_counter()
+    run(engine, feed)
+    rate = len(feed) / (time.perf_counter() - start)
+    tracemalloc.start()  # a second engine, as tracing slows the first's figure
+    engine = RuleEngine(load_rules(), bench_model)
+    run(engine, feed)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    print(f"state after {n:,} stock changes over {lanes} lanes, no sales ({rate:,.0f} events/s): "
+          f"{held / 1e6:.2f} MB held by the engine")
+    print(snapshot_cost(engine))
+
+
+def snapshot_cost(engine: RuleEngine) -> str:
+    snap_ms, encode_ms = [], []
+    for _ in range(5):
+        start = time.perf_counter()
+        snap = engine.snapshot()
+        snap_ms.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        body = json.dumps(snap, separators=(",", ":"))  # what Journal.save_state does
+        encode_ms.append((time.perf_counter() - start) * 1000)
+    return (f"snapshot: {len(body):,} bytes; snapshot() {statistics.median(snap_ms):.2f} ms, "
+            f"encoding it {statistics.median(encode_ms):.2f} ms (median of 5)")
+
+
 def commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
@@ -116,25 +196,19 @@ def commit() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lanes", type=int, default=2000)
-    parser.add_argument("--events", type=int, default=500_000)
-    parser.add_argument("--rate", type=float, default=10_000.0, help="simulated events/s")
+    parser.add_argument("--lanes", type=int, default=None, help="2,000; 200 with --state")
+    parser.add_argument("--events", type=int, default=None, help="500,000; 200,000 with --state")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="simulated events/s (10,000; 5,000 with --state)")
+    parser.add_argument("--state", action="store_true",
+                        help="measure state and snapshot under bench/ingest.py's traffic")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    engine = RuleEngine(load_rules(), model(args.lanes))
-    feed = events(args.lanes, args.events, args.rate)
-    actions = 0
-    next_tick = T0 + 1.0
-    start = time.perf_counter()
-    for now, event in feed:
-        if now >= next_tick:
-            actions += len(engine.tick(now))
-            next_tick += 1.0
-        actions += len(engine.handle(event, now))
-    elapsed = time.perf_counter() - start
-    print(f"rules: {len(feed) / elapsed:,.0f} events/s ({len(feed):,} events, {args.lanes} lanes, "
-          f"{len(engine.rule_names)} rules, {actions:,} actions, {elapsed:.2f} s, one core)")
+    if args.state:
+        state(args.lanes or 200, args.events or 200_000, args.rate or 5_000.0)
+    else:
+        throughput(args.lanes or 2000, args.events or 500_000, args.rate or 10_000.0)
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, "
           f"Python {platform.python_version()}, commit {commit()}")
 

@@ -27,6 +27,10 @@ class Shrink(Rule):
     passed is added to the SKU's tally for that (store-local) day. One alert per SKU per day,
     re-notified as the tally grows; never auto-cleared. Subject: ``{sku}:{YYYY-MM-DD}``.
 
+    Units are kept per SKU in minute buckets (the time of a bucket is its latest unit's), so the
+    state is at most ``window_seconds / 60 + 1`` entries per SKU and direction whatever the
+    traffic, and a unit may be explained by a sale up to a minute beyond the window.
+
     A SKU both weighed and tagged would count each unit twice: switch one source off for it."""
 
     name = "shrink"
@@ -35,8 +39,8 @@ class Shrink(Rule):
     ticks = True
 
     def initial_state(self) -> dict[str, Any]:
-        # pending: sku -> [[t, qty], ...] decreases awaiting a sale; credit: sku -> [[t, qty]]
-        # sales not yet matched; tally: "sku:day" -> units
+        # pending: sku -> [[t, qty], ...] decreases awaiting a sale; credit: the same for sales
+        # not yet matched (oldest first, one entry per minute); tally: "sku:day" -> units
         return {"pending": {}, "credit": {}, "tally": {}}
 
     def handle(self, event: Event, now: float) -> list[Action]:
@@ -61,6 +65,11 @@ class Shrink(Rule):
         out: list[Action] = []
         for sku in list(self.state["pending"]):
             out += self._expire(sku, now)
+        credits = self.state["credit"]
+        for sku, credit in list(credits.items()):
+            _drop_older(credit, now - self._params(sku).window_seconds)
+            if not credit:
+                del credits[sku]
         if self.state["tally"]:
             keep = self._day(now - 2 * 86400)
             tally = self.state["tally"]
@@ -73,43 +82,28 @@ class Shrink(Rule):
         return params
 
     def _decrease(self, sku: str, qty: int, now: float) -> list[Action]:
-        window = self._params(sku).window_seconds
+        out = self._expire(sku, now)
         credit = self.state["credit"].get(sku)
-        while credit and qty:
-            t, have = credit[0]
-            if now - t > window:
-                credit.pop(0)
-                continue
-            used = min(have, qty)
-            qty -= used
-            if used == have:
-                credit.pop(0)
-            else:
-                credit[0][1] -= used
-        if credit is not None and not credit:
-            del self.state["credit"][sku]
+        if credit is not None:
+            _drop_older(credit, now - self._params(sku).window_seconds)
+            qty = _take(credit, qty)
+            if not credit:
+                del self.state["credit"][sku]
         if qty:
-            self.state["pending"].setdefault(sku, []).append([now, qty])
-        return []
+            _add(self.state["pending"].setdefault(sku, []), qty, now)
+        return out
 
     def _sale(self, sku: str, qty: int, now: float) -> list[Action]:
         out = self._expire(sku, now)
         pending = self.state["pending"].get(sku)
-        while pending and qty:
-            used = min(pending[0][1], qty)
-            qty -= used
-            if used == pending[0][1]:
-                pending.pop(0)
-            else:
-                pending[0][1] -= used
-        if pending is not None and not pending:
-            del self.state["pending"][sku]
+        if pending is not None:
+            qty = _take(pending, qty)
+            if not pending:
+                del self.state["pending"][sku]
         if qty:
-            window = self._params(sku).window_seconds
             credit = self.state["credit"].setdefault(sku, [])
-            while credit and now - credit[0][0] > window:
-                credit.pop(0)
-            credit.append([now, qty])
+            _drop_older(credit, now - self._params(sku).window_seconds)
+            _add(credit, qty, now)
         return out
 
     def _expire(self, sku: str, now: float) -> list[Action]:
@@ -142,6 +136,33 @@ class Shrink(Rule):
 
     def _day(self, t: float) -> str:
         return datetime.fromtimestamp(t, ZoneInfo(self.ctx.model.timezone)).date().isoformat()
+
+
+def _add(entries: list[list[Any]], qty: int, now: float) -> None:
+    """Count ``qty`` units at ``now`` into the last entry if it is of the same minute."""
+    if entries and entries[-1][0] // 60 == now // 60:
+        last = entries[-1]
+        last[0] = max(last[0], now)
+        last[1] += qty
+    else:
+        entries.append([now, qty])
+
+
+def _take(entries: list[list[Any]], qty: int) -> int:
+    """Use up to ``qty`` units, oldest first; what is left of ``qty``."""
+    while entries and qty:
+        used = min(entries[0][1], qty)
+        qty -= used
+        if used == entries[0][1]:
+            entries.pop(0)
+        else:
+            entries[0][1] -= used
+    return qty
+
+
+def _drop_older(entries: list[list[Any]], oldest: float) -> None:
+    while entries and entries[0][0] < oldest:
+        entries.pop(0)
 
 
 class Misplaced(Rule):

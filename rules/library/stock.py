@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from rules.actions import Action, ClearAlert, UpdateAlert
-from rules.library.base import Rule, RuleParams
+from rules.library.base import Rule, RuleContext, RuleParams
 from storeedge.events import Event, PosTransaction, Sale, Severity, StockCause, StockChanged
 
 
@@ -126,12 +126,20 @@ class DaysOfCoverParams(RuleParams):
 class DaysOfCover(Rule):
     """Per SKU: units sold in the last ``window_hours`` give a velocity; shelf stock (sum of the
     SKU's lanes) / velocity < ``cover_hours`` opens; above ``cover_hours * clear_ratio`` (or
-    velocity unknown again) clears. Subject: the SKU."""
+    velocity unknown again) clears. Subject: the SKU.
+
+    Sales are kept per SKU in ``bucket_minutes`` buckets: at most ``window_hours * 60 /
+    bucket_minutes + 1`` entries per SKU; a SKU with no sale in the window is forgotten within
+    a minute."""
 
     name = "days_of_cover"
     Params = DaysOfCoverParams
     events = (Sale, PosTransaction, StockChanged)
     ticks = True
+
+    def __init__(self, ctx: RuleContext) -> None:
+        super().__init__(ctx)
+        self._sweep_at = 0.0  # when to forget SKUs whose sales all left the window
 
     def initial_state(self) -> dict[str, Any]:
         return {"sold": {}, "short": {}}  # sku -> [[bucket, qty], ...]; sku -> true
@@ -158,10 +166,20 @@ class DaysOfCover(Rule):
         out: list[Action] = []
         for sku in list(self.state["short"]):
             out += self._judge(sku, now)
+        if now >= self._sweep_at:
+            self._sweep_at = now + 60.0
+            sold = self.state["sold"]
+            for sku in [s for s in sold if s not in self.state["short"]]:
+                self._in_window(sku, self._params(sku), now)
         return out
 
+    def _params(self, sku: str) -> DaysOfCoverParams:
+        params: DaysOfCoverParams = self.ctx.params(self.name, sku,
+                                                    self.ctx.model.zone_of_sku(sku))
+        return params
+
     def _sold(self, sku: str, qty: int, now: float) -> None:
-        p = self.ctx.params(self.name, sku, self.ctx.model.zone_of_sku(sku))
+        p = self._params(sku)
         bucket = int(now // (p.bucket_minutes * 60))
         sold = self.state["sold"].setdefault(sku, [])
         if sold and sold[-1][0] == bucket:
@@ -169,18 +187,22 @@ class DaysOfCover(Rule):
         else:
             sold.append([bucket, qty])
 
+    def _in_window(self, sku: str, p: DaysOfCoverParams, now: float) -> int:
+        """Units of ``sku`` sold in the window, dropping the buckets that left it."""
+        sold = self.state["sold"].get(sku)
+        if not sold:
+            return 0
+        oldest = int((now - p.window_hours * 3600) // (p.bucket_minutes * 60))
+        while sold and sold[0][0] <= oldest:
+            sold.pop(0)
+        if not sold:
+            del self.state["sold"][sku]
+        return sum(q for _, q in sold)
+
     def _judge(self, sku: str, now: float) -> list[Action]:
         zone = self.ctx.model.zone_of_sku(sku)
         p = self.ctx.params(self.name, sku, zone)
-        sold = self.state["sold"].get(sku)
-        units_sold = 0
-        if sold:
-            oldest = int((now - p.window_hours * 3600) // (p.bucket_minutes * 60))
-            while sold and sold[0][0] <= oldest:
-                sold.pop(0)
-            units_sold = sum(q for _, q in sold)
-            if not sold:
-                del self.state["sold"][sku]
+        units_sold = self._in_window(sku, p, now)
         short = self.state["short"]
         if units_sold < p.min_units and sku not in short:
             return []  # the common case, decided before looking at every lane of the SKU

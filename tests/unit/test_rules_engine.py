@@ -23,6 +23,7 @@ from storeedge.events import (
     ShelfImage,
     ShelfWeight,
     StockCause,
+    StockChanged,
 )
 from tests.unit.test_rules_library import (
     DAY0,
@@ -70,6 +71,42 @@ def test_snapshot_restore_round_trips_through_json():
     assert twin.snapshot() == e.snapshot()
     assert twin.handle(stock("A1", 3, 2), DAY0 + 1) == e.handle(stock("A1", 3, 2), DAY0 + 1)
     assert twin.tick(DAY0 + 700) == e.tick(DAY0 + 700) != []
+
+
+def test_snapshot_shares_nothing_with_the_engine():
+    e = engine(shrink={"window_seconds": 600})
+    e.handle(stock("B1", 9, 8), DAY0)
+    snap = e.snapshot()
+    snap["rules"]["shrink"]["pending"]["CHIPS"][0][1] = 99
+    snap["counts"]["B1"] = 99
+    assert e.snapshot()["rules"]["shrink"]["pending"]["CHIPS"][0][1] == 1
+    assert e.snapshot()["counts"]["B1"] == 8
+
+
+def test_changes_moves_only_when_there_is_state_to_save():
+    e = engine(low_stock={}, device_offline={"seconds": 60})
+    seen = e.changes
+    e.tick(DAY0)
+    assert e.handle(temp(3.0), DAY0) == []  # nobody listens to climate here
+    assert e.changes == seen
+    e.handle(health("shelf-a", HealthState.OFFLINE), DAY0)
+    assert e.changes > seen
+    seen = e.changes
+    e.tick(DAY0 + 30)
+    assert e.changes == seen  # time passing, nothing due
+    assert len(opened(e.tick(DAY0 + 60))) == 1
+    assert e.changes > seen
+    seen = e.changes
+    e.resolved("device_offline", "shelf-a", DAY0 + 70)
+    assert e.changes > seen
+
+
+def test_listens_to_the_events_of_enabled_rules_and_always_to_stock():
+    e = engine(device_offline={})
+    assert e.listens(DeviceHealth) and e.listens(StockChanged)
+    assert not e.listens(Climate) and not e.listens(ShelfWeight)
+    e.reload(config(device_offline={}, cold_chain={}))
+    assert e.listens(Climate) and not e.listens(ShelfWeight)
 
 
 def test_cooldown_defers_a_reopen_and_drops_it_when_the_condition_ends():

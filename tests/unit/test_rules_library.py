@@ -178,6 +178,15 @@ def test_days_of_cover_does_not_flap_as_the_window_sheds_one_sale():
     assert len(cleared(e.tick(DAY0 + 4 * 3600))) == 1  # sales stopped altogether
 
 
+def test_days_of_cover_forgets_a_sku_whose_sales_left_the_window():
+    e = engine(days_of_cover={"window_hours": 1, "min_units": 5})
+    for i in range(3):
+        e.handle(sale("CHIPS"), DAY0 + 600 * i)
+    assert e.snapshot()["rules"]["days_of_cover"]["sold"]["CHIPS"]
+    e.tick(DAY0 + 1200 + 3600 + 300)
+    assert e.snapshot()["rules"]["days_of_cover"]["sold"] == {}
+
+
 def test_days_of_cover_can_count_pos_lines_instead():
     e = engine(days_of_cover={"sales_from": "pos", "min_units": 5})
     e.handle(stock("B1", 0, 6, StockCause.INITIAL), DAY0)
@@ -220,6 +229,33 @@ def test_shrink_a_sale_too_late_does_not_explain():
     e = engine(shrink={"window_seconds": 600})
     e.handle(stock("B1", 10, 9), DAY0)
     assert len(opened(e.handle(sale("CHIPS"), DAY0 + 700))) == 1
+
+
+def test_shrink_state_stays_bounded_under_a_flood_of_unexplained_picks():
+    # A pick every 2 s for 3 h, none sold: the answer is every unit, the state a minute bucket
+    # per minute of the window.
+    e = engine(shrink={"window_seconds": 600})
+    out, units, largest = [], 0, 0
+    for i in range(5400):
+        out += e.handle(stock("B1", 20, 19), DAY0 + 2 * i)
+        out += e.tick(DAY0 + 2 * i + 1)
+        units += 1
+        largest = max(largest, len(e.snapshot()["rules"]["shrink"]["pending"]["CHIPS"]))
+    out += e.tick(DAY0 + 10_800 + 700)
+    assert largest <= 600 // 60 + 1
+    assert out[-1].detail["units"] == units
+    assert e.snapshot()["rules"]["shrink"]["pending"] == {}
+
+
+def test_shrink_unmatched_sales_are_bounded_and_forgotten():
+    e = engine(shrink={"window_seconds": 600})
+    for i in range(3600):
+        e.handle(sale("CHIPS"), DAY0 + i)
+        e.tick(DAY0 + i)
+    assert len(e.snapshot()["rules"]["shrink"]["credit"]["CHIPS"]) <= 600 // 60 + 1
+    assert e.handle(stock("B1", 10, 5), DAY0 + 3600) == []  # explained by recent sales
+    e.tick(DAY0 + 3600 + 700)
+    assert e.snapshot()["rules"]["shrink"]["credit"] == {}
 
 
 # misplaced
