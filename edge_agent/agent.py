@@ -121,6 +121,7 @@ class StoreAgent:
             for d in config.devices if d.type == "checkout"}
         self.device_health = HealthTracker(self.store_id, {d.id: d.type for d in config.devices})
         self._pending: list[Alert] = []
+        self._alert_keys: dict[tuple[str, AlertState], str] = {}  # counter names, made once
         self._pending_facts: list[Event] = []
         # topic -> (device, decoder) for every MQTT-fed device; an exact match per message.
         self._routes: dict[str, tuple[Any, Callable[..., list[Any]]]] = {}
@@ -328,24 +329,31 @@ class StoreAgent:
     def _dispatch(self, events: list[Any]) -> None:
         handlers = self._handlers
         counters = self.counters
+        seen = self.device_health.seen
         for event in events:
-            if type(event) is not DeviceStatus:
+            kind = type(event)
+            if kind is not DeviceStatus:
                 counters["readings"] += 1
                 counters[self._reading_key.get(event.source, "readings_other")] += 1
-                change = self.device_health.seen(event.source, event.received_ts)
+                change = seen(event.source, event.received_ts)
                 if change is not None:
                     self._health(change)
-            handler = handlers.get(type(event))
+            handler = handlers.get(kind)
             if handler is not None:
                 handler(event)
             self._rules(event)
 
     def _rules(self, event: Event) -> None:
-        """Every event and derived fact goes through the rule engine; what it asks for goes
-        through the alert lifecycle into this turn's batch of transitions."""
-        actions = self.engine.handle(event, self.clock())
+        """Every event and derived fact the rules in force listen to goes through the rule
+        engine; what it asks for goes through the alert lifecycle into this turn's batch of
+        transitions."""
+        engine = self.engine
+        if not engine.listens(type(event)):
+            return
+        now = self.clock()
+        actions = engine.handle(event, now)
         if actions:
-            self._pending += self.alert_manager.apply(actions, self.clock(), event)
+            self._pending += self.alert_manager.apply(actions, now, event)
 
     def _fact(self, fact: Event) -> None:
         """A derived fact: journaled with this turn's batch, and seen by the rules."""
@@ -432,7 +440,7 @@ class StoreAgent:
         self.last_scans = [scan, *self.last_scans[:19]]
 
     def _on_change(self, scale: LaneScale, change: Change, reading: ShelfWeight) -> None:
-        self.counters[f"stock_{change.cause.value}"] += 1
+        self.counters[_STOCK_KEYS[change.cause]] += 1
         if change.cause is StockCause.AMBIGUOUS:
             self.bad_input.warning(f"ambiguous:{scale.lane}",
                                    "lane %s (store %s): weight %.1f g is not a whole number of "
@@ -463,25 +471,34 @@ class StoreAgent:
         self.journal.record_alerts(bodies)
         if self.sink is not None:
             self.sink.add([tsdb.alert_point(a) for a in alerts])
+        counters, keys = self.counters, self._alert_keys
+        stream = f"{self._prefix}alerts"
+        messages = []
+        latest: dict[str, tuple[Alert, bytes]] = {}
         for alert, body in bodies:
-            self.counters[f"alert_{alert.rule}_{alert.state.value}"] += 1
-            self._publish_alert(alert, body.encode())
+            key = keys.get((alert.rule, alert.state))
+            if key is None:
+                key = keys[(alert.rule, alert.state)] = f"alert_{alert.rule}_{alert.state.value}"
+            counters[key] += 1
+            payload = body.encode()
+            messages.append((stream, payload, False))
+            latest[alert.alert_id] = (alert, payload)
             self.feed.publish(alert)
+        # Every transition goes on the stream; an alert's retained state only needs the last of
+        # this turn's (the stream's order per alert is kept: both go on one QoS 1 connection).
+        messages += [self._retained(alert, payload) for alert, payload in latest.values()]
+        self.mqtt.publish_many(messages)
 
-    def _publish_alert(self, alert: Alert, payload: bytes, stream: bool = True) -> None:
-        if stream:
-            self.mqtt.publish(f"{self._prefix}alerts", payload, qos=1)
+    def _retained(self, alert: Alert, payload: bytes) -> tuple[str, bytes, bool]:
         # Retained per-alert state lets a handheld that (re)connects see what is open now;
         # an empty retained payload deletes a finished alert's entry.
-        retained = payload if alert.state in (AlertState.OPEN, AlertState.CLAIMED,
-                                              AlertState.ESCALATED) else b""
-        self.mqtt.publish(f"{self._prefix}state/alerts/{alert.alert_id}", retained, qos=1,
-                          retain=True)
+        return (f"{self._prefix}state/alerts/{alert.alert_id}",
+                payload if alert.state in _ACTIVE_STATES else b"", True)
 
     def _republish_state(self) -> None:
         """After (re)connecting, refresh the retained state; the alert stream is not replayed."""
-        for alert in self.alert_manager.active():
-            self._publish_alert(alert, _json(alert).encode(), stream=False)
+        self.mqtt.publish_many([self._retained(alert, _json(alert).encode())
+                                for alert in self.alert_manager.active()])
 
     # AgentApi
 
@@ -741,8 +758,11 @@ def _gtin14(code: str) -> str | None:
         return None
 
 
+_ACTIVE_STATES = frozenset({AlertState.OPEN, AlertState.CLAIMED, AlertState.ESCALATED})
+_STOCK_KEYS = {cause: f"stock_{cause.value}" for cause in StockCause}
+
 # One encoder for every alert: ``json.dumps`` with options builds a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_encode = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
 
 
 def _json(alert: Alert) -> str:

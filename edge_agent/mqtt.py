@@ -109,6 +109,19 @@ class MqttLink:
             return False
         return True
 
+    def publish_many(self, messages: list[tuple[str, bytes, bool]], qos: int = 1) -> bool:
+        """``publish`` each ``(topic, payload, retain)`` in order, in one socket write. False
+        when any was refused (counted and logged like ``publish``'s)."""
+        accepted = self.publisher.publish_many(messages, qos=qos)
+        refused = len(messages) - accepted
+        if refused:
+            self.publish_failures += refused
+            log.error("%d publishes (first to %s) refused by the MQTT client (in flight: %d, "
+                      "connected: %s)", refused, messages[accepted][0], self.publisher.inflight,
+                      self.publisher.connected.is_set())
+            return False
+        return True
+
     def stop(self, final: tuple[str, bytes] | None = None) -> None:
         """Publish ``final`` (e.g. a retained offline state) and disconnect cleanly. Synchronous:
         ``final`` is written before DISCONNECT but its PUBACK is not awaited; ``aclose`` waits."""

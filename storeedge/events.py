@@ -6,8 +6,10 @@ the device's own clock and may be wrong, ``received_ts`` is the agent's clock.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 from storeedge.ids import new_event_id
@@ -15,14 +17,16 @@ from storeedge.ids import new_event_id
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
-    """Envelope every event carries."""
+    """Envelope every event carries. ``event_id`` (a UUIDv7, ``storeedge.ids``) is made when it
+    is first read unless one is given: most readings, and the stock changes derived from them,
+    are never journaled or sent, and making an id costs as much as the rest of a small event."""
 
     store_id: str
     source: str
     received_ts: float
     device_ts: float | None = None
     seq: int | None = None
-    event_id: str = field(default_factory=new_event_id)
+    event_id: str = None  # type: ignore[assignment]  # None: made on first read (_LazyId)
 
     @property
     def event_type(self) -> str:
@@ -32,15 +36,49 @@ class Event:
         """A JSON-ready dict with an ``event`` key naming the type (shallow and fast: ``asdict``
         deep-copies)."""
         cls = type(self)
-        names = _FIELD_NAMES.get(cls)
-        if names is None:
-            names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
-        data = {name: _plain(getattr(self, name)) for name in names}
+        shape = _SHAPES.get(cls)
+        if shape is None:
+            names = tuple(f.name for f in fields(cls))
+            shape = _SHAPES[cls] = (names, attrgetter(*names))
+        names, values = shape
+        data = dict(zip(names, values(self), strict=True))
+        for name, value in data.items():
+            if type(value) not in _LEAVES:
+                data[name] = _plain(value)
         data["event"] = cls.__name__
         return data
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+class _LazyId:
+    """The ``event_id`` slot, filled with a new id on first read when it holds None."""
+
+    __slots__ = ("_lock", "_slot")
+
+    def __init__(self, slot: Any) -> None:
+        self._slot = slot
+        self._lock = threading.Lock()
+
+    def __get__(self, obj: Event | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self._slot.__get__(obj, owner)
+        if value is None:
+            with self._lock:  # two threads reading it first must see the same id
+                value = self._slot.__get__(obj, owner)
+                if value is None:
+                    value = new_event_id()
+                    self._slot.__set__(obj, value)
+        return value
+
+    def __set__(self, obj: Event, value: str) -> None:
+        self._slot.__set__(obj, value)
+
+
+Event.event_id = _LazyId(Event.__dict__["event_id"])  # type: ignore[assignment,misc]
+
+_SHAPES: dict[type, tuple[tuple[str, ...], Any]] = {}
+# Types ``_plain`` returns as they are; the fields of most events hold only these.
+_LEAVES = {str, int, float, bool, type(None), dict, list}
 
 
 def _plain(value: Any) -> Any:
@@ -48,6 +86,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if hasattr(value, "__dataclass_fields__"):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, StrEnum):
+        _LEAVES.add(type(value))
     return value
 
 

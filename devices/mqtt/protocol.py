@@ -197,8 +197,14 @@ def encode_publish(topic: str, payload: bytes, *, qos: int = 0, retain: bool = F
             raise UsageError("a QoS 0 PUBLISH has neither DUP nor a packet id")
         pid = b""
     n = 2 + len(topic_b) + len(pid) + len(payload)
-    return b"".join((bytes((first,)), encode_remaining_length(n), len(topic_b).to_bytes(2, "big"),
-                     topic_b, pid, payload))
+    # The one- and two-byte remaining lengths of every alert and reading, without a call.
+    if n < 128:
+        head = bytes((first, n))
+    elif n < 16_384:
+        head = bytes((first, (n & 0x7F) | 0x80, n >> 7))
+    else:
+        head = bytes((first,)) + encode_remaining_length(n)
+    return b"".join((head, len(topic_b).to_bytes(2, "big"), topic_b, pid, payload))
 
 
 def encode_puback(packet_id: int) -> bytes:
