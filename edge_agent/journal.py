@@ -203,12 +203,16 @@ class Journal:
     # State
 
     def save_state(self, key: str, value: Any, ts: float | None = None) -> None:
-        body = json.dumps(value, separators=(",", ":"))
-        self._tx(lambda conn: conn.execute(
+        self.save_states({key: value}, ts)
+
+    def save_states(self, values: dict[str, Any], ts: float | None = None) -> None:
+        """Snapshot several pieces of state in one transaction (one fsync)."""
+        now = time.time() if ts is None else ts
+        rows = [(key, now, json.dumps(value, separators=(",", ":")))
+                for key, value in values.items()]
+        self._tx(lambda conn: conn.executemany(
             "INSERT INTO state_snapshot (key, ts, body) VALUES (?, ?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET ts = excluded.ts, body = excluded.body",
-            (key, time.time() if ts is None else ts, body),
-        ))
+            " ON CONFLICT(key) DO UPDATE SET ts = excluded.ts, body = excluded.body", rows))
 
     def load_state(self, key: str) -> Any:
         with self._lock:

@@ -314,3 +314,33 @@ async def test_mqtt_link_close_leaves_the_final_retained_state(
         assert [m[1] for m in late.messages] == [b"offline"]
     finally:
         late.close()
+
+
+async def test_publish_many_sends_every_message_in_order_in_one_write(
+        mosquitto: Service, store_id: str) -> None:
+    topic = f"store/{store_id}/alerts"
+    late = await asyncio.to_thread(PahoClient, mosquitto.port, "", topic)
+    conn = MqttConnection("127.0.0.1", mosquitto.port, client_id=f"{store_id}-many",
+                          clean_session=True)
+    conn.start()
+    try:
+        assert await conn.wait_connected(10)
+        writes = 0
+        write = conn._write
+
+        def counting(c, data):
+            nonlocal writes
+            writes += 1
+            write(c, data)
+
+        conn._write = counting  # type: ignore[method-assign]
+        sent = conn.publish_many([(topic, f"m{i}".encode(), False) for i in range(50)])
+        assert sent == 50 and writes == 1
+        assert await conn.drain(10)
+        async with asyncio.timeout(10):
+            while len(late.messages) < 50:
+                await asyncio.sleep(0.02)
+        assert [m[1] for m in late.messages] == [f"m{i}".encode() for i in range(50)]
+    finally:
+        await conn.aclose()
+        late.close()
