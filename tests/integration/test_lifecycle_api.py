@@ -18,8 +18,7 @@ from edge_agent.config import HttpSection, HttpToken
 from edge_agent.journal import Journal
 from edge_agent.web import AlertFeed, create_app
 from rules.actions import ClearAlert, OpenAlert
-from rules.low_stock import low_stock
-from storeedge.events import Alert, PosTransaction
+from storeedge.events import Alert, PosTransaction, Severity
 
 STORE = "sh-0042"
 T0 = 1_764_160_000.0
@@ -38,6 +37,14 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+
+
+def low_stock(lane: str, sku: str, units: int) -> OpenAlert:
+    """What the low-stock rule asks for at ``lane`` (capacity 8, threshold 2)."""
+    return OpenAlert(rule="low_stock", subject=lane, severity=Severity.WARNING, sku=sku,
+                     location=lane,
+                     message=f"{sku} at lane {lane}: {units} left (threshold 2); bring {8 - units}",
+                     detail={"units": units, "threshold": 2, "bring": 8 - units})
 
 class JournaledStore:
     """An AgentApi whose alert half is what the agent does: an AlertManager restored from a
@@ -62,10 +69,8 @@ class JournaledStore:
 
     def low(self, lane: str, units: int = 1) -> Alert:
         """What the low-stock rule raises for ``lane`` (capacity 8, threshold 2)."""
-        action = low_stock(active=self.manager.is_active("low_stock", lane), lane=lane,
-                           sku=SKU_OF[lane], units=units, threshold=2, capacity=8)
-        assert isinstance(action, OpenAlert)
-        [alert] = self.record(self.manager.apply([action], self.clock()))
+        [alert] = self.record(self.manager.apply([low_stock(lane, SKU_OF[lane], units)],
+                                                 self.clock()))
         return alert
 
     def clear(self, lane: str) -> list[Alert]:
@@ -343,6 +348,5 @@ async def test_a_restarted_store_keeps_open_alerts_and_their_claims(
 
     assert [x.alert_id for x in again.alerts()] == [a.alert_id]
     assert again.alert(a.alert_id).detail["claimed_by"] == "ana"
-    assert again.manager.apply([low_stock(active=False, lane="A1-3", sku="COLA-330", units=1,
-                                          threshold=2, capacity=8)], clock()) == []
+    assert again.manager.apply([low_stock("A1-3", "COLA-330", 1)], clock()) == []
     assert b.alert_id not in {x.alert_id for x in again.alerts()}

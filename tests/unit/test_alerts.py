@@ -14,7 +14,6 @@ from edge_agent.alerts import (
     Outcome,
 )
 from rules.actions import ClearAlert, EscalateAlert, OpenAlert, UpdateAlert
-from rules.low_stock import low_stock
 from storeedge.errors import PayloadError
 from storeedge.events import Alert, AlertState, Severity, ShelfWeight
 
@@ -29,14 +28,10 @@ HQ = Actor("hq-dash", "hq")
 
 def low(lane: str = "A1-3", units: int = 1, *, severity: Severity = Severity.WARNING,
         sku: str = "COLA-330", **detail: object) -> OpenAlert:
-    action = low_stock(active=False, lane=lane, sku=sku, units=units, threshold=2, capacity=8,
-                       severity=severity)
-    assert isinstance(action, OpenAlert)
-    if detail:
-        action = OpenAlert(rule=action.rule, subject=action.subject, severity=action.severity,
-                           message=action.message, sku=action.sku, location=action.location,
-                           detail={**action.detail, **detail})
-    return action
+    """What the low-stock rule asks for at ``lane`` (capacity 8, threshold 2)."""
+    return OpenAlert(rule="low_stock", subject=lane, severity=severity, sku=sku, location=lane,
+                     message=f"{sku} at lane {lane}: {units} left (threshold 2); bring {8 - units}",
+                     detail={"units": units, "threshold": 2, "bring": 8 - units, **detail})
 
 
 def restocked(lane: str = "A1-3") -> ClearAlert:
