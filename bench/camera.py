@@ -12,9 +12,6 @@ decoding is not timed: the driver's capture thread does it, whatever the measure
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import machine_line  # noqa: E402
 from devices.camera.config import CameraLane  # noqa: E402
 from devices.camera.occupancy import Reference, measure  # noqa: E402
 from firmware_sim.camera import render_shelf  # noqa: E402
@@ -64,25 +62,11 @@ def main() -> None:
     while (elapsed := time.perf_counter() - start) < args.seconds:
         measure(frames[done % len(frames)], config, reference)
         done += 1
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip() or "unknown"
-    print(f"machine: {platform.machine()} {_cpu_model()} {os.cpu_count()} cpus, "
-          f"python {platform.python_version()}, opencv {cv2.__version__} (1 thread), "
-          f"commit {commit} (uncommitted changes not shown)")
+    print(f"{machine_line()}; opencv {cv2.__version__} (1 thread)")
     print(f"lanes: {args.lanes}, frame 640x480, {done} frames in {elapsed:.2f} s")
     print(f"frames/s: {done / elapsed:,.0f}")
     print(f"lane-measurements/s: {done * args.lanes / elapsed:,.0f} (target 200)")
     print(f"worst error against the rendered fill: {worst:.3f}")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -28,24 +27,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(ROOT))
+
+from bench.report import commit, cpu_seconds, machine, memory_kb  # noqa: E402
+
 DEMO_OVERHEAD_S = 420.0  # start-up, the sim's stop and the ERP drain, beyond --seconds
-
-
-def status_kb(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of a process, in kB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            out[name] = int(value.split()[0])
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (/proc/pid/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def descendants(pid: int) -> list[int]:
@@ -114,7 +100,7 @@ class AgentSampler:
     def sample(self) -> None:
         try:
             pid = int(self.pid_file.read_text())
-            kb = status_kb(pid)
+            kb = memory_kb(pid)
             cpu = cpu_seconds(pid)
         except (OSError, ValueError):
             return  # not started yet, or just gone
@@ -158,20 +144,6 @@ def last_json_line(text: str) -> dict[str, Any] | None:
             except json.JSONDecodeError:
                 return None
     return None
-
-
-def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "kernel": platform.release()}
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                         capture_output=True, text=True).stdout.strip()
-    return out or "unknown"
 
 
 def _interrupt(signum: int, frame: Any) -> None:

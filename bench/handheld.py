@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -59,6 +57,7 @@ from bench.ingest import (  # noqa: E402
     reading,
     store_config,
 )
+from bench.report import commit, cpu_seconds, machine  # noqa: E402
 from edge_agent.services import free_port, start_mosquitto  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -283,12 +282,6 @@ def wait_for(condition: Any, timeout: float, step: float = 0.05) -> bool:
     return True
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (/proc/pid/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_rate(pub: Publisher, sse: SseListener, url: str, agent_pid: int, lanes: range,
              rate: int, seconds: float, repeat: int) -> tuple[dict[str, Any], list[str]]:
     cycles = max(1, round(rate * seconds / (len(lanes) * len(CYCLE) * repeat)))
@@ -389,20 +382,6 @@ def run_browser(pub: Publisher, sse: SseListener, url: str, lanes: range,
             "sse_same_alerts": percentiles(sse_latencies.get("opened", []))}, wrong
 
 
-def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "kernel": platform.release()}
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                         capture_output=True, text=True).stdout.strip()
-    return out or "unknown"
-
-
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -432,7 +411,8 @@ def main() -> int:
     wrong: list[str] = []
     try:
         broker = start_mosquitto(workdir / "broker")
-        config = store_config(workdir, args.lanes + len(browser_lanes), broker.port, http_port)
+        config = store_config(workdir, args.lanes + len(browser_lanes), broker.port, http_port,
+                              all_rules=True)
         with open(workdir / "agent.log", "wb") as log:
             agent = subprocess.Popen(
                 [sys.executable, "-m", "edge_agent.cli", "--log-level", "WARNING", "agent",

@@ -20,8 +20,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -37,6 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import commit, cpu_seconds, machine, memory_kb  # noqa: E402
 from devices.mqtt import protocol as mqtt  # noqa: E402
 from edge_agent.services import free_port, start_mosquitto  # noqa: E402
 from rules.config import DEFAULTS  # noqa: E402
@@ -188,13 +187,6 @@ def agent_counter(url: str, name: str) -> int:
         return -1
 
 
-def rss_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def build_readings(lanes: int, cycles: int) -> list[tuple[int, float]]:
     """Readings in an order that interleaves lanes: (lane index, grams)."""
     out = []
@@ -232,12 +224,6 @@ def expected_alerts(lanes: int, cycles: int, first: bool,
 def percentile(ordered: list[float], q: float) -> float:
     """Nearest-rank percentile of sorted values."""
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def check(listener: AlertListener, expected: dict[tuple[str, str], int]) -> list[str]:
@@ -279,7 +265,7 @@ def main() -> int:
         if not listener.ready.wait(10):
             raise RuntimeError("the alert listener was not subscribed")
         time.sleep(1.0)  # the agent's subscription is live once it reports connected
-        rss_idle = rss_kb(agent.pid, "VmRSS")
+        rss_idle = memory_kb(agent.pid).get("VmRSS", 0)
 
         # 1. flood
         pub = RawPublisher(broker.port)
@@ -302,7 +288,7 @@ def main() -> int:
         elapsed = time.perf_counter() - start
         cpu_flood = cpu_seconds(agent.pid) - cpu0
         processed = agent_counter(url, "readings")
-        rss_peak = rss_kb(agent.pid, "VmHWM")
+        rss_peak = memory_kb(agent.pid).get("VmHWM", 0)
         time.sleep(0.5)
         failures += check(listener, expected)
         if processed != len(plan):
@@ -356,15 +342,8 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             agent.kill()
         broker.stop()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip() or "unknown"
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    report = {"bench": "ingest", "commit": commit, "machine": {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "kernel": platform.release()}, "lanes": args.lanes, "flood": flood, "paced": paced,
-        "wrong": failures[:20], "ok": not failures}
+    report = {"bench": "ingest", "commit": commit(), "machine": machine(), "lanes": args.lanes,
+              "flood": flood, "paced": paced, "wrong": failures[:20], "ok": not failures}
     print(json.dumps(report, indent=2))
     return 0 if not failures else 1
 

@@ -12,9 +12,7 @@ Prints reads/s with the machine and the commit; nothing is asserted on speed.
 from __future__ import annotations
 
 import argparse
-import platform
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import machine_line  # noqa: E402
 from devices.rfid import zebra  # noqa: E402
 from devices.rfid.config import RfidZebraDevice  # noqa: E402
 from devices.rfid.sgtin import encode_sgtin96  # noqa: E402
@@ -29,14 +28,6 @@ from edge_agent.presence import PresenceParams, PresenceTracker  # noqa: E402
 from firmware_sim.rfid import zebra_time  # noqa: E402
 
 BATCH = 20
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -88,8 +79,7 @@ def main() -> None:
             tracker.observe(read, where[read.antenna])  # type: ignore[index]
     both_s = time.perf_counter() - started
 
-    print(f"machine: {platform.machine()} {platform.processor() or ''} "
-          f"python {platform.python_version()}, commit {commit()}")
+    print(machine_line())
     print(f"{len(reads)} reads of {args.tags} tags at {args.locations} locations: "
           f"{changes} presence changes")
     print(f"presence alone:    {len(reads) / presence_s:10,.0f} reads/s")

@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -32,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import machine_line  # noqa: E402
 from rules.config import load_rules  # noqa: E402
 from rules.engine import RuleEngine  # noqa: E402
 from rules.model import LaneModel, StoreModel, ZoneModel  # noqa: E402
@@ -186,14 +185,6 @@ def snapshot_cost(engine: RuleEngine) -> str:
             f"encoding it {statistics.median(encode_ms):.2f} ms (median of 5)")
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lanes", type=int, default=None, help="2,000; 200 with --state")
@@ -209,8 +200,7 @@ def main() -> None:
         state(args.lanes or 200, args.events or 200_000, args.rate or 5_000.0)
     else:
         throughput(args.lanes or 2000, args.events or 500_000, args.rate or 10_000.0)
-    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, "
-          f"Python {platform.python_version()}, commit {commit()}")
+    print(machine_line())
 
 
 if __name__ == "__main__":

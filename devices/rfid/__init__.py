@@ -6,22 +6,75 @@ M100/R200-family UHF modules over serial.
 - ``m100``: the serial frame codec; ``driver``: the asyncio serial driver around it.
 - ``config``: the three device config models.
 
-The helpers here are shared by the JSON codecs: hot-path checks without a schema library.
+The helpers here are shared by the JSON codecs: the message loop that keeps a bad event from
+costing the good ones, and hot-path checks without a schema library.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from storeedge.errors import PayloadError
+from storeedge.events import TagRead
+from storeedge.ratelimit import RateLimitedLog
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 MAX_EPC_HEX = 124  # 496 bits, the largest EPC a Gen2 PC word can announce
 _decoder = json.JSONDecoder()
 _WS = " \t\r\n"
+
+# (JSON value, source, store_id, received_ts, reads): appends the value's reads or raises.
+EventDecoder = Callable[[Any, str, str, float, list[TagRead]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What one MQTT message held: the good reads and one error per bad event."""
+
+    reads: list[TagRead] = field(default_factory=list)
+    errors: list[PayloadError] = field(default_factory=list)
+
+
+def decode_events(payload: bytes, event: EventDecoder, source: str, store_id: str,
+                  received_ts: float) -> Decoded:
+    """Every JSON value of ``payload`` (see ``json_values``) through ``event``; a bad value is
+    one error and the others flow on. Never raises."""
+    out = Decoded()
+    try:
+        values = json_values(payload, source)
+    except PayloadError as exc:
+        out.errors.append(exc)
+        return out
+    for value in values:
+        if isinstance(value, PayloadError):
+            out.errors.append(value)
+            continue
+        try:
+            event(value, source, store_id, received_ts, out.reads)
+        except PayloadError as exc:
+            out.errors.append(exc)
+    return out
+
+
+def reads_or_raise(result: Decoded, *, kind: str, what: str, device_id: str,
+                   rlog: RateLimitedLog) -> list[TagRead]:
+    """The device-kind contract over ``decode_events``: the good reads. PayloadError when
+    something is bad and nothing good came with it; bad ``what`` beside good reads are logged
+    (rate-limited, as ``kind``) and dropped."""
+    errors = result.errors
+    if errors:
+        if not result.reads:
+            if len(errors) == 1:
+                raise errors[0]
+            raise PayloadError(f"{len(errors)} bad {what}, first: {errors[0]}")
+        rlog.warning(f"partial:{device_id}", "%s %s: dropped %d bad %s of %d: %s", kind,
+                     device_id, len(errors), what, len(errors) + len(result.reads), errors[0])
+    return result.reads
 
 
 def epc_hex(value: Any, what: str, source: str) -> str:

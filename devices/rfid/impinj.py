@@ -23,9 +23,9 @@ import json
 import logging
 from typing import Any
 
-from devices.rfid import epc_hex, json_values, number, timestamp
+from devices.rfid import Decoded, decode_events, epc_hex, number, reads_or_raise, timestamp
 from devices.rfid.config import RfidImpinjDevice
-from devices.rfid.zebra import MAX_ANTENNA, MAX_RSSI, MIN_RSSI, Decoded
+from devices.rfid.zebra import MAX_ANTENNA, MAX_RSSI, MIN_RSSI
 from storeedge.errors import PayloadError
 from storeedge.events import TagRead
 from storeedge.ratelimit import RateLimitedLog
@@ -39,25 +39,7 @@ TAG_INVENTORY = "tagInventory"
 def decode_all(payload: bytes, *, device: RfidImpinjDevice, store_id: str,
                received_ts: float) -> Decoded:
     """Decode every event in one message; never raises."""
-    source = device.id
-    out = Decoded()
-    try:
-        values = json_values(payload, source)
-    except PayloadError as exc:
-        out.errors.append(exc)
-        return out
-    for value in values:
-        if isinstance(value, PayloadError):
-            out.errors.append(value)
-            continue
-        try:
-            read = _event(value, source, store_id, received_ts)
-        except PayloadError as exc:
-            out.errors.append(exc)
-        else:
-            if read is not None:
-                out.reads.append(read)
-    return out
+    return decode_events(payload, _event, device.id, store_id, received_ts)
 
 
 def decode(payload: bytes, *, device: RfidImpinjDevice, store_id: str,
@@ -65,18 +47,11 @@ def decode(payload: bytes, *, device: RfidImpinjDevice, store_id: str,
     """The device-kind contract: the message's tag reads (possibly none: a status event).
     PayloadError when something is bad and nothing good came with it."""
     result = decode_all(payload, device=device, store_id=store_id, received_ts=received_ts)
-    if result.errors:
-        if not result.reads:
-            first = result.errors[0]
-            if len(result.errors) == 1:
-                raise first
-            raise PayloadError(f"{len(result.errors)} bad events, first: {first}")
-        _rlog.warning(f"partial:{device.id}", "impinj %s: dropped %d bad events: %s",
-                      device.id, len(result.errors), result.errors[0])
-    return result.reads
+    return reads_or_raise(result, kind="impinj", what="events", device_id=device.id, rlog=_rlog)
 
 
-def _event(obj: Any, source: str, store_id: str, received_ts: float) -> TagRead | None:
+def _event(obj: Any, source: str, store_id: str, received_ts: float,
+           out: list[TagRead]) -> None:
     if type(obj) is not dict:
         raise PayloadError(f"event is not a JSON object but {type(obj).__name__}",
                            source=source)
@@ -84,7 +59,7 @@ def _event(obj: Any, source: str, store_id: str, received_ts: float) -> TagRead 
     if kind != TAG_INVENTORY:
         if type(kind) is not str:
             raise PayloadError(f"eventType is not a string: {kind!r:.40}", source=source)
-        return None
+        return
     tag = obj.get("tagInventoryEvent")
     if type(tag) is not dict:
         raise PayloadError("tagInventory event has no tagInventoryEvent object", source=source)
@@ -100,8 +75,8 @@ def _event(obj: Any, source: str, store_id: str, received_ts: float) -> TagRead 
         rssi = number(rssi, "peakRssiCdbm", source, MIN_RSSI * 100, MAX_RSSI * 100) / 100.0
     ts = tag.get("lastSeenTime", obj.get("timestamp"))
     device_ts = None if ts is None else timestamp(ts, "timestamp", source)
-    return TagRead(store_id=store_id, source=source, received_ts=received_ts,
-                   device_ts=device_ts, epc=epc, antenna=antenna, rssi=rssi)
+    out.append(TagRead(store_id=store_id, source=source, received_ts=received_ts,
+                       device_ts=device_ts, epc=epc, antenna=antenna, rssi=rssi))
 
 
 def _unbase64(value: Any, source: str) -> str:

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
-from devices.rfid import epc_hex, json_values, number, timestamp
+from devices.rfid import Decoded, decode_events, epc_hex, number, reads_or_raise, timestamp
 from devices.rfid.config import RfidZebraDevice
 from storeedge.errors import PayloadError
 from storeedge.events import TagRead
@@ -35,33 +34,10 @@ MIN_RSSI, MAX_RSSI = -128.0, 20.0  # dBm; anything outside is not a measurement
 MAX_ANTENNA = 65535
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """What one MQTT message held: the good reads and one error per bad object."""
-
-    reads: list[TagRead] = field(default_factory=list)
-    errors: list[PayloadError] = field(default_factory=list)
-
-
 def decode_all(payload: bytes, *, device: RfidZebraDevice, store_id: str,
                received_ts: float) -> Decoded:
     """Decode every tag report in one message; never raises."""
-    source = device.id
-    out = Decoded()
-    try:
-        values = json_values(payload, source)
-    except PayloadError as exc:
-        out.errors.append(exc)
-        return out
-    for value in values:
-        if isinstance(value, PayloadError):
-            out.errors.append(value)
-            continue
-        try:
-            _event(value, source, store_id, received_ts, out.reads)
-        except PayloadError as exc:
-            out.errors.append(exc)
-    return out
+    return decode_events(payload, _event, device.id, store_id, received_ts)
 
 
 def decode(payload: bytes, *, device: RfidZebraDevice, store_id: str,
@@ -69,16 +45,8 @@ def decode(payload: bytes, *, device: RfidZebraDevice, store_id: str,
     """The device-kind contract: the message's good reads. PayloadError when nothing in it is
     good; bad objects beside good ones are logged (rate-limited) and dropped."""
     result = decode_all(payload, device=device, store_id=store_id, received_ts=received_ts)
-    if result.errors:
-        if not result.reads:
-            first = result.errors[0]
-            if len(result.errors) == 1:
-                raise first
-            raise PayloadError(f"{len(result.errors)} bad tag reports, first: {first}")
-        _rlog.warning(f"partial:{device.id}", "zebra %s: dropped %d bad tag reports of %d: %s",
-                      device.id, len(result.errors), len(result.errors) + len(result.reads),
-                      result.errors[0])
-    return result.reads
+    return reads_or_raise(result, kind="zebra", what="tag reports", device_id=device.id,
+                          rlog=_rlog)
 
 
 def _event(obj: Any, source: str, store_id: str, received_ts: float,
