@@ -14,15 +14,15 @@ from devices.camera.config import CameraDevice
 from devices.camera.driver import CameraDriver
 from firmware_sim.camera import BOUNDARY, CameraSim
 from storeedge.events import DeviceStatus, Event, ShelfImage
+from tests.waiting import until
+
+
+async def until_camera(condition: Callable[[], object]) -> None:
+    """Frames arrive at the stream's pace: give the camera more time than a serial port."""
+    await until(condition, within=10.0)
+
 
 LANES = [("A1", (20, 20, 280, 60)), ("A2", (340, 20, 280, 60)), ("B1", (20, 120, 60, 200))]
-
-
-async def until(condition: Callable[[], object], within: float = 10.0) -> None:
-    """Poll a condition the driver's callbacks change, failing after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 class Recorder:
@@ -98,13 +98,13 @@ def test_stream_is_multipart_mjpeg(sim: CameraSim) -> None:
 async def test_events_follow_fill_changes(sim: CameraSim,
                                           driver: tuple[CameraDriver, Recorder]) -> None:
     drv, rec = driver
-    await until(lambda: rec.near(A1=0.0, A2=0.0, B1=0.0))
+    await until_camera(lambda: rec.near(A1=0.0, A2=0.0, B1=0.0))
     assert rec.statuses[0].online
     sim.set_fill("A1", 1.0)
-    await until(lambda: rec.near(A1=1.0, A2=0.0, B1=0.0))
+    await until_camera(lambda: rec.near(A1=1.0, A2=0.0, B1=0.0))
     sim.set_fill("B1", 0.5)
     sim.set_fill("A1", 0.25)
-    await until(lambda: rec.near(A1=0.25, A2=0.0, B1=0.5))
+    await until_camera(lambda: rec.near(A1=0.25, A2=0.0, B1=0.5))
     sim.set_lighting(gain=0.6, gradient=0.4)
     await asyncio.sleep(0.5)  # ~5 measurements under the new light
     assert rec.near(A1=0.25, A2=0.0, B1=0.5), rec.occupancy()
@@ -118,16 +118,16 @@ async def test_events_follow_fill_changes(sim: CameraSim,
 async def test_reconnects_after_the_stream_drops(sim: CameraSim,
                                                  driver: tuple[CameraDriver, Recorder]) -> None:
     drv, rec = driver
-    await until(lambda: drv.online)
+    await until_camera(lambda: drv.online)
     await asyncio.to_thread(sim.unplug)
-    await until(lambda: drv.online is False)
+    await until_camera(lambda: drv.online is False)
     assert not rec.statuses[-1].online and rec.statuses[-1].error
     await asyncio.sleep(0.5)  # several failed reopen attempts while it is away
     assert drv.online is False
     sim.set_fill("A2", 1.0)
     await asyncio.to_thread(sim.replug)
-    await until(lambda: drv.online)
-    await until(lambda: rec.near(A1=0.0, A2=1.0))
+    await until_camera(lambda: drv.online)
+    await until_camera(lambda: rec.near(A1=0.0, A2=1.0))
     assert drv.reconnects >= 1
     assert [s.online for s in rec.statuses] == [True, False, True]
 
@@ -141,7 +141,7 @@ async def test_a_missing_reference_reports_offline(sim: CameraSim, tmp_path: Pat
                        reconnect_initial=0.05, reconnect_max=0.1)
     task = asyncio.create_task(drv.run())
     try:
-        await until(lambda: rec.statuses)
+        await until_camera(lambda: rec.statuses)
         assert rec.statuses[0].online is False
         assert "nope.png" in (rec.statuses[0].error or "")
     finally:

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import serial
 
 from devices.shelf_modbus.driver import ShelfModbusDriver
 from edge_agent.config import ShelfModbusDevice
 from firmware_sim.modbus_shelf import ModbusShelfSim
 from storeedge.events import DeviceStatus, ShelfWeight
+from tests.waiting import port_is_free, until
 
 LANES = ["A1-1", "A1-2", "A1-3"]
 
-
-async def until(condition: Callable[[], object], within: float = 5.0) -> None:
-    """Poll a condition the driver's callbacks change, failing after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 class Recorder:
@@ -57,14 +51,6 @@ async def driver(sim: ModbusShelfSim, store_id: str) -> AsyncIterator[tuple[Shel
     with pytest.raises(asyncio.CancelledError):
         await task
 
-
-def port_is_free(path: Path) -> bool:
-    """pyserial locks the port exclusively: a second exclusive open works only once it is closed."""
-    try:
-        serial.Serial(str(path), exclusive=True).close()
-    except serial.SerialException:
-        return False
-    return True
 
 
 async def test_reads_lane_weights(sim: ModbusShelfSim, driver: tuple[ShelfModbusDriver, Recorder],

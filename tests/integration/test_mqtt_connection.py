@@ -267,6 +267,19 @@ async def test_retained_will_seen_when_the_connection_drops(
         late.close()
 
 
+async def retained(port: int, topic: str) -> list[bytes]:
+    """What a client subscribing now gets on ``topic``: the broker's retained message(s)."""
+    late = await asyncio.to_thread(PahoClient, port, "", topic)
+    try:
+        async with asyncio.timeout(10):
+            while not late.messages:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # a second message would be a duplicate: give it time to show
+        return [m[1] for m in late.messages]
+    finally:
+        late.close()
+
+
 async def test_clean_close_publishes_final_state_and_no_will(
         mosquitto: Service, store_id: str, opened: list[MqttConnection]) -> None:
     state = f"store/{store_id}/state/agent"
@@ -274,15 +287,7 @@ async def test_clean_close_publishes_final_state_and_no_will(
                 will=Will(state, b"crashed", qos=1, retain=True))
     assert await conn.wait_connected(10)
     await conn.aclose(final=(state, b"offline"))
-    late = await asyncio.to_thread(PahoClient, mosquitto.port, "", state)
-    try:
-        async with asyncio.timeout(10):
-            while not late.messages:
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(0.2)
-        assert [m[1] for m in late.messages] == [b"offline"]
-    finally:
-        late.close()
+    assert await retained(mosquitto.port, state) == [b"offline"]
 
 
 async def test_mqtt_link_close_leaves_the_final_retained_state(
@@ -305,15 +310,7 @@ async def test_mqtt_link_close_leaves_the_final_retained_state(
         assert link.publish(f"store/{store_id}/alerts", b"x", qos=1)
     finally:
         await link.aclose(final=(state, b"offline"))
-    late = await asyncio.to_thread(PahoClient, mosquitto.port, "", state)
-    try:
-        async with asyncio.timeout(10):
-            while not late.messages:
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(0.2)
-        assert [m[1] for m in late.messages] == [b"offline"]
-    finally:
-        late.close()
+    assert await retained(mosquitto.port, state) == [b"offline"]
 
 
 async def test_publish_many_sends_every_message_in_order_in_one_write(

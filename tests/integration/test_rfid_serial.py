@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,16 +13,11 @@ from devices.rfid.driver import RfidSerialDriver
 from firmware_sim.faults import Faults
 from firmware_sim.rfid import M100Sim
 from storeedge.events import DeviceStatus, Event, TagRead
+from tests.waiting import until
 
 EPC1 = "3074257BF7194E4000001A85"
 EPC2 = "E2801160600002084F5DAB5A"
 
-
-async def until(condition: Callable[[], object], within: float = 5.0) -> None:
-    """Poll a condition the driver's callbacks change, failing after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 class Recorder:

@@ -5,23 +5,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import serial
 
 from devices.scanner.config import ScannerDevice
 from devices.scanner.driver import ScannerDriver
 from firmware_sim.scanner import ScannerSim
 from storeedge.events import DeviceStatus, Event, Scan
-
-
-async def until(condition: Callable[[], object], within: float = 5.0) -> None:
-    """Poll a condition the driver's callbacks change, failing after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.01)
+from tests.waiting import port_is_free, until
 
 
 class Recorder:
@@ -60,14 +53,6 @@ async def driver(sim: ScannerSim, store_id: str) -> AsyncIterator[tuple[ScannerD
     with pytest.raises(asyncio.CancelledError):
         await task
 
-
-def port_is_free(path: Path) -> bool:
-    """pyserial locks the port exclusively: a second exclusive open works only once it is closed."""
-    try:
-        serial.Serial(str(path), exclusive=True).close()
-    except serial.SerialException:
-        return False
-    return True
 
 
 async def test_scans_flow_with_gs1_fields(sim: ScannerSim, driver: tuple[ScannerDriver, Recorder],
