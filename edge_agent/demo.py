@@ -2,9 +2,10 @@
 
 It starts a broker (Mosquitto, else the embedded amqtt), a real Tryton with the scenario's
 catalog, VictoriaMetrics when installed, then the simulated store and the agent as separate
-processes, restarting a child that dies. After N seconds (or Ctrl-C) it stops the shoppers,
-lets the POS and the ERP outbox drain, reads the ERP back and prints one JSON line: what
-happened, and the truth check of the ERP against the scenario.
+processes, restarting any child that dies (broker, ERP and time-series server included).
+After N seconds (or Ctrl-C) it stops the shoppers, lets the POS and the ERP outbox drain,
+reads the ERP back and prints one JSON line: what happened, and the truth check of the ERP
+against the scenario.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from edge_agent.services import (
 from firmware_sim.camera import CameraSim
 from firmware_sim.scenario import Scenario, load_scenario
 from firmware_sim.store import camera_reference_path
+from storeedge.errors import StoreEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +214,9 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
     (workdir / "dev").mkdir(parents=True, exist_ok=True)
     (workdir / "agent").mkdir(parents=True, exist_ok=True)
     tty = sys.stdout.isatty()
-    services: list[Any] = []
+    services: dict[str, Any] = {}  # the broker, the ERP and the time-series server, by role
     children: list[Child] = []
+    restarts: Counter[str] = Counter()
     interrupted = False
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -224,20 +227,22 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
     signal.signal(signal.SIGTERM, on_signal)
     try:
         broker: Service = start_broker(workdir / "broker")
-        services.append(broker)
+        services["broker"] = broker
         erp_password = secrets.token_urlsafe(12)
         catalog = [{"sku": s.sku, "name": s.name, "barcode": s.barcode,
                     "unit_grams": s.unit_grams} for s in scenario.catalog]
         tryton = start_tryton(workdir / "tryton", free_port(), catalog,
                               {s.sku: scenario.erp_initial_stock for s in scenario.catalog},
                               erp_password)
-        services.append(tryton)
+        services["erp"] = tryton
         tsdb = None
         if victoria_metrics_path() is not None:
             tsdb = start_victoria_metrics(workdir / "tsdb")
-            services.append(tsdb)
+            services["tsdb"] = tsdb
         else:
             log.warning("victoria-metrics not installed: the demo runs without HQ time series")
+        for role, service in services.items():
+            (workdir / f"{role}.pid").write_text(str(service.pid))
         http_port = free_port()
         agent_url = f"http://127.0.0.1:{http_port}"
         camera_ports = {camera.id: free_port() for camera in scenario.cameras}
@@ -269,6 +274,7 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         while not interrupted and time.monotonic() < deadline:
             for child in children:
                 child.check()
+            _revive(services, restarts, workdir)
             board.poll()
             if tty:
                 screen = board.screen(scenario, deadline - time.monotonic(), agent.restarts,
@@ -280,29 +286,54 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         states_while_running = dict(board.health.get("device_states") or {})
         # Stop the shoppers; the POS drains its queue and writes the truth before it exits.
         sim.stop(grace=60.0)
-        drained = _wait_drained(board, agent, DRAIN_SECONDS)
+        drained = _wait_drained(board, agent, services, restarts, workdir, DRAIN_SECONDS)
         board.poll()
         truth = json.loads(truth_path.read_text()) if truth_path.exists() else {}
-        erp_units = asyncio.run(_erp_sold_units(tryton.url, erp_password))
+        _revive(services, restarts, workdir)
+        try:
+            erp_units = asyncio.run(_erp_sold_units(tryton.url, erp_password))
+        except StoreEdgeError as exc:  # still a report, with the ERP's side unknown
+            log.error("cannot read the ERP back: %s", exc)
+            erp_units = None
         tsdb_points = _count_points(tsdb.port, scenario.store_id) if tsdb else 0
         agent.stop(grace=30.0)
-        report = _report(scenario, seconds, board, agent.restarts, truth, erp_units,
+        restarts.update({child.name: child.restarts for child in children})
+        report = _report(scenario, seconds, board, restarts, truth, erp_units,
                          tsdb_points, drained, states_while_running)
         print(json.dumps(report, sort_keys=True), flush=True)
         return 0
     finally:
         for child in reversed(children):
             child.stop(grace=10.0)
-        for service in reversed(services):
+        for service in reversed(services.values()):
             service.stop()
         signal.signal(signal.SIGINT, previous)
 
 
-def _wait_drained(board: StatusBoard, agent: Child, timeout: float) -> bool:
-    """Wait until the agent's ERP outbox is empty, restarting the agent if it died."""
+def _revive(services: dict[str, Any], restarts: Counter[str], workdir: Path) -> None:
+    """Restart a service that died, on its own port and data; one that will not start is
+    tried again on the next turn, while the rest of the store runs on. Each service's pid is
+    in ``{role}.pid`` like the children's."""
+    for role, service in services.items():
+        if service.running:
+            continue
+        log.warning("%s is down; restarting it", role)
+        try:
+            service.restart()
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            log.error("%s did not restart: %s", role, exc)
+        else:
+            restarts[role] += 1
+            (workdir / f"{role}.pid").write_text(str(service.pid))
+
+
+def _wait_drained(board: StatusBoard, agent: Child, services: dict[str, Any],
+                  restarts: Counter[str], workdir: Path, timeout: float) -> bool:
+    """Wait until the agent's ERP outbox is empty, restarting what died meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         agent.check()
+        _revive(services, restarts, workdir)
         board.poll()
         erp = board.health.get("erp") or {}
         if erp.get("pending") == 0 and board.health.get("counters") is not None:
@@ -332,11 +363,13 @@ def _count_points(port: int, store_id: str) -> int:
     return sum(len(json.loads(line)["values"]) for line in resp.text.splitlines() if line)
 
 
-def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: int,
-            truth: dict[str, Any], erp_units: dict[str, int], tsdb_points: int,
+def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: Counter[str],
+            truth: dict[str, Any], erp_units: dict[str, int] | None, tsdb_points: int,
             drained: bool, device_states: dict[str, int]) -> dict[str, Any]:
     h = board.health
     scenario_units: dict[str, int] = truth.get("sales_units", {})
+    erp_read = erp_units is not None
+    erp_units = erp_units or {}
     skus = set(scenario_units) | set(erp_units)
     mismatched = sorted(s for s in skus if scenario_units.get(s, 0) != erp_units.get(s, 0))
     alerts: Counter[str] = Counter()
@@ -360,11 +393,12 @@ def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: in
         "erp_backlog": erp.get("pending"),
         "erp_drained": drained,
         "tsdb_points": tsdb_points,
-        "agent_restarts": restarts,
+        "agent_restarts": restarts["agent"],
+        "restarts": {role: n for role, n in sorted(restarts.items()) if n},
         "truth": {
             "scenario_sales_units": sum(scenario_units.values()),
-            "erp_sold_units": sum(erp_units.values()),
-            "mismatches": len(mismatched),
+            "erp_sold_units": sum(erp_units.values()) if erp_read else None,
+            "mismatches": len(mismatched) if erp_read else None,
             "mismatched_skus": mismatched,
             "pos_unposted": truth.get("unposted"),
         },

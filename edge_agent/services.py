@@ -44,20 +44,46 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0,
 
 @dataclass
 class Service:
-    """A child process we started; ``stop()`` sends SIGTERM, then SIGKILL after a grace period."""
+    """A child process we started; ``stop()`` sends SIGTERM, then SIGKILL after a grace period,
+    and ``restart()`` starts it again with the same command, port and data directory."""
 
     name: str
-    proc: subprocess.Popen[bytes]
+    argv: list[str]
     port: int
     workdir: Path
-    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    @property
     def running(self) -> bool:
-        return self.proc.poll() is None
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=self.workdir, env={**os.environ, **self.env},
+                                         start_new_session=True)
+        try:
+            wait_for_port(self.port, timeout=timeout, proc=self.proc)
+        except Exception as exc:
+            self.proc.kill()
+            self.proc.wait()
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{self.name} did not start: {exc}\n{tail}") from exc
 
     def stop(self, grace: float = 10.0) -> None:
+        if self.proc is None:
+            return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -67,22 +93,16 @@ class Service:
                 self.proc.wait()
         log.info("service stopped", extra={"service": self.name, "rc": self.proc.returncode})
 
+    def restart(self, timeout: float = 30.0) -> None:
+        self.stop()
+        self.start(timeout)
+
 
 def spawn(name: str, argv: list[str], workdir: Path, port: int,
           env: dict[str, str] | None = None, timeout: float = 30.0) -> Service:
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / f"{name}.log"
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
-    try:
-        wait_for_port(port, timeout=timeout, proc=proc)
-    except Exception as exc:
-        proc.kill()
-        proc.wait()
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"{name} did not start: {exc}\n{tail}") from exc
-    return Service(name, proc, port, workdir, log_path)
+    service = Service(name, argv, port, workdir, env or {})
+    service.start(timeout)
+    return service
 
 
 MOSQUITTO_CONF = """\

@@ -3,6 +3,7 @@ the ERP holds: the final JSON's truth is read back from Tryton by the demo itsel
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -113,3 +114,32 @@ def test_full_store_finds_every_planted_incident(tmp_path):
     truth = report["truth"]
     assert truth["scenario_sales_units"] > 0
     assert truth["mismatches"] == 0, truth
+
+
+def restarted(pid_file: Path, old_pid: int) -> bool:
+    return int(pid_file.read_text()) != old_pid
+
+
+def test_demo_restarts_a_killed_broker_and_erp_and_still_books_every_sale(tmp_path):
+    workdir = tmp_path / "demo"
+    proc = start_demo(workdir, 45)
+    try:
+        wait_for(lambda: (agent_health(workdir) or {}).get("counters", {}).get("sales", 0) >= 2,
+                 120, "the agent to accept sales")
+        killed = {}
+        for role in ("broker", "erp"):
+            killed[role] = int((workdir / f"{role}.pid").read_text())
+            os.kill(killed[role], signal.SIGKILL)
+        for role, pid in killed.items():
+            wait_for(functools.partial(restarted, workdir / f"{role}.pid", pid), 60,
+                     f"the demo to restart the {role}")
+        report = final_report(proc, timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert report["restarts"]["broker"] >= 1 and report["restarts"]["erp"] >= 1, report
+    truth = report["truth"]
+    assert truth["scenario_sales_units"] > 0
+    assert truth["mismatches"] == 0, truth
+    assert truth["erp_sold_units"] == truth["scenario_sales_units"]
