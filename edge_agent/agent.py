@@ -486,7 +486,7 @@ class StoreAgent:
             counters[key] += 1
             messages.append((stream, body, False))
             latest[alert.alert_id] = (alert, body)
-            self.feed.publish(alert)
+        self.feed.publish(alerts)
         # Every transition goes on the stream; an alert's retained state only needs the last of
         # this turn's (the stream's order per alert is kept: both go on one QoS 1 connection).
         messages += [self._retained(alert, payload) for alert, payload in latest.values()]

@@ -21,9 +21,10 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,86 +74,100 @@ class Resync:
 RESYNC = Resync()
 
 
-class _Closed:
-    pass
+@dataclass(eq=False)
+class _Subscriber:
+    """One live stream's backlog: the transitions it has not read yet, in publish order."""
 
-
-_CLOSED = _Closed()
+    pending: deque[Alert] = field(default_factory=deque)
+    resync: bool = False
+    closed: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Subscription:
-    """Async iterator over one subscriber's alert transitions (or ``RESYNC``), in publish
-    order, ending when the feed closes."""
+    """Async iterator over one subscriber's alert transitions, in publish order: each step
+    gives every transition published since the last one (a list, at least one), or ``RESYNC``;
+    it ends when the feed closes."""
 
-    def __init__(self, queue: asyncio.Queue[Alert | Resync | _Closed]) -> None:
-        self._queue = queue
+    def __init__(self, subscriber: _Subscriber) -> None:
+        self._sub = subscriber
 
     def __aiter__(self) -> Subscription:
         return self
 
-    async def __anext__(self) -> Alert | Resync:
-        item = await self._queue.get()
-        if isinstance(item, _Closed):
-            self._queue.put_nowait(item)  # a later read ends too instead of waiting forever
-            raise StopAsyncIteration
-        return item
+    async def __anext__(self) -> list[Alert] | Resync:
+        sub = self._sub
+        while True:
+            if sub.closed:
+                raise StopAsyncIteration
+            if sub.resync:
+                sub.resync = False
+                return RESYNC
+            if sub.pending:
+                batch = list(sub.pending)
+                sub.pending.clear()
+                return batch
+            sub.wake.clear()
+            await sub.wake.wait()
 
 
 class AlertFeed:
     """Fans alert transitions out to live subscribers (the handhelds' streams).
 
-    ``publish`` never blocks and never grows memory: each subscriber has a bounded queue, and one
-    that falls behind has its backlog replaced by a single ``RESYNC``, on which it re-reads the
-    current alerts. Use it from the event loop that serves the app.
+    The agent publishes each loop turn's transitions at once, and a subscriber reads all that
+    arrived since its last read as one batch, so an alert storm costs one stream event per
+    turn, not one per transition. ``publish`` never blocks and never grows memory: a
+    subscriber holds at most ``max_pending`` unread transitions, and one that falls further
+    behind has its backlog replaced by a single ``RESYNC``, on which it re-reads the current
+    alerts. Use it from the event loop that serves the app.
     """
 
-    def __init__(self, max_pending: int = 4096) -> None:
-        if max_pending < 2:
-            raise UsageError("max_pending must leave room for RESYNC and one transition")
+    def __init__(self, max_pending: int = 65_536) -> None:
+        if max_pending < 1:
+            raise UsageError("max_pending must leave room for one transition")
         self._max_pending = max_pending
-        self._queues: set[asyncio.Queue[Alert | Resync | _Closed]] = set()
+        self._subscribers: set[_Subscriber] = set()
         self._closed = False
 
     @property
     def subscribers(self) -> int:
         """How many subscriptions are open."""
-        return len(self._queues)
+        return len(self._subscribers)
 
-    def publish(self, alert: Alert) -> None:
-        """Hand one transition to every subscriber, without waiting for any."""
-        for queue in self._queues:
-            try:
-                queue.put_nowait(alert)
-            except asyncio.QueueFull:
-                _empty(queue)
-                queue.put_nowait(RESYNC)
-                log.warning("store %s: an alert subscriber fell %d transitions behind; "
-                            "it will re-read the snapshot", alert.store_id, self._max_pending)
+    def publish(self, alerts: Sequence[Alert]) -> None:
+        """Hand one turn's transitions to every subscriber, without waiting for any."""
+        if not alerts:
+            return
+        for sub in self._subscribers:
+            if len(sub.pending) + len(alerts) > self._max_pending:
+                sub.pending.clear()
+                if not sub.resync:
+                    sub.resync = True
+                    log.warning("store %s: an alert subscriber fell %d transitions behind; "
+                                "it will re-read the snapshot", alerts[0].store_id,
+                                self._max_pending)
+            else:
+                sub.pending.extend(alerts)
+            sub.wake.set()
 
     def close(self) -> None:
         """End every subscription, open or future. Call it when the agent stops, before the
         HTTP server: an open stream would otherwise hold the server's graceful shutdown."""
         self._closed = True
-        for queue in self._queues:
-            _empty(queue)
-            queue.put_nowait(_CLOSED)
+        for sub in self._subscribers:
+            sub.pending.clear()
+            sub.closed = True
+            sub.wake.set()
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscription]:
         """Receive transitions published from now on, until the block exits or the feed closes."""
-        queue: asyncio.Queue[Alert | Resync | _Closed] = asyncio.Queue(self._max_pending)
-        if self._closed:
-            queue.put_nowait(_CLOSED)
-        self._queues.add(queue)
+        sub = _Subscriber(closed=self._closed)
+        self._subscribers.add(sub)
         try:
-            yield Subscription(queue)
+            yield Subscription(sub)
         finally:
-            self._queues.discard(queue)
-
-
-def _empty(queue: asyncio.Queue[Any]) -> None:
-    while not queue.empty():
-        queue.get_nowait()
+            self._subscribers.discard(sub)
 
 
 # Schemas
@@ -309,16 +324,19 @@ async def list_alerts(
 @alerts_router.get("/stream", response_class=EventSourceResponse)
 async def stream_alerts(ctx: ContextDep, caller: StreamCaller) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events of the alerts the caller may see: ``snapshot`` (the active alerts)
-    first and again whenever this client fell behind, then one ``alert`` per transition;
-    FastAPI adds a keep-alive comment after 15 s of silence."""
+    first and again whenever this client fell behind, then ``alerts``: a list of the
+    transitions since the last event, in order; FastAPI adds a keep-alive comment after 15 s
+    of silence."""
     async with ctx.feed.subscribe() as transitions:
         # Subscribed before the snapshot is read, so no transition can fall between the two.
         yield _snapshot(ctx.api, caller)
         async for item in transitions:
             if isinstance(item, Resync):
                 yield _snapshot(ctx.api, caller)
-            elif caller.can_see(item):
-                yield ServerSentEvent(event="alert", data=item.to_dict())
+                continue
+            visible = [alert.to_dict() for alert in item if caller.can_see(alert)]
+            if visible:
+                yield ServerSentEvent(event="alerts", data=visible)
 
 
 def _snapshot(api: AgentApi, caller: Caller) -> ServerSentEvent:

@@ -63,8 +63,7 @@ class JournaledStore:
         if transitions:
             self.journal.record_alerts(
                 [(a, json.dumps(a.to_dict(), separators=(",", ":"))) for a in transitions])
-            for alert in transitions:
-                self.feed.publish(alert)
+            self.feed.publish(transitions)
         return transitions
 
     def low(self, lane: str, units: int = 1) -> Alert:

@@ -354,8 +354,11 @@ async def test_stream_sends_snapshot_then_transitions(
     request = asyncio.create_task(client.get("/api/alerts/stream"))
     await wait_for_subscribers(feed, 1)
 
-    feed.publish(agent.record(make_alert("a-2", severity=Severity.CRITICAL)))
-    feed.publish(agent.record(make_alert("a-1", AlertState.CLEARED)))
+    # One agent turn's transitions arrive as one event, in order.
+    feed.publish([agent.record(make_alert("a-2", severity=Severity.CRITICAL)),
+                  agent.record(make_alert("a-1", AlertState.CLEARED))])
+    await asyncio.sleep(0.05)
+    feed.publish([agent.record(make_alert("a-3"))])
     await asyncio.sleep(0.05)
     # httpx's ASGI transport returns a response once the app finishes: end the stream.
     feed.close()
@@ -363,12 +366,12 @@ async def test_stream_sends_snapshot_then_transitions(
 
     assert response.headers["content-type"].startswith("text/event-stream")
     events = parse_sse(response.text)
-    assert [kind for kind, _ in events] == ["snapshot", "alert", "alert"]
+    assert [kind for kind, _ in events] == ["snapshot", "alerts", "alerts"]
     snapshot = events[0][1]
     assert snapshot["store_id"] == STORE
     assert [a["alert_id"] for a in snapshot["alerts"]] == ["a-1"]  # resolved ones are history
-    assert [(d["alert_id"], d["state"]) for _, d in events[1:]] == [
-        ("a-2", "open"), ("a-1", "cleared")]
+    assert [[(d["alert_id"], d["state"]) for d in batch] for _, batch in events[1:]] == [
+        [("a-2", "open"), ("a-1", "cleared")], [("a-3", "open")]]
     assert "retry: " in response.text
     assert feed.subscribers == 0
 
@@ -382,9 +385,8 @@ async def test_stream_resends_snapshot_when_the_client_fell_behind(
         await wait_for_subscribers(feed, 1)
         await asyncio.sleep(0.05)  # the first snapshot is out
 
-        # Three transitions in one loop turn: more than the stream's queue holds.
-        for i in range(3):
-            feed.publish(agent.record(make_alert(f"b-{i}")))
+        # Three transitions in one loop turn: more than the stream's backlog holds.
+        feed.publish([agent.record(make_alert(f"b-{i}")) for i in range(3)])
         await asyncio.sleep(0.05)
         feed.close()
         response = await request
@@ -397,20 +399,32 @@ async def test_stream_resends_snapshot_when_the_client_fell_behind(
 # AlertFeed on its own
 
 
+async def test_feed_gives_a_reader_everything_since_its_last_read_in_order() -> None:
+    feed = AlertFeed()
+    alerts = [make_alert(f"e-{i}") for i in range(5)]
+    async with feed.subscribe() as sub:
+        feed.publish(alerts[:2])
+        feed.publish(alerts[2:3])
+        assert await anext(sub) == alerts[:3]
+        feed.publish(alerts[3:])
+        assert await anext(sub) == alerts[3:]
+
+
 async def test_feed_slow_subscriber_resyncs_and_others_are_unaffected() -> None:
     feed = AlertFeed(max_pending=3)
     alerts = [make_alert(f"c-{i}") for i in range(6)]
     async with feed.subscribe() as slow, feed.subscribe() as fast:
         got_fast = []
         for alert in alerts[:4]:
-            feed.publish(alert)
-            got_fast.append(await anext(fast))
-        feed.publish(alerts[4])
-        feed.publish(alerts[5])
-        got_fast += [await anext(fast), await anext(fast)]
+            feed.publish([alert])
+            got_fast += await anext(fast)
+        feed.publish(alerts[4:])
+        got_fast += await anext(fast)
 
-        # slow read nothing: c-0..c-2 filled its queue, c-3 replaced them with RESYNC.
-        assert [await anext(slow) for _ in range(3)] == [RESYNC, alerts[4], alerts[5]]
+        # slow read nothing: c-0..c-2 filled its backlog, c-3 replaced them with RESYNC, and
+        # what came after the resync follows it.
+        assert await anext(slow) is RESYNC
+        assert await anext(slow) == alerts[4:]
         assert got_fast == alerts
         assert feed.subscribers == 2
     assert feed.subscribers == 0
@@ -419,7 +433,7 @@ async def test_feed_slow_subscriber_resyncs_and_others_are_unaffected() -> None:
 async def test_feed_close_ends_open_and_later_subscriptions() -> None:
     feed = AlertFeed()
     async with feed.subscribe() as subscription:
-        feed.publish(make_alert("d-1"))
+        feed.publish([make_alert("d-1")])
         feed.close()
         assert [item async for item in subscription] == []
         assert [item async for item in subscription] == []  # stays ended
