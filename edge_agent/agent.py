@@ -256,7 +256,8 @@ class StoreAgent:
                                   sensors=tuple(sensors.get(z.id, ())))
                         for z in self.config.zones),
             skus=tuple(SkuModel(sku=s.sku, gtin=_gtin14(s.barcode) if s.barcode else None,
-                                name=s.name) for s in catalog.values()),
+                                name=s.name, unit_grams=s.unit_grams)
+                       for s in catalog.values()),
             devices=tuple((d.id, self._zone_of[d.id]) for d in self.config.devices
                           if d.id in self._zone_of))
 
