@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import yaml
 
 from cloud_bridge.tryton.connector import TrytonConnector
@@ -36,6 +37,8 @@ from edge_agent.services import (
     victoria_metrics_path,
 )
 from firmware_sim.camera import CameraSim
+from firmware_sim.faults import merge_fault_specs
+from firmware_sim.judge import false_alerts
 from firmware_sim.scenario import Scenario, load_scenario
 from firmware_sim.store import camera_reference_path
 from storeedge.errors import StoreEdgeError
@@ -142,6 +145,38 @@ class Child:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+class AlertLog:
+    """Every alert the agent announces on ``store/{sid}/alerts``, read from the broker as any
+    consumer would (a persistent QoS 1 session, so a broker restart loses nothing): the
+    opening transition of each alert, by id, for the false-alarm check."""
+
+    def __init__(self, port: int, store_id: str) -> None:
+        self.opened: dict[str, dict[str, Any]] = {}
+        self._topic = f"store/{store_id}/alerts"
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                   client_id=f"storeedge-demo-alerts-{store_id}",
+                                   clean_session=False)
+        self._client.on_connect = self._subscribe
+        self._client.on_message = self._message
+        self._client.connect_async("127.0.0.1", port)
+        self._client.loop_start()
+
+    def _subscribe(self, client: mqtt.Client, *_: Any) -> None:
+        client.subscribe(self._topic, qos=1)
+
+    def _message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            alert = json.loads(message.payload)
+        except ValueError:
+            log.error("unreadable alert on %s", message.topic)
+            return
+        self.opened.setdefault(alert.get("alert_id"), alert)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
 
 
 class StatusBoard:
@@ -265,6 +300,7 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
                     workdir, env)
         agent = Child("agent", [*cli, "agent", "--config", str(config_path)], workdir, env)
         children += [sim, agent]
+        alert_log = AlertLog(broker.port, scenario.store_id)
         sim.start()  # first, so the shelves' serial ports exist when the agent opens them
         agent.start()
         handheld = agent_url + "/"
@@ -297,9 +333,16 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
             erp_units = None
         tsdb_points = _count_points(tsdb.port, scenario.store_id) if tsdb else 0
         agent.stop(grace=30.0)
+        alert_log.close()
+        unjustified = false_alerts(
+            scenario, merge_fault_specs(scenario.device_faults(), faults or ()), truth,
+            list(alert_log.opened.values()))
         restarts.update({child.name: child.restarts for child in children})
         report = _report(scenario, seconds, board, restarts, truth, erp_units,
                          tsdb_points, drained, states_while_running)
+        report["alerts_heard"] = len(alert_log.opened)  # on MQTT, as HQ and handhelds hear them
+        report["false_alerts"] = len(unjustified)
+        report["false_alert_list"] = unjustified
         print(json.dumps(report, sort_keys=True), flush=True)
         return 0
     finally:

@@ -65,10 +65,13 @@ class SimLane:
     units: int
     set_grams: Callable[[float], None]
     restocking: bool = False
+    low_water: int | None = None  # the fewest units the lane held in the run
     epcs: list[str] = field(default_factory=list)  # tags of the units on the lane, if tagged
     watchers: list[Callable[[SimLane], None]] = field(default_factory=list)
 
     def show(self) -> None:
+        if self.low_water is None or self.units < self.low_water:
+            self.low_water = self.units
         self.set_grams(self.units * self.unit_grams)
         for watch in self.watchers:
             watch(self)
@@ -510,7 +513,9 @@ class SimulatedStore:
         return {"sales_units": dict(sales), "transactions": self.pos.accepted + self.kiosk_paid,
                 "pos_transactions": self.pos.accepted, "kiosk_transactions": self.kiosk_paid,
                 "unposted": self.pos.pending, "rejected": self.pos.rejected,
-                "planted": self.planted, "readings": self.readings()}
+                "planted": self.planted, "readings": self.readings(),
+                "lane_low_water": {lane.id: lane.low_water if lane.low_water is not None
+                                   else lane.units for lane in self.lanes}}
 
 
 @dataclass

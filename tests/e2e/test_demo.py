@@ -60,6 +60,8 @@ def test_demo_books_every_sale_in_the_erp_and_raises_low_stock(tmp_path):
     assert report["readings"]["total"] > 100
     assert report["readings"]["shelf_modbus"] > 0 and report["readings"]["shelf_mqtt"] > 0
     assert report["tsdb_points"] > 0
+    assert report["alerts_heard"] == sum(report["alerts"].values())
+    assert report["false_alerts"] == 0, report["false_alert_list"]
     truth = report["truth"]
     assert truth["scenario_sales_units"] > 0
     assert truth["erp_sold_units"] == truth["scenario_sales_units"]
@@ -111,6 +113,8 @@ def test_full_store_finds_every_planted_incident(tmp_path):
     history = report["device_history"]["shelf-a2"]  # unplugged at 35 s, plugged back at 50 s
     assert history[:3] == ["online", "offline", "online"]
     assert report["devices"] == {"online": 11}
+    assert report["alerts_heard"] == sum(report["alerts"].values())
+    assert report["false_alerts"] == 0, report["false_alert_list"]
     truth = report["truth"]
     assert truth["scenario_sales_units"] > 0
     assert truth["mismatches"] == 0, truth
