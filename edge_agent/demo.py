@@ -255,7 +255,11 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
     interrupted = False
 
     def on_signal(signum: int, frame: Any) -> None:
+        # The first Ctrl-C (or SIGTERM) ends the run and still drains and reports; a second
+        # one stops every child now.
         nonlocal interrupted
+        if interrupted:
+            raise KeyboardInterrupt
         interrupted = True
 
     previous = signal.signal(signal.SIGINT, on_signal)

@@ -26,6 +26,24 @@ def start_demo(workdir: Path, seconds: int) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, stderr=open(workdir.parent / "demo.stderr", "w"), text=True)
 
 
+def stop_demo(proc: subprocess.Popen[str]) -> None:
+    """End a demo the test gave up on as a user would (Ctrl-C twice), so that it stops every
+    child it started; kill it only if it does not end."""
+    for _ in range(2):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
 def final_report(proc: subprocess.Popen[str], timeout: float) -> dict:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out
@@ -85,9 +103,7 @@ def test_kill_9_of_the_agent_mid_run_loses_and_duplicates_nothing(tmp_path):
         os.kill(second, signal.SIGKILL)
         report = final_report(proc, timeout=300)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_demo(proc)
     assert report["agent_restarts"] >= 2
     truth = report["truth"]
     assert truth["scenario_sales_units"] > 0
@@ -139,9 +155,7 @@ def test_demo_restarts_a_killed_broker_and_erp_and_still_books_every_sale(tmp_pa
                      f"the demo to restart the {role}")
         report = final_report(proc, timeout=300)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_demo(proc)
     assert report["restarts"]["broker"] >= 1 and report["restarts"]["erp"] >= 1, report
     truth = report["truth"]
     assert truth["scenario_sales_units"] > 0
