@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--workdir", type=Path, help="default: a fresh directory under var/demo")
     p.add_argument("--fault", action="append", default=[], metavar=FAULT_SPEC, help=FAULT_HELP)
+    p.add_argument("--agent-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment for the agent's process only (a profiler, a "
+                        "fault-injection library); repeatable")
 
     args = parser.parse_args(argv)
     from edge_agent import logs
@@ -89,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from edge_agent.demo import run_demo
 
-            return run_demo(args.scenario, args.seconds, args.workdir, args.fault)
+            return run_demo(args.scenario, args.seconds, args.workdir, args.fault,
+                            dict(spec.partition("=")[::2] for spec in args.agent_env))
     except ConfigError as exc:
         print(f"storeedge: config error: {exc}", file=sys.stderr)
         return 2

@@ -149,11 +149,16 @@ class Child:
 
 class AlertLog:
     """Every alert the agent announces on ``store/{sid}/alerts``, read from the broker as any
-    consumer would (a persistent QoS 1 session, so a broker restart loses nothing): the
-    opening transition of each alert, by id, for the false-alarm check."""
+    consumer would (a persistent QoS 1 session): the opening transition of each alert, by id,
+    for the false-alarm check, and the duplicates: an alert opened while another one for the
+    same rule and subject was still active."""
+
+    _ACTIVE = frozenset({"open", "claimed", "escalated"})
 
     def __init__(self, port: int, store_id: str) -> None:
         self.opened: dict[str, dict[str, Any]] = {}
+        self.duplicates: list[dict[str, Any]] = []
+        self._active: dict[tuple[str, str], str] = {}  # (rule, subject) -> alert id
         self._topic = f"store/{store_id}/alerts"
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                    client_id=f"storeedge-demo-alerts-{store_id}",
@@ -172,7 +177,17 @@ class AlertLog:
         except ValueError:
             log.error("unreadable alert on %s", message.topic)
             return
-        self.opened.setdefault(alert.get("alert_id"), alert)
+        alert_id = alert.get("alert_id")
+        self.opened.setdefault(alert_id, alert)
+        key = (alert.get("rule"), alert.get("subject"))
+        if alert.get("state") in self._ACTIVE:
+            other = self._active.setdefault(key, alert_id)
+            if other != alert_id:
+                self.duplicates.append({"rule": key[0], "subject": key[1],
+                                        "alert_ids": [other, alert_id]})
+                self._active[key] = alert_id
+        elif self._active.get(key) == alert_id:
+            del self._active[key]
 
     def close(self) -> None:
         self._client.disconnect()
@@ -243,7 +258,7 @@ class StatusBoard:
 
 
 def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
-             faults: list[str] | None = None) -> int:
+             faults: list[str] | None = None, agent_env: dict[str, str] | None = None) -> int:
     scenario = load_scenario(scenario_name)
     workdir = (workdir or Path("var/demo") / time.strftime("%Y%m%d-%H%M%S")).resolve()
     (workdir / "dev").mkdir(parents=True, exist_ok=True)
@@ -302,7 +317,8 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
                             *(f"--fault={f}" for f in faults or ()),
                             *(f"--device-port={d}={p}" for d, p in camera_ports.items())],
                     workdir, env)
-        agent = Child("agent", [*cli, "agent", "--config", str(config_path)], workdir, env)
+        agent = Child("agent", [*cli, "agent", "--config", str(config_path)], workdir,
+                      {**env, **(agent_env or {})})
         children += [sim, agent]
         alert_log = AlertLog(broker.port, scenario.store_id)
         sim.start()  # first, so the shelves' serial ports exist when the agent opens them
@@ -335,7 +351,8 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         except StoreEdgeError as exc:  # still a report, with the ERP's side unknown
             log.error("cannot read the ERP back: %s", exc)
             erp_units = None
-        tsdb_points = _count_points(tsdb.port, scenario.store_id) if tsdb else 0
+        tsdb_points, tsdb_units = (_read_time_series(tsdb.port, scenario.store_id) if tsdb
+                                   else (0, 0))
         agent.stop(grace=30.0)
         alert_log.close()
         unjustified = false_alerts(
@@ -344,7 +361,10 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         restarts.update({child.name: child.restarts for child in children})
         report = _report(scenario, seconds, board, restarts, truth, erp_units,
                          tsdb_points, drained, states_while_running)
+        report["truth"]["tsdb_sold_units"] = tsdb_units if tsdb else None
         report["alerts_heard"] = len(alert_log.opened)  # on MQTT, as HQ and handhelds hear them
+        report["duplicate_alerts"] = len(alert_log.duplicates)
+        report["duplicate_alert_list"] = alert_log.duplicates
         report["false_alerts"] = len(unjustified)
         report["false_alert_list"] = unjustified
         print(json.dumps(report, sort_keys=True), flush=True)
@@ -376,14 +396,17 @@ def _revive(services: dict[str, Any], restarts: Counter[str], workdir: Path) -> 
 
 def _wait_drained(board: StatusBoard, agent: Child, services: dict[str, Any],
                   restarts: Counter[str], workdir: Path, timeout: float) -> bool:
-    """Wait until the agent's ERP outbox is empty, restarting what died meanwhile."""
+    """Wait until the agent's ERP outbox and time-series buffer are empty, restarting what
+    died meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         agent.check()
         _revive(services, restarts, workdir)
         board.poll()
         erp = board.health.get("erp") or {}
-        if erp.get("pending") == 0 and board.health.get("counters") is not None:
+        series = board.health.get("timeseries") or {}
+        if (erp.get("pending") == 0 and not series.get("buffered")
+                and board.health.get("counters") is not None):
             return True
         time.sleep(0.5)
     return False
@@ -397,8 +420,9 @@ async def _erp_sold_units(url: str, password: str) -> dict[str, int]:
         await erp.aclose()
 
 
-def _count_points(port: int, store_id: str) -> int:
-    """Points HQ's time-series server holds for this store (read back, not our own counter)."""
+def _read_time_series(port: int, store_id: str) -> tuple[int, int]:
+    """Points HQ's time-series server holds for this store, and the units its sale points
+    add up to (read back, not our own counters)."""
     base = f"http://127.0.0.1:{port}"
     try:
         httpx.get(base + "/internal/force_flush", timeout=10)
@@ -406,8 +430,14 @@ def _count_points(port: int, store_id: str) -> int:
                           timeout=30)
     except httpx.HTTPError as exc:
         log.error("cannot read the time-series server back: %s", exc)
-        return 0
-    return sum(len(json.loads(line)["values"]) for line in resp.text.splitlines() if line)
+        return 0, 0
+    points = sold = 0
+    for line in filter(None, resp.text.splitlines()):
+        series = json.loads(line)
+        points += len(series["values"])
+        if series["metric"].get("__name__") == "sale_qty":
+            sold += round(sum(series["values"]))
+    return points, sold
 
 
 def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: Counter[str],
@@ -440,6 +470,8 @@ def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: Co
         "erp_backlog": erp.get("pending"),
         "erp_drained": drained,
         "tsdb_points": tsdb_points,
+        "dead_tasks": len(h.get("tasks_down") or []),  # down or crash-looping at the end
+        "tasks_down": h.get("tasks_down") or [],
         "agent_restarts": restarts["agent"],
         "restarts": {role: n for role, n in sorted(restarts.items()) if n},
         "truth": {
