@@ -1,4 +1,5 @@
-"""The ``storeedge`` command: ``agent``, ``check``, ``sim`` and ``demo``."""
+"""The ``storeedge`` command: ``agent``, ``check``, ``sim``, ``demo``, ``backup`` and
+``restore``."""
 
 from __future__ import annotations
 
@@ -54,6 +55,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="extra environment for the agent's process only (a profiler, a "
                         "fault-injection library); repeatable")
 
+    p = sub.add_parser("backup", help="copy a store agent's journal and buffers while it runs")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--to", required=True, type=Path, help="directory the backup is made in")
+    p.add_argument("--keep", type=int, default=0,
+                   help="then delete all but the newest KEEP backups there (0: keep all)")
+
+    p = sub.add_parser("restore", help="put a backup where a store config's journal goes")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--from", dest="source", required=True, type=Path,
+                   help="a backup directory (storeedge-backup-...)")
+    p.add_argument("--force", action="store_true",
+                   help="move an existing journal aside (never deleted) instead of refusing")
+
     args = parser.parse_args(argv)
     from edge_agent import logs
 
@@ -88,6 +102,25 @@ def main(argv: list[str] | None = None) -> int:
                 seconds=args.seconds or None, faults=args.fault,
                 device_ports={d: int(p) for d, _, p in
                               (spec.partition("=") for spec in args.device_port)}))
+            return 0
+        if args.command in ("backup", "restore"):
+            from edge_agent import backup
+            from edge_agent.config import load_config
+
+            config = load_config(args.config)
+            try:
+                if args.command == "backup":
+                    made = backup.backup(config.journal.path, args.to, store_id=config.store.id)
+                    if args.keep:
+                        backup.prune(args.to, args.keep)
+                    print(made)
+                else:
+                    for path in backup.restore(args.source, config.journal.path,
+                                               force=args.force):
+                        print(path)
+            except backup.BackupError as exc:
+                print(f"storeedge: {exc}", file=sys.stderr)
+                return 1
             return 0
         if args.command == "demo":
             from edge_agent.demo import run_demo
