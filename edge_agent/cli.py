@@ -8,12 +8,14 @@ import asyncio
 import gc
 import logging
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from storeedge.errors import ConfigError
 
 log = logging.getLogger("storeedge")
 
+CONFIG_HELP = "the store's config file (see store.example.yaml)"
 FAULT_SPEC = "DEVICE:KEY=VALUE[,KEY=VALUE...]"
 FAULT_HELP = ("inject a fault into a simulated device, e.g. shelf-a1:unplug_at=20,replug_at=35 or "
               "shelf-b1:duplicate_rate=0.1 (keys: noise_grams, noise, drift_per_s, stuck, "
@@ -21,23 +23,30 @@ FAULT_HELP = ("inject a fault into a simulated device, e.g. shelf-a1:unplug_at=2
               "repeatable")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option, each with its help."""
     parser = argparse.ArgumentParser(prog="storeedge", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
-    parser.add_argument("--log-format", choices=("json", "text"), default="json")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version",
+                        version=f"storeedge {metadata.version('storeedge')}")
+    parser.add_argument("--log-level", default="INFO",
+                        help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--log-format", choices=("json", "text"), default="json",
+                        help="json: one JSON object per line, for log collectors (default); "
+                             "text: for people at a terminal")
+    sub = parser.add_subparsers(dest="command", required=True, help="what to run")
 
     p = sub.add_parser("agent", help="run one store's agent")
-    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
 
-    p = sub.add_parser("check", help="validate a store config file and exit")
-    p.add_argument("--config", required=True, type=Path)
+    p = sub.add_parser("check", help="validate a store config file, print every problem, exit")
+    p.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
 
     p = sub.add_parser("sim", help="run a scenario's simulated devices and POS")
     p.add_argument("--scenario", default="basic", help="built-in name or a scenario file")
-    p.add_argument("--broker-host", default="127.0.0.1")
-    p.add_argument("--broker-port", type=int, default=1883)
-    p.add_argument("--agent-url", default="http://127.0.0.1:8080")
+    p.add_argument("--broker-host", default="127.0.0.1", help="the store broker's address")
+    p.add_argument("--broker-port", type=int, default=1883, help="the store broker's port")
+    p.add_argument("--agent-url", default="http://127.0.0.1:8080",
+                   help="where the simulated POS posts its transactions")
     p.add_argument("--dev-dir", type=Path, required=True,
                    help="where the wired shelves' serial ports appear (one link per shelf)")
     p.add_argument("--truth-out", type=Path, help="write the scenario's sales truth here at exit")
@@ -47,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="fixed TCP port of a simulated device that serves one (cameras)")
 
     p = sub.add_parser("demo", help="run a whole store-in-a-box")
-    p.add_argument("--scenario", default="basic")
-    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--scenario", default="basic",
+                   help="built-in name (basic, full) or a scenario file")
+    p.add_argument("--seconds", type=float, default=60,
+                   help="how long shoppers trade before the store drains and reports")
     p.add_argument("--workdir", type=Path, help="default: a fresh directory under var/demo")
     p.add_argument("--fault", action="append", default=[], metavar=FAULT_SPEC, help=FAULT_HELP)
     p.add_argument("--agent-env", action="append", default=[], metavar="NAME=VALUE",
@@ -56,19 +67,23 @@ def main(argv: list[str] | None = None) -> int:
                         "fault-injection library); repeatable")
 
     p = sub.add_parser("backup", help="copy a store agent's journal and buffers while it runs")
-    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
     p.add_argument("--to", required=True, type=Path, help="directory the backup is made in")
     p.add_argument("--keep", type=int, default=0,
                    help="then delete all but the newest KEEP backups there (0: keep all)")
 
     p = sub.add_parser("restore", help="put a backup where a store config's journal goes")
-    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
     p.add_argument("--from", dest="source", required=True, type=Path,
                    help="a backup directory (storeedge-backup-...)")
     p.add_argument("--force", action="store_true",
                    help="move an existing journal aside (never deleted) instead of refusing")
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from edge_agent import logs
 
     logs.configure(args.log_level, json_lines=args.log_format == "json")
@@ -76,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             from edge_agent.config import load_config
 
-            config = load_config(args.config)
+            config = load_config(args.config, secrets=True)
             print(f"{args.config}: ok (store {config.store.id}, {len(config.devices)} devices, "
                   f"{len(config.lanes)} lanes)")
             return 0
@@ -84,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             from edge_agent.agent import StoreAgent
             from edge_agent.config import load_config
 
-            agent = StoreAgent(load_config(args.config))
+            agent = StoreAgent(load_config(args.config, secrets=True))
             agent.restore()
             # What setup allocated lives as long as the process: keep the collector off it,
             # and collect young objects less often (measured: 67 -> 61 us of CPU per reading).
@@ -128,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args.scenario, args.seconds, args.workdir, args.fault,
                             dict(spec.partition("=")[::2] for spec in args.agent_env))
     except ConfigError as exc:
-        print(f"storeedge: config error: {exc}", file=sys.stderr)
+        problems = exc.problems
+        head = "a problem" if len(problems) == 1 else f"{len(problems)} problems"
+        print(f"storeedge: config error, {head}:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
