@@ -133,7 +133,7 @@ class Zone(Strict):
 
 
 class RfidSection(Strict):
-    """Tag presence (see edge_agent/presence.py)."""
+    """Tag presence (see rules/trackers/presence.py)."""
 
     departed_after_s: Annotated[float, Field(gt=0)] = 600.0
     window: Annotated[int, Field(ge=2, le=200)] = 20

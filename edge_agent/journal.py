@@ -7,6 +7,7 @@ in one transaction. State (lane counts, the catalog) is snapshotted, never writt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from storeedge.errors import UsageError
+from storeedge.errors import JournalUnavailable, UsageError
 from storeedge.events import Alert, AlertState, Event, PosTransaction, Severity
 
 SCHEMA = """
@@ -113,15 +114,34 @@ class Journal:
             conn.close()
 
     def _tx(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``work`` in one write transaction. JournalUnavailable when SQLite cannot write
+        (disk full, I/O error, read-only file): nothing of it is on disk, and the journal is
+        usable again once the cause is gone."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn = self._conn
             try:
-                result = work(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise JournalUnavailable(f"journal {self.path}: {exc}") from exc
             return result
+
+    def limit_pages(self, pages: int) -> int:
+        """Cap the database file at ``pages`` pages (SQLite's ``max_page_count``; never below
+        what it holds): a write beyond it fails as on a full disk. Returns the cap in force."""
+        with self._lock:
+            return int(self._conn.execute(f"PRAGMA max_page_count={int(pages)}").fetchone()[0])
+
+    def page_count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA page_count").fetchone()[0])
 
     # Facts
 
@@ -150,20 +170,35 @@ class Journal:
     def record_alerts(self, alerts: list[tuple[Alert, str]], *enlist: Enlist) -> None:
         """Journal alert transitions, each with its JSON body, in one transaction (one fsync
         for a whole batch)."""
-        rows = [(a.event_id, a.alert_id, a.rule, a.subject, a.state.value, a.received_ts, body)
-                for a, body in alerts]
+        self.record([], alerts, *enlist)
+
+    def record(self, facts: list[Event], alerts: list[tuple[Alert, str]],
+               *enlist: Enlist) -> None:
+        """Journal derived facts and alert transitions (each with its JSON body) in one
+        transaction: all of it is on disk, or none of it and JournalUnavailable."""
+        fact_rows = [(f.event_id, f.event_type, f.source, f.received_ts,
+                      json.dumps(f.to_dict(), separators=(",", ":"), default=str))
+                     for f in facts]
+        alert_rows = [(a.event_id, a.alert_id, a.rule, a.subject, a.state.value,
+                       a.received_ts, body) for a, body in alerts]
 
         def work(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO alert_transition (event_id, alert_id, rule, subject, state, ts, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            if fact_rows:
+                conn.executemany("INSERT OR IGNORE INTO fact (event_id, kind, source, ts, body)"
+                                 " VALUES (?, ?, ?, ?, ?)", fact_rows)
+            if alert_rows:
+                conn.executemany(
+                    "INSERT INTO alert_transition"
+                    " (event_id, alert_id, rule, subject, state, ts, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", alert_rows)
             for callback in enlist:
                 callback(conn)
 
         self._tx(work)
-        with self._lock:
-            if self._alert_counts is not None:
-                self._count_alerts((a.alert_id, a.rule, a.state.value) for a, _ in alerts)
+        if alerts:
+            with self._lock:
+                if self._alert_counts is not None:
+                    self._count_alerts((a.alert_id, a.rule, a.state.value) for a, _ in alerts)
 
     def _count_alerts(self, transitions: Iterable[tuple[str, str, str]]) -> None:
         counts, live = self._alert_counts, self._alert_live
@@ -180,16 +215,7 @@ class Journal:
     def record_facts(self, facts: list[Event], *enlist: Enlist) -> None:
         """Journal derived facts (tag departures, suspect items, device health changes) in one
         transaction."""
-        rows = [(f.event_id, f.event_type, f.source, f.received_ts,
-                 json.dumps(f.to_dict(), separators=(",", ":"), default=str)) for f in facts]
-
-        def work(conn: sqlite3.Connection) -> None:
-            conn.executemany("INSERT OR IGNORE INTO fact (event_id, kind, source, ts, body)"
-                             " VALUES (?, ?, ?, ?, ?)", rows)
-            for callback in enlist:
-                callback(conn)
-
-        self._tx(work)
+        self.record(facts, [], *enlist)
 
     def fact_counts(self) -> dict[str, int]:
         with self._lock:
@@ -206,6 +232,13 @@ class Journal:
             ).fetchall()
         alerts = [alert_from_json(r[0]) for r in rows]
         return [a for a in alerts if a.state in ACTIVE_STATES]
+
+    def sale_body(self, txn_id: str) -> dict[str, Any] | None:
+        """The transaction accepted under ``txn_id``, as journaled (``PosTransaction.to_dict``)."""
+        with self._lock:
+            row = self._conn.execute("SELECT body FROM sale WHERE txn_id = ?",
+                                     (txn_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def sale_count(self) -> int:
         with self._lock:

@@ -36,7 +36,9 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
-from edge_agent.alerts import (
+from edge_agent.api import AgentApi
+from edge_agent.config import HttpSection
+from rules.trackers.alerts import (
     ALL_ZONES,
     Actor,
     AlertError,
@@ -45,9 +47,13 @@ from edge_agent.alerts import (
     NotPermitted,
     Outcome,
 )
-from edge_agent.api import AgentApi
-from edge_agent.config import HttpSection
-from storeedge.errors import ConfigError, PayloadError, UsageError
+from storeedge.errors import (
+    ConfigError,
+    ConflictError,
+    JournalUnavailable,
+    PayloadError,
+    UsageError,
+)
 from storeedge.events import Alert, AlertState, PosLine, PosTransaction
 
 log = logging.getLogger(__name__)
@@ -282,13 +288,23 @@ ops_router = APIRouter(tags=["ops"])
 async def accept_transaction(
     body: PosTransactionCreate, response: Response, ctx: ContextDep, caller: PosCaller,
 ) -> PosAccepted:
-    """Accept a completed transaction once: 201 when new, 200 with ``duplicate`` on a replay."""
+    """Accept a completed transaction once: 201 when new, 200 with ``duplicate`` on a replay,
+    409 when its ``txn_id`` came before with other content, 503 while the journal cannot
+    write (nothing was accepted)."""
     try:
         new = ctx.api.accept_pos(_to_event(body, ctx.api.store_id))
     except PayloadError as exc:
         log.warning("store %s: POS transaction %s from %s rejected: %s",
                     ctx.api.store_id, body.txn_id, caller.name, exc)
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except ConflictError as exc:
+        log.warning("store %s: POS transaction %s from %s refused: %s",
+                    ctx.api.store_id, body.txn_id, caller.name, exc)
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except JournalUnavailable as exc:  # not acknowledged: the till keeps it and retries
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"not accepted: the store's journal cannot write now ({exc}); "
+                            "retry later", headers={"Retry-After": "5"}) from exc
     audit.info("store %s: POS transaction %s accepted from token %s (%d lines%s)",
                ctx.api.store_id, body.txn_id, caller.name, len(body.lines),
                "" if new else ", duplicate")
