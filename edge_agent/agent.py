@@ -229,6 +229,9 @@ class StoreAgent:
 
     def accept_pos(self, txn: PosTransaction) -> bool:
         self.pipeline.validate_sale(txn)
+        # What waits for the journal goes first: a sale is not booked ahead of older facts.
+        if self.committer.pending and not self._flush():
+            raise JournalUnavailable(self.committer.last_error or "journal not writable")
         if not self.committer.book_sale(txn):
             self.pipeline.counters["sales_duplicate"] += 1
             return False
@@ -273,14 +276,16 @@ class StoreAgent:
         return self.pipeline.lanes()
 
     def health(self) -> dict[str, Any]:
-        ob = dataclasses.asdict(self.outbox.stats())
-        sink = self.sink.stats() if self.sink is not None else None
+        """Every component's state; ``ok`` only while the broker is connected, the ERP backlog
+        is fresh, the journal writes and no task is down or crash-looping. A component that
+        cannot even say how it is makes the agent degraded, never the probe fail."""
+        ob = _read(lambda: dataclasses.asdict(self.outbox.stats()))
+        sink = _read(self.sink.stats) if self.sink is not None else None
         broker_ok = self.mqtt.connected.is_set()
-        erp_stale = ob.get("oldest_pending_age_s") or 0
+        erp_ok = "error" not in ob and (ob.get("oldest_pending_age_s") or 0) < 600
         down = self.supervisor.unhealthy()
         journal_ok = self.committer.writable
-        status = ("ok" if broker_ok and erp_stale < 600 and not down and journal_ok
-                  else "degraded")
+        status = "ok" if broker_ok and erp_ok and not down and journal_ok else "degraded"
         pipeline = self.pipeline
         return {
             "status": status,
@@ -296,8 +301,8 @@ class StoreAgent:
             "timeseries": sink,
             "devices": pipeline.device_health.view(),
             "device_states": pipeline.device_health.states(),
-            "facts": self.journal.fact_counts(),
-            "alerts": self.journal.alert_counts(),
+            "facts": _read(self.journal.fact_counts),
+            "alerts": _read(self.journal.alert_counts),
             "open_alerts": len(pipeline.alert_manager),
             "tags_present": len(pipeline.presence.present()),
             "counters": dict(pipeline.counters),
@@ -424,3 +429,11 @@ class StoreAgent:
 
     def _mtimes(self) -> list[float]:
         return [p.stat().st_mtime if p.exists() else 0.0 for p in map(Path, self.rule_files)]
+
+
+def _read(probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return probe()
+    except Exception as exc:
+        log.warning("health: %r", exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}

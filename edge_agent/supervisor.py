@@ -36,15 +36,21 @@ class TaskState:
     restarts: int = 0
     last_error: str | None = None
     last_error_at: float | None = None  # wall clock, for people
+    running_since: float | None = None  # monotonic
     failures: deque[float] = field(default_factory=lambda: deque(maxlen=16))  # monotonic
 
-    def crash_looping(self, now: float, window: float, limit: int) -> bool:
-        return sum(1 for t in self.failures if now - t <= window) >= limit
+    def crash_looping(self, now: float, sup: Supervisor) -> bool:
+        """Failed ``crash_limit`` times within ``crash_window``, and not running steadily
+        (for ``stable_after``) since."""
+        if (self.state == "running" and self.running_since is not None
+                and now - self.running_since >= sup.stable_after):
+            return False
+        return sum(1 for t in self.failures if now - t <= sup.crash_window) >= sup.crash_limit
 
-    def view(self, now: float, window: float, limit: int) -> dict[str, Any]:
+    def view(self, now: float, sup: Supervisor) -> dict[str, Any]:
         return {"state": self.state, "restarts": self.restarts, "last_error": self.last_error,
                 "last_error_at": self.last_error_at,
-                "crash_looping": self.crash_looping(now, window, limit)}
+                "crash_looping": self.crash_looping(now, sup)}
 
 
 class Supervisor:
@@ -87,7 +93,7 @@ class Supervisor:
         try:
             while True:
                 state.state = "running"
-                started = self._monotonic()
+                state.running_since = started = self._monotonic()
                 try:
                     await factory()
                     error = "ended"
@@ -114,12 +120,10 @@ class Supervisor:
 
     def view(self) -> dict[str, dict[str, Any]]:
         now = self._monotonic()
-        return {name: s.view(now, self.crash_window, self.crash_limit)
-                for name, s in self.tasks.items()}
+        return {name: s.view(now, self) for name, s in self.tasks.items()}
 
     def unhealthy(self) -> list[str]:
         """The tasks that are down now or crash-looping."""
         now = self._monotonic()
         return [name for name, s in self.tasks.items()
-                if s.state == "restarting"
-                or s.crash_looping(now, self.crash_window, self.crash_limit)]
+                if s.state == "restarting" or s.crash_looping(now, self)]

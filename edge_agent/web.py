@@ -34,7 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from edge_agent.api import AgentApi
 from edge_agent.config import HttpSection
@@ -164,18 +164,34 @@ def _empty(queue: asyncio.Queue[Any]) -> None:
 # Schemas
 
 
+# Bounds no real sale reaches: a line beyond them is a till's bug or an attack, and once booked
+# it would be sent to the ERP (which stored qty 10**20 as a done shipment) and to HQ.
+MAX_QTY = 100_000
+MAX_UNIT_PRICE = 10_000_000.0
+TS_MIN_MS = 946_684_800_000  # 2000-01-01
+TS_MAX_AHEAD_MS = 86_400_000  # a till's clock a day ahead of ours is wrong, not early
+
+
 class PosLineCreate(BaseModel):
     sku: Annotated[str, Field(min_length=1, max_length=64)]
-    qty: Annotated[int, Field(strict=True, ge=1)]
-    unit_price: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    qty: Annotated[int, Field(strict=True, ge=1, le=MAX_QTY)]
+    unit_price: Annotated[float, Field(ge=0, le=MAX_UNIT_PRICE, allow_inf_nan=False)]
 
 
 class PosTransactionCreate(BaseModel):
-    """A completed POS transaction as the register sends it; ``ts`` is epoch milliseconds."""
+    """A completed POS transaction as the register sends it; ``ts`` is epoch milliseconds,
+    from 2000 to a day ahead of the agent's clock."""
 
     txn_id: Annotated[str, Field(min_length=1, max_length=64)]
-    ts: Annotated[int, Field(strict=True, ge=0)]
+    ts: Annotated[int, Field(strict=True, ge=TS_MIN_MS)]
     lines: Annotated[list[PosLineCreate], Field(min_length=1, max_length=500)]
+
+    @field_validator("ts")
+    @classmethod
+    def _not_in_the_future(cls, ts: int) -> int:
+        if ts > time.time() * 1000 + TS_MAX_AHEAD_MS:
+            raise ValueError("more than a day ahead of the store's clock")
+        return ts
 
 
 class PosAccepted(BaseModel):
