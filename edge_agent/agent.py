@@ -191,7 +191,10 @@ class StoreAgent:
         self.pipeline.device_status(status)
         self._flush()
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float | None = None) -> None:
+        """Time-driven state at ``now`` (by default the agent's clock, watched for steps)."""
+        if now is None:
+            now = self._now()
         if self._mtimes() != self._rule_mtimes:
             self.reload_rules()
         self.pipeline.tick(now)
@@ -337,7 +340,7 @@ class StoreAgent:
                 supervised.cancel()
         finally:
             self._flush()
-            self._snapshot()
+            self.snapshot()
             await self.mqtt.aclose(final=(f"store/{self.store_id}/state/agent", b"offline"))
             if self.erp is not None:
                 await self.erp.aclose()
@@ -387,7 +390,7 @@ class StoreAgent:
         self.pipeline.counters["erp_delivered"] += 1
         return doc
 
-    def _snapshot(self) -> None:
+    def snapshot(self) -> None:
         """State, not facts: written every ``snapshot_seconds`` in one transaction; the rules'
         state only when it changed since the last snapshot."""
         now = self.clock()
@@ -398,13 +401,13 @@ class StoreAgent:
     async def _snapshot_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.journal.snapshot_seconds)
-            self._snapshot()
+            self.snapshot()
 
     async def _tick_loop(self) -> None:
         """Time-driven state, once a second; also retries a journal that could not write."""
         while True:
             await asyncio.sleep(1.0)
-            self.tick(self._now())
+            self.tick()
 
     async def _sample_loop(self) -> None:
         while True:

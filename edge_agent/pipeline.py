@@ -485,7 +485,7 @@ class StorePipeline:
             if kiosk in self.reconcilers:
                 self.reconcilers[kiosk].restore(snap)
         saved_at = states.get("clock")
-        if isinstance(saved_at, int | float) and now > saved_at:
+        if isinstance(saved_at, int | float):
             self.presence.shift(now - saved_at)
         log.info("state restored: %d lanes, %d active alerts, %d tags present, store %s",
                  len(self.scales), len(self.alert_manager), len(self.presence.present()),

@@ -22,6 +22,7 @@ from edge_agent.config import StoreConfig
 from edge_agent.services import free_port
 from edge_agent.web import create_app
 from storeedge.errors import JournalUnavailable
+from storeedge.events import TagRead
 
 UNIT = 100.0
 LANES = [f"L{i:02d}" for i in range(40)]
@@ -243,3 +244,85 @@ async def test_unknown_devices_by_the_hundred_thousand_log_once_and_hold_no_memo
     assert len(lines) == 1
     assert agent.counters["rejected_unknown_device"] == 200_000
     assert len(agent.pipeline.bad_input) == 1  # one key for them all, not one each
+
+
+EPC = "3074257BF7194E4000001A85"
+
+
+class Clocks:
+    """A wall clock that can step and a monotonic one that cannot."""
+
+    def __init__(self) -> None:
+        self.wall, self.mono = 1_764_160_000.0, 1_000.0
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
+def clock_config(store_id: str, tmp_path: Path) -> StoreConfig:
+    cfg = config(store_id, tmp_path).model_dump()
+    cfg["devices"].append({"type": "rfid_zebra", "id": "reader-1", "location": "floor"})
+    return StoreConfig.model_validate(cfg)
+
+
+def read_tag(agent: StoreAgent, clocks: Clocks) -> None:
+    agent.on_events([TagRead(store_id=agent.store_id, source="reader-1", received_ts=clocks.wall,
+                             epc=EPC, antenna=1, rssi=-50.0)])
+
+
+@pytest.mark.parametrize("step", [3_600.0, -3_600.0])
+async def test_a_wall_clock_step_departs_no_tag_and_silences_no_device(
+    store_id: str, tmp_path: Path, step: float,
+) -> None:
+    clocks = Clocks()
+    agent = StoreAgent(clock_config(store_id, tmp_path), clock=lambda: clocks.wall,
+                       monotonic=lambda: clocks.mono)
+    agent.restore()
+    try:
+        read_tag(agent, clocks)
+        agent.on_batch(weights(store_id, 10))
+        clocks.advance(20)
+        read_tag(agent, clocks)
+        agent.on_batch(weights(store_id, 10))
+
+        clocks.wall += step  # NTP steps the wall clock; no time passed
+        agent.tick()
+        clocks.advance(5)
+        agent.tick()
+        assert agent.presence.present() == {EPC: "floor"}
+        assert agent.devices()["shelf-1"]["state"] == "online"
+        assert agent.counters["device_offline"] == 0
+
+        # Durations still run: silence for longer than the limits departs and silences.
+        clocks.advance(601)
+        agent.tick()
+        assert agent.presence.present() == {}
+        assert agent.devices()["shelf-1"]["state"] == "offline"
+    finally:
+        agent.journal.close()
+
+
+async def test_a_restored_snapshot_departs_no_tag(store_id: str, tmp_path: Path) -> None:
+    clocks = Clocks()
+    cfg = clock_config(store_id, tmp_path)
+    agent = StoreAgent(cfg, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+    agent.restore()
+    read_tag(agent, clocks)
+    agent.snapshot()
+    agent.journal.close()
+
+    clocks.advance(2 * 3_600)  # the agent was down for two hours
+    clocks.mono = 5.0  # a new process: its monotonic clock starts over
+    again = StoreAgent(cfg, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+    again.restore()
+    try:
+        again.tick()
+        assert again.presence.present() == {EPC: "floor"}
+        assert again.counters["fact_TagPresence"] == 0
+        clocks.advance(601)
+        again.tick()
+        assert again.presence.present() == {}
+        assert again.counters["fact_TagPresence"] == 1  # departed once, after its own wait
+    finally:
+        again.journal.close()
