@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import signal
 import time
@@ -43,7 +44,7 @@ from edge_agent.web import AlertFeed, create_app
 from rules.config import DEFAULTS, load_rules
 from rules.trackers.alerts import Actor, Outcome
 from storeedge.errors import ConfigError, ErpUnavailable, JournalUnavailable, StoreEdgeError
-from storeedge.events import Alert, DeviceStatus, PosTransaction
+from storeedge.events import Alert, CheckoutEvent, CheckoutKind, DeviceStatus, PosTransaction
 from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,11 @@ class StoreAgent:
         history = [alert_from_json(body) for (body,) in self.journal.execute(
             "SELECT body FROM alert_transition WHERE ts >= ? ORDER BY seq", (now - 86_400,))]
         self.pipeline.restore(states, self.journal.active_alerts(), history, now)
+        saved_at = states.get("clock")
+        since = saved_at if isinstance(saved_at, int | float) else now - 86_400
+        self.pipeline.replay_checkout([checkout_event(body) for (body,) in self.journal.execute(
+            "SELECT body FROM fact WHERE kind = 'CheckoutEvent' AND ts > ? ORDER BY seq",
+            (since,))])
         self._flush()
 
     async def _refresh_catalog(self) -> None:
@@ -432,6 +438,14 @@ class StoreAgent:
 
     def _mtimes(self) -> list[float]:
         return [p.stat().st_mtime if p.exists() else 0.0 for p in map(Path, self.rule_files)]
+
+
+def checkout_event(body: str) -> CheckoutEvent:
+    """A kiosk event back from its journaled JSON."""
+    data = json.loads(body)
+    data.pop("event", None)
+    data["kind"] = CheckoutKind(data["kind"])
+    return CheckoutEvent(**data)
 
 
 def _read(probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from storeedge.events import (
     Alert,
     AlertState,
     CheckoutEvent,
+    CheckoutKind,
     Climate,
     DeviceHealth,
     DeviceStatus,
@@ -55,6 +56,9 @@ Batch = list[tuple[str, bytes]]
 Decoder = Callable[..., list[Any]]
 
 _STOCK_KEYS = {cause: f"stock_{cause.value}" for cause in StockCause}
+#: Kiosk events that change what a session sells, journaled as facts (bagging weights are not).
+SESSION_KINDS = frozenset({CheckoutKind.STARTED, CheckoutKind.ITEM_SCANNED, CheckoutKind.VOIDED,
+                           CheckoutKind.PAID, CheckoutKind.CANCELLED})
 
 
 @dataclass(slots=True)
@@ -253,8 +257,25 @@ class StorePipeline:
 
     def _checkout(self, event: CheckoutEvent) -> None:
         reconciler = self.reconcilers.get(event.source)
-        if reconciler is not None:
-            self._checkout_outcome(reconciler.observe(event))
+        if reconciler is None:
+            return
+        if event.kind in SESSION_KINDS:
+            # What a session sold is a fact: journaled before the kiosk's message is
+            # acknowledged, so a crash before the next snapshot cannot book a short sale.
+            self.turn.facts.append(event)
+        self._checkout_outcome(reconciler.observe(event))
+
+    def replay_checkout(self, events: list[CheckoutEvent]) -> None:
+        """Re-apply journaled session events newer than the restored snapshot (those it holds
+        are skipped by their seq). Their suspects were journaled the first time; a sale they
+        complete is booked (idempotently, by its txn_id)."""
+        for event in events:
+            reconciler = self.reconcilers.get(event.source)
+            if reconciler is None:
+                continue
+            for outcome in reconciler.observe(event):
+                if isinstance(outcome, CheckoutSale):
+                    self._kiosk_sale(outcome)
 
     def _checkout_outcome(self, events: list[Event]) -> None:
         for event in events:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from cloud_bridge import outbox as outbox_mod
+from devices.checkout import protocol as checkout
 from edge_agent.agent import StoreAgent
 from edge_agent.config import StoreConfig
 from edge_agent.services import free_port
@@ -326,3 +327,54 @@ async def test_a_restored_snapshot_departs_no_tag(store_id: str, tmp_path: Path)
         assert again.counters["fact_TagPresence"] == 1  # departed once, after its own wait
     finally:
         again.journal.close()
+
+
+def kiosk_config(store_id: str, tmp_path: Path) -> StoreConfig:
+    cfg = config(store_id, tmp_path).model_dump()
+    cfg["catalog"] = [{"sku": "MILK", "unit_grams": 1030.0, "barcode": "7300011000017"},
+                      {"sku": "PEN", "unit_grams": 20.0, "barcode": "4006381333931"}]
+    cfg["lanes"], cfg["devices"] = [], [{"type": "checkout", "id": "kiosk-1"}]
+    return StoreConfig.model_validate(cfg)
+
+
+async def test_a_crash_after_acknowledged_scans_books_no_short_sale(
+    store_id: str, tmp_path: Path,
+) -> None:
+    cfg = kiosk_config(store_id, tmp_path)
+    topic = f"store/{store_id}/dev/kiosk-1/session"
+    seq = iter(range(1, 100))
+
+    def kiosk(kind: str, **fields: Any) -> list[tuple[str, bytes]]:
+        return [(topic, checkout.encode("K1-7", kind, seq=next(seq), **fields))]
+
+    milk = {"barcode": "7300011000017", "expected_grams": 1030.0, "unit_price": 0.99}
+    agent = StoreAgent(cfg)
+    agent.restore()
+    agent.on_batch(kiosk("started"))
+    agent.on_batch(kiosk("item_scanned", **milk))
+    agent.snapshot()
+    agent.on_batch(kiosk("item_scanned", **milk))  # acknowledged after this returns
+    agent.on_batch(kiosk("item_scanned", barcode="4006381333931", expected_grams=20.0,
+                         unit_price=1.5))
+    agent.journal.close()  # the process dies: no snapshot after the last two scans
+
+    again = StoreAgent(cfg)
+    again.restore()
+    try:
+        again.on_batch(kiosk("paid", amount=3.48))
+        body = again.journal.sale_body("kiosk-1:K1-7")
+        assert body is not None
+        assert sorted((line["sku"], line["qty"]) for line in body["lines"]) == [
+            ("MILK", 2), ("PEN", 1)]
+        assert again.counters["sold_units"] == 3
+    finally:
+        again.journal.close()
+    # Restarting again replays nothing twice: the sale stays booked once.
+    third = StoreAgent(cfg)
+    third.restore()
+    try:
+        assert third.journal.sale_count() == 1
+        assert third.counters["sold_units"] == 0
+        assert third.pipeline.reconcilers["kiosk-1"].open_sessions == 0
+    finally:
+        third.journal.close()
