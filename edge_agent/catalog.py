@@ -59,8 +59,8 @@ class Catalog:
             low = item.get("low_stock")
             if low is None and known is not None:
                 low = known.low_stock  # the ERP gives no threshold; keep the store's
-            self.items[item["sku"]] = Sku(item["sku"], item.get("name") or "",
-                                          item.get("barcode") or (known and known.barcode),
+            barcode = item.get("barcode") or (known.barcode if known is not None else None)
+            self.items[item["sku"]] = Sku(item["sku"], item.get("name") or "", barcode,
                                           float(grams), low)
         self._gtins = {gtin: s.sku for s in self.items.values() if s.barcode
                        for gtin in [gtin14(s.barcode)] if gtin}

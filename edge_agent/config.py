@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -148,7 +148,7 @@ Device = Annotated[
     ShelfModbusDevice | ShelfMqttDevice | CameraDevice | ScannerDevice | Zigbee2MqttDevice
     | RfidZebraDevice | RfidImpinjDevice | RfidSerialDevice | CheckoutDevice,
     Field(discriminator="type")]
-DEVICE_TYPES = {m.model_fields["type"].annotation.__args__[0] for m in DEVICE_MODELS}
+DEVICE_TYPES = {get_args(m.model_fields["type"].annotation)[0] for m in DEVICE_MODELS}
 
 
 class RulesSection(Strict):
@@ -197,15 +197,15 @@ class StoreConfig(Strict):
                 weighed_by[lane] = dev.id
         zone_ids = {z.id for z in self.zones}
         _no_duplicates([z.id for z in self.zones], "zones", "zone id")
-        for i, lane in enumerate(self.lanes):
-            if lane.zone is not None and zone_ids and lane.zone not in zone_ids:
-                raise ValueError(f"lanes.{i}.zone: {lane.zone!r} is not in zones")
+        for i, ln in enumerate(self.lanes):
+            if ln.zone is not None and zone_ids and ln.zone not in zone_ids:
+                raise ValueError(f"lanes.{i}.zone: {ln.zone!r} is not in zones")
         if self.erp.kind == "none":
             skus = {c.sku for c in self.catalog}
-            for i, lane in enumerate(self.lanes):
-                if lane.sku not in skus:
+            for i, ln in enumerate(self.lanes):
+                if ln.sku not in skus:
                     raise ValueError(
-                        f"lanes.{i}.sku: {lane.sku!r} is not in catalog (no ERP gives the catalog)"
+                        f"lanes.{i}.sku: {ln.sku!r} is not in catalog (no ERP gives the catalog)"
                     )
         return self
 

@@ -400,11 +400,11 @@ class StorePipeline:
         self.counters["sales"] += 1
         self.counters["sold_units"] += sum(line.qty for line in txn.lines)
         qty: Counter[str] = Counter()
-        amount: Counter[str] = Counter()
+        amount: dict[str, float] = {}
         for line in txn.lines:
             qty[line.sku] += line.qty
-            amount[line.sku] += line.qty * line.unit_price
-        out = []
+            amount[line.sku] = amount.get(line.sku, 0.0) + line.qty * line.unit_price
+        out: list[tuple[Sale, float]] = []
         for sku, n in qty.items():
             sale = Sale(store_id=self.store_id, source=txn.source, received_ts=txn.received_ts,
                         device_ts=txn.device_ts, sku=sku, qty=n, txn_id=txn.txn_id)
