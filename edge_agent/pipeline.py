@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devices.shelf_mqtt.protocol import decode_status
-from edge_agent import device_kinds
 from edge_agent.catalog import Catalog
 from edge_agent.config import StoreConfig
+from edge_agent.routes import Routes
 from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from rules.trackers.alerts import Actor, AlertManager, Outcome
@@ -53,7 +53,6 @@ from storeedge.ratelimit import RateLimitedLog
 log = logging.getLogger(__name__)
 
 Batch = list[tuple[str, bytes]]
-Decoder = Callable[..., list[Any]]
 
 _STOCK_KEYS = {cause: f"stock_{cause.value}" for cause in StockCause}
 #: Kiosk events that change what a session sells, journaled as facts (bagging weights are not).
@@ -72,16 +71,6 @@ class Turn:
 
     def __bool__(self) -> bool:
         return bool(self.facts or self.transitions or self.sales)
-
-
-class _StatusDecoder:
-    """A third-party availability decoder (one status per payload) as a route's decoder."""
-
-    def __init__(self, decode: Callable[..., Any]) -> None:
-        self._decode = decode
-
-    def __call__(self, payload: bytes, **kwargs: Any) -> list[Any]:
-        return [self._decode(payload, **kwargs)]
 
 
 class StorePipeline:
@@ -119,18 +108,9 @@ class StorePipeline:
             for d in config.devices if d.type == "checkout"}
         self.device_health = HealthTracker(store_id, {d.id: d.type for d in config.devices})
         self._alert_keys: dict[tuple[str, AlertState], str] = {}  # counter names, made once
-        # topic -> (device, decoder) for every MQTT-fed device; an exact match per message.
-        self.routes: dict[str, tuple[Any, Decoder]] = {}
-        self._status_topics: dict[str, str] = {}
-        for device in config.devices:
-            feed = device_kinds.KINDS[device.type]
-            if isinstance(feed, device_kinds.MqttFeed):
-                topic = device_kinds.topic_of(device, store_id)
-                self.routes[topic] = (device, device_kinds.load(feed.decoder))
-                if feed.availability is not None:
-                    status = _StatusDecoder(device_kinds.load(feed.availability[1]))
-                    self.routes[getattr(device, feed.availability[0])] = (device, status)
-            self._status_topics[f"{self._prefix}dev/{device.id}/status"] = device.id
+        routes = Routes(config)
+        self.routes, self._status_topics = routes.decoders, routes.status
+        self.subscriptions = routes.subscriptions
         self._reading_key = {d.id: f"readings_{d.type}" for d in config.devices}
         self._handlers: dict[type, Callable[[Any], None]] = {
             ShelfWeight: self._weigh,
@@ -149,11 +129,6 @@ class StorePipeline:
         """What was produced since the last ``take``; the pipeline starts a new turn."""
         turn, self.turn = self.turn, Turn()
         return turn
-
-    def subscriptions(self) -> list[str]:
-        """The store's device subtree, plus topics third-party devices already publish on."""
-        return [f"{self._prefix}dev/+/+",
-                *sorted(t for t in self.routes if not t.startswith(self._prefix))]
 
     # Catalog and rules
 
