@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 # A jump between the wall clock and the monotonic one larger than this is a clock step.
 CLOCK_STEP_S = 2.0
+PRUNE_SECONDS = 3_600.0
 _STATE_KEYS = ("catalog", "lanes", "presence", "checkout", "rules", "clock")
 
 
@@ -303,7 +304,9 @@ class StoreAgent:
                        "publish_failures": self.mqtt.publish_failures},
             "journal": {"writable": journal_ok, "pending": self.committer.pending,
                         "last_error": self.committer.last_error,
-                        "failures": self.committer.failures},
+                        "failures": self.committer.failures,
+                        "quarantined": (str(self.journal.quarantined)
+                                        if self.journal.quarantined else None)},
             "tasks": self.supervisor.view(),
             "tasks_down": down,
             "erp": ob,
@@ -405,9 +408,29 @@ class StoreAgent:
             self.pipeline.saved(changes)
 
     async def _snapshot_loop(self) -> None:
+        """Snapshots, and once an hour the journal's retention."""
+        pruned = self.monotonic()
         while True:
             await asyncio.sleep(self.config.journal.snapshot_seconds)
             self.snapshot()
+            if self.monotonic() - pruned >= PRUNE_SECONDS:
+                pruned = self.monotonic()
+                self.prune()
+
+    def prune(self) -> dict[str, int]:
+        """Apply the journal's retention (nothing when ``journal.retention_days`` is None)."""
+        days = self.config.journal.retention_days
+        if days is None:
+            return {}
+        active = [a.alert_id for a in self.pipeline.alert_manager.active()]
+        try:
+            deleted = self.journal.prune(self.clock() - days * 86_400, active)
+        except JournalUnavailable as exc:
+            log.warning("journal retention not applied (store %s): %s", self.store_id, exc)
+            return {}
+        if any(deleted.values()):
+            log.info("journal retention (store %s): deleted %s", self.store_id, deleted)
+        return deleted
 
     async def _tick_loop(self) -> None:
         """Time-driven state, once a second; also retries a journal that could not write."""

@@ -51,6 +51,9 @@ class BrokerSection(Strict):
 class JournalSection(Strict):
     path: Path = Path("var/journal.db")
     snapshot_seconds: Annotated[float, Field(gt=0)] = 5.0
+    # Facts, alert transitions and sales older than this are pruned, except what the ERP has
+    # not taken yet and the transitions of alerts still active; None keeps everything.
+    retention_days: Annotated[float, Field(gt=0)] | None = 90.0
 
 
 class HttpToken(Strict):
