@@ -21,6 +21,7 @@ import json
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from cloud_bridge import outbox as outbox_mod
 from cloud_bridge import tsdb
 from cloud_bridge.tryton.connector import TrytonConnector
 from edge_agent import device_kinds
-from edge_agent.committer import Committer
+from edge_agent.committer import Committed, Committer
 from edge_agent.config import StoreConfig
 from edge_agent.journal import Journal, alert_from_json
 from edge_agent.metrics import AgentCollector
@@ -42,7 +43,9 @@ from edge_agent.publisher import Publisher
 from edge_agent.supervisor import Supervisor
 from edge_agent.web import AlertFeed, create_app
 from rules.config import DEFAULTS, load_rules
-from rules.trackers.alerts import Actor, Outcome
+from rules.trackers.alerts import Actor, AlertManager, Outcome
+from rules.trackers.inventory import LaneScale
+from rules.trackers.presence import PresenceTracker
 from storeedge.errors import ConfigError, ErpUnavailable, JournalUnavailable, StoreEdgeError
 from storeedge.events import Alert, CheckoutEvent, CheckoutKind, DeviceStatus, PosTransaction
 from storeedge.ratelimit import RateLimitedLog
@@ -108,22 +111,22 @@ class StoreAgent:
         self._restored = False
         self._stopping = asyncio.Event()
 
-    # The pipeline's state, as tests and the web app read it
+    # The pipeline's state, as tests and tools read it
 
     @property
-    def counters(self) -> Any:
+    def counters(self) -> Counter[str]:
         return self.pipeline.counters
 
     @property
-    def scales(self) -> Any:
+    def scales(self) -> dict[str, LaneScale]:
         return self.pipeline.scales
 
     @property
-    def alert_manager(self) -> Any:
+    def alert_manager(self) -> AlertManager:
         return self.pipeline.alert_manager
 
     @property
-    def presence(self) -> Any:
+    def presence(self) -> PresenceTracker:
         return self.pipeline.presence
 
     # Setup
@@ -160,10 +163,10 @@ class StoreAgent:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.erp.retry_max_seconds)
                 continue
-            self.pipeline.set_catalog(items)
+            now = self.clock()
+            self.pipeline.set_catalog(items, now)
             self.committer.save_states({"catalog": [
-                dataclasses.asdict(s) for s in self.pipeline.catalog.items.values()]},
-                self.clock())
+                dataclasses.asdict(s) for s in self.pipeline.catalog.items.values()]}, now)
             self._flush()
             log.info("catalog: %d SKUs from the ERP (store %s)", len(items), self.store_id)
             delay = self.config.erp.retry_initial_seconds
@@ -212,20 +215,27 @@ class StoreAgent:
         JournalUnavailable when ``raising``) when something is still waiting for the journal."""
         done = self.committer.commit(self.pipeline.take())
         if done is not None:
-            if done.alerts:
-                counters, key = self.pipeline.counters, self.pipeline.alert_counter
-                for alert, _ in done.alerts:
-                    counters[key(alert)] += 1
-                self.publisher.alerts(done.alerts)
-            if done.facts:
-                self.publisher.facts(done.facts)
-            for sale in done.sales:
-                self._sold(sale)
+            self._publish(done)
+            if done.sales and self.pipeline.turn:  # what the rules made of the kiosk sales
+                again = self.committer.commit(self.pipeline.take())
+                if again is not None:
+                    self._publish(again)
         if self.committer.pending:
             if raising:
                 raise JournalUnavailable(self.committer.last_error or "journal not writable")
             return False
         return True
+
+    def _publish(self, done: Committed) -> None:
+        if done.alerts:
+            counters, key = self.pipeline.counters, self.pipeline.alert_counter
+            for alert, _ in done.alerts:
+                counters[key(alert)] += 1
+            self.publisher.alerts(done.alerts)
+        if done.facts:
+            self.publisher.facts(done.facts)
+        for sale in done.sales:
+            self._sold(sale)
 
     def _sold(self, txn: PosTransaction) -> None:
         if self.erp is not None:

@@ -127,14 +127,17 @@ class StorePipeline:
 
     def take(self) -> Turn:
         """What was produced since the last ``take``; the pipeline starts a new turn."""
-        turn, self.turn = self.turn, Turn()
+        turn = self.turn
+        if turn:  # an empty turn stays current: most MQTT reads make nothing to commit
+            self.turn = Turn()
         return turn
 
     # Catalog and rules
 
-    def set_catalog(self, items: list[dict[str, Any]]) -> None:
+    def set_catalog(self, items: list[dict[str, Any]], now: float) -> None:
         """Merge catalog items: lanes whose SKU became known get a scale, and the rules see the
         new store model."""
+        self._now = now
         self.catalog.merge(items)
         for lane in self.config.lanes:
             sku = self.catalog.get(lane.sku)
@@ -464,7 +467,7 @@ class StorePipeline:
         while nobody listened is not a departure."""
         self._now = now
         self.set_catalog([c.model_dump() for c in self.config.catalog]
-                         + (states.get("catalog") or []))
+                         + (states.get("catalog") or []), now)
         snaps = states.get("lanes") or {}
         for lane_id, scale in self.scales.items():
             if lane_id in snaps:
