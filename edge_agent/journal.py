@@ -188,25 +188,31 @@ class Journal:
         alert_rows = [(a.event_id, a.alert_id, a.rule, a.subject, a.state.value,
                        a.received_ts, body) for a, body in alerts]
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: sqlite3.Connection) -> tuple[int, int]:
             added = 0
             if fact_rows:
                 added = conn.executemany(
                     "INSERT OR IGNORE INTO fact (event_id, kind, source, ts, body)"
                     " VALUES (?, ?, ?, ?, ?)", fact_rows).rowcount
+            # OR IGNORE: a retry after a commit whose outcome SQLite could not tell (an I/O
+            # error) must not jam on rows that did land.
+            added_alerts = 0
             if alert_rows:
-                conn.executemany(
-                    "INSERT INTO alert_transition"
+                added_alerts = conn.executemany(
+                    "INSERT OR IGNORE INTO alert_transition"
                     " (event_id, alert_id, rule, subject, state, ts, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)", alert_rows)
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", alert_rows).rowcount
             for callback in enlist:
                 callback(conn)
-            return added
+            return added, added_alerts
 
-        added = self._tx(work)
+        added, added_alerts = self._tx(work)
         with self._lock:
             if alerts and self._alert_counts is not None:
-                self._count_alerts((a.alert_id, a.rule, a.state.value) for a, _ in alerts)
+                if added_alerts != len(alerts):
+                    self._alert_counts, self._alert_live = None, {}
+                else:
+                    self._count_alerts((a.alert_id, a.rule, a.state.value) for a, _ in alerts)
             if facts and self._fact_counts is not None:
                 if added != len(facts):  # some were journaled before: count them again
                     self._fact_counts = None

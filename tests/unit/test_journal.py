@@ -146,3 +146,12 @@ def test_a_sound_journal_is_kept(tmp_path: Path) -> None:
             is AlertState.OPEN
     finally:
         again.close()
+
+
+def test_a_retried_write_of_transitions_that_landed_is_harmless(journal: Journal) -> None:
+    batch = [alert("A-1", AlertState.OPEN, 1.0), alert("A-2", AlertState.OPEN, 1.0)]
+    assert journal.alert_counts() == {}
+    journal.record([], batch)
+    journal.record([], batch)  # the outcome of the first commit was unknown: written again
+    assert count(journal, "alert_transition") == 2
+    assert journal.alert_counts() == {"low_stock": {"open": 2}}
