@@ -37,6 +37,9 @@ class Committed:
     sales: list[PosTransaction] = field(default_factory=list)
 
 
+_NOTHING = Committed()  # most turns (an MQTT read of readings) make nothing to commit
+
+
 class Committer:
     def __init__(self, journal: Journal, store_id: str, *, erp: bool) -> None:
         self.journal = journal
@@ -64,7 +67,7 @@ class Committer:
         if turn.sales:
             self._sales += turn.sales
         if not (self._facts or self._alerts or self._sales):
-            return Committed()
+            return _NOTHING
         done = Committed()
         try:
             if self._facts or self._alerts:
