@@ -38,8 +38,9 @@ class AgentApi(Protocol):
         ...
 
     def health(self) -> dict[str, Any]:
-        """``{"status": "ok" | "degraded", ...}`` with per-component detail (broker, erp backlog,
-        time-series backlog, devices)."""
+        """``{"status": "ok" | "degraded", ...}`` with per-component detail (broker, journal,
+        background tasks, erp backlog, time-series backlog, devices); ``degraded`` at once
+        while the journal cannot write or a task is down or crash-looping. Never raises."""
         ...
 
     def alert(self, alert_id: str) -> Alert:
