@@ -18,7 +18,7 @@ import typing
 import zoneinfo
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -82,6 +82,9 @@ class BrokerSection(Strict):
 class JournalSection(Strict):
     path: Path = Path("var/journal.db")
     snapshot_seconds: Annotated[float, Field(gt=0)] = 5.0
+    # Facts, alert transitions and sales older than this are pruned, except what the ERP has
+    # not taken yet and the transitions of alerts still active; None keeps everything.
+    retention_days: Annotated[float, Field(gt=0)] | None = 90.0
 
 
 class HttpToken(Strict):
@@ -164,7 +167,7 @@ class Zone(Strict):
 
 
 class RfidSection(Strict):
-    """Tag presence (see edge_agent/presence.py)."""
+    """Tag presence (see rules/trackers/presence.py)."""
 
     departed_after_s: Annotated[float, Field(gt=0)] = 600.0
     window: Annotated[int, Field(ge=2, le=200)] = 20
@@ -179,7 +182,7 @@ Device = Annotated[
     ShelfModbusDevice | ShelfMqttDevice | CameraDevice | ScannerDevice | Zigbee2MqttDevice
     | RfidZebraDevice | RfidImpinjDevice | RfidSerialDevice | CheckoutDevice,
     Field(discriminator="type")]
-DEVICE_TYPES = {m.model_fields["type"].annotation.__args__[0] for m in DEVICE_MODELS}
+DEVICE_TYPES = {get_args(m.model_fields["type"].annotation)[0] for m in DEVICE_MODELS}
 
 
 class RulesSection(Strict):
@@ -238,10 +241,10 @@ class StoreConfig(Strict):
                     weighed_by[lane] = dev.id
         zone_ids = {z.id for z in self.zones}
         out += _duplicates([z.id for z in self.zones], "zones", "zone id")
-        for i, lane in enumerate(self.lanes):
-            if lane.zone is not None and zone_ids and lane.zone not in zone_ids:
-                out.append(f"lanes.{i}.zone: {lane.zone!r} is not in zones")
-        lane_zones = {lane.zone for lane in self.lanes if lane.zone}
+        for i, ln in enumerate(self.lanes):
+            if ln.zone is not None and zone_ids and ln.zone not in zone_ids:
+                out.append(f"lanes.{i}.zone: {ln.zone!r} is not in zones")
+        lane_zones = {ln.zone for ln in self.lanes if ln.zone}
         for i, token in enumerate(self.http.tokens):
             for j, zone in enumerate(token.zones):
                 if zone != "*" and zone not in zone_ids | lane_zones:
@@ -249,9 +252,9 @@ class StoreConfig(Strict):
                                "which no zone or lane defines")
         if self.erp.kind == "none":
             skus = {c.sku for c in self.catalog}
-            for i, lane in enumerate(self.lanes):
-                if lane.sku not in skus:
-                    out.append(f"lanes.{i}.sku: {lane.sku!r} is not in catalog (no ERP gives "
+            for i, ln in enumerate(self.lanes):
+                if ln.sku not in skus:
+                    out.append(f"lanes.{i}.sku: {ln.sku!r} is not in catalog (no ERP gives "
                                "the catalog)")
         return out
 

@@ -35,9 +35,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from edge_agent.alerts import (
+from edge_agent.api import AgentApi
+from edge_agent.config import HttpSection
+from rules.trackers.alerts import (
     ALL_ZONES,
     Actor,
     AlertError,
@@ -46,9 +48,13 @@ from edge_agent.alerts import (
     NotPermitted,
     Outcome,
 )
-from edge_agent.api import AgentApi
-from edge_agent.config import HttpSection
-from storeedge.errors import ConfigError, PayloadError, UsageError
+from storeedge.errors import (
+    ConfigError,
+    ConflictError,
+    JournalUnavailable,
+    PayloadError,
+    UsageError,
+)
 from storeedge.events import Alert, AlertState, PosLine, PosTransaction
 
 log = logging.getLogger(__name__)
@@ -173,18 +179,34 @@ class AlertFeed:
 # Schemas
 
 
+# Bounds no real sale reaches: a line beyond them is a till's bug or an attack, and once booked
+# it would be sent to the ERP (which stored qty 10**20 as a done shipment) and to HQ.
+MAX_QTY = 100_000
+MAX_UNIT_PRICE = 10_000_000.0
+TS_MIN_MS = 946_684_800_000  # 2000-01-01
+TS_MAX_AHEAD_MS = 86_400_000  # a till's clock a day ahead of ours is wrong, not early
+
+
 class PosLineCreate(BaseModel):
     sku: Annotated[str, Field(min_length=1, max_length=64)]
-    qty: Annotated[int, Field(strict=True, ge=1)]
-    unit_price: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    qty: Annotated[int, Field(strict=True, ge=1, le=MAX_QTY)]
+    unit_price: Annotated[float, Field(ge=0, le=MAX_UNIT_PRICE, allow_inf_nan=False)]
 
 
 class PosTransactionCreate(BaseModel):
-    """A completed POS transaction as the register sends it; ``ts`` is epoch milliseconds."""
+    """A completed POS transaction as the register sends it; ``ts`` is epoch milliseconds,
+    from 2000 to a day ahead of the agent's clock."""
 
     txn_id: Annotated[str, Field(min_length=1, max_length=64)]
-    ts: Annotated[int, Field(strict=True, ge=0)]
+    ts: Annotated[int, Field(strict=True, ge=TS_MIN_MS)]
     lines: Annotated[list[PosLineCreate], Field(min_length=1, max_length=500)]
+
+    @field_validator("ts")
+    @classmethod
+    def _not_in_the_future(cls, ts: int) -> int:
+        if ts > time.time() * 1000 + TS_MAX_AHEAD_MS:
+            raise ValueError("more than a day ahead of the store's clock")
+        return ts
 
 
 class PosAccepted(BaseModel):
@@ -297,13 +319,23 @@ ops_router = APIRouter(tags=["ops"])
 async def accept_transaction(
     body: PosTransactionCreate, response: Response, ctx: ContextDep, caller: PosCaller,
 ) -> PosAccepted:
-    """Accept a completed transaction once: 201 when new, 200 with ``duplicate`` on a replay."""
+    """Accept a completed transaction once: 201 when new, 200 with ``duplicate`` on a replay,
+    409 when its ``txn_id`` came before with other content, 503 while the journal cannot
+    write (nothing was accepted)."""
     try:
         new = ctx.api.accept_pos(_to_event(body, ctx.api.store_id))
     except PayloadError as exc:
         log.warning("store %s: POS transaction %s from %s rejected: %s",
                     ctx.api.store_id, body.txn_id, caller.name, exc)
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except ConflictError as exc:
+        log.warning("store %s: POS transaction %s from %s refused: %s",
+                    ctx.api.store_id, body.txn_id, caller.name, exc)
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except JournalUnavailable as exc:  # not acknowledged: the till keeps it and retries
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"not accepted: the store's journal cannot write now ({exc}); "
+                            "retry later", headers={"Retry-After": "5"}) from exc
     audit.info("store %s: POS transaction %s accepted from token %s (%d lines%s)",
                ctx.api.store_id, body.txn_id, caller.name, len(body.lines),
                "" if new else ", duplicate")

@@ -9,12 +9,14 @@ these; library exceptions (serial, HTTP, SQLite, MQTT) are translated at the bou
     ├── PeerError            something outside sent garbage; the rest flows on
     │   ├── FrameError       device bytes that do not decode (bad CRC, bad length, unknown function)
     │   ├── PayloadError     JSON from MQTT or HTTP that does not fit the schema
+    │   ├── ConflictError    an id reused with different content (a POS txn_id)
     │   └── ErpRejected      the ERP refused a command for good (retrying cannot help)
     └── Unavailable          something outside is not there right now; retry later
         ├── DeviceUnavailable    a serial port vanished, a device stopped answering
         ├── BrokerUnavailable    the MQTT broker cannot be reached
         ├── ErpUnavailable       the ERP is down or timed out
-        └── TimeSeriesUnavailable
+        ├── TimeSeriesUnavailable
+        └── JournalUnavailable   the agent's own disk cannot take a write (full, I/O error)
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ class PayloadError(PeerError):
     """A JSON payload that does not fit its schema."""
 
 
+class ConflictError(PeerError):
+    """An id the peer used before now comes with different content."""
+
+
 class ErpRejected(PeerError):
     """The ERP refused a command for a reason retrying cannot fix."""
 
@@ -103,3 +109,7 @@ class ErpUnavailable(Unavailable):
 
 class TimeSeriesUnavailable(Unavailable):
     """The time-series server is down or refused a batch transiently."""
+
+
+class JournalUnavailable(Unavailable):
+    """The journal cannot write now (disk full, I/O error); what is pending waits for it."""

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.agent import StoreAgent
-from edge_agent.alerts import Actor, Outcome
+from rules.trackers.alerts import Actor, Outcome
 from storeedge.events import AlertState, DeviceStatus
 from tests.e2e.store_day import (
     DAY,

@@ -264,7 +264,7 @@ def test_staff_claim_and_resolve_by_tapping_and_the_manager_sees_it(
 
 
 def _actor(name: str) -> Any:
-    from edge_agent.alerts import Actor
+    from rules.trackers.alerts import Actor
     _, role, zones = next(v for v in TOKENS.values() if v[0] == name)
     return Actor(name, role, frozenset(zones))
 

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from edge_agent.alerts import Actor, AlertManager, Outcome
 from edge_agent.config import HttpSection, HttpToken
 from edge_agent.journal import Journal
 from edge_agent.web import AlertFeed, create_app
 from rules.actions import ClearAlert, OpenAlert
+from rules.trackers.alerts import Actor, AlertManager, Outcome
 from storeedge.events import Alert, PosTransaction, Severity
 
 STORE = "sh-0042"
