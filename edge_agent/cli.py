@@ -1,4 +1,5 @@
-"""The ``storeedge`` command: ``agent``, ``check``, ``sim`` and ``demo``."""
+"""The ``storeedge`` command: ``agent``, ``check``, ``sim``, ``demo``, ``broker-config`` and
+``certs``."""
 
 from __future__ import annotations
 
@@ -51,6 +52,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="default: a fresh directory under var/demo")
     p.add_argument("--fault", action="append", default=[], metavar=FAULT_SPEC, help=FAULT_HELP)
 
+    p = sub.add_parser("broker-config", help="write a store broker's Mosquitto config, password "
+                       "file and ACL (see edge_agent/broker_security.py)")
+    p.add_argument("--config", required=True, type=Path, action="append",
+                   help="a store's config; repeat for a broker that serves several stores")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--certs", type=Path, help="a directory `storeedge certs` wrote: TLS listener")
+    p.add_argument("--client-certs", action="store_true",
+                   help="require a client certificate from every client (besides its password)")
+    p.add_argument("--port", type=int, default=8883)
+    p.add_argument("--host", help="the address to listen on (default: every address)")
+    p.add_argument("--run-as", help="the user Mosquitto drops to when started as root")
+
+    p = sub.add_parser("certs", help="make a store's CA (or use the chain's), server and client "
+                       "certificates")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--store", required=True, help="the store id")
+    p.add_argument("--host", action="append", default=[],
+                   help="a name or address clients reach the broker and web app by; repeatable")
+    p.add_argument("--client", action="append", default=[], metavar="USER",
+                   help="issue a client certificate for this MQTT user; repeatable")
+    p.add_argument("--clients-of", type=Path, metavar="STORE_YAML",
+                   help="issue a client certificate for every broker user of this store")
+    p.add_argument("--ca-cert", type=Path, help="the chain's CA certificate (PEM)")
+    p.add_argument("--ca-key", type=Path, help="the chain's CA key (PEM)")
+
     args = parser.parse_args(argv)
     from edge_agent import logs
 
@@ -63,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: ok (store {config.store.id}, {len(config.devices)} devices, "
                   f"{len(config.lanes)} lanes)")
             return 0
+        if args.command == "broker-config":
+            return _broker_config(args)
+        if args.command == "certs":
+            return _certs(args)
         if args.command == "agent":
             from edge_agent.agent import StoreAgent
             from edge_agent.config import load_config
@@ -96,6 +126,39 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def _broker_config(args: argparse.Namespace) -> int:
+    from edge_agent.broker_security import write_broker_config
+    from edge_agent.certs import StoreCerts
+    from edge_agent.config import load_config
+
+    certs = None
+    if args.certs is not None:
+        where = args.certs.resolve()
+        certs = StoreCerts(where / "ca.crt", where / "server.crt", where / "server.key")
+        for path in (certs.ca_cert, certs.server_cert, certs.server_key):
+            if not path.is_file():
+                raise ConfigError(str(path), "--certs", "missing (run `storeedge certs` first)")
+    files = write_broker_config(
+        [load_config(path) for path in args.config], args.out, port=args.port, host=args.host,
+        certs=certs, client_certs=args.client_certs, run_as=args.run_as)
+    print(f"{files.conf}: {len(files.users)} users; passwords in {files.credentials_file}")
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from edge_agent.broker_security import store_users
+    from edge_agent.certs import write_store_certs
+    from edge_agent.config import load_config
+
+    clients = list(args.client)
+    if args.clients_of is not None:
+        clients += [user.name for user in store_users(load_config(args.clients_of))]
+    made = write_store_certs(args.out, args.store, hosts=args.host, clients=clients,
+                             ca_cert_file=args.ca_cert, ca_key_file=args.ca_key)
+    print(f"{made.ca_cert}, {made.server_cert}, {len(made.clients)} client certificates")
+    return 0
 
 
 if __name__ == "__main__":
