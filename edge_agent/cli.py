@@ -9,8 +9,12 @@ import gc
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storeedge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from firmware_sim.login import BrokerLogin
 
 log = logging.getLogger("storeedge")
 
@@ -40,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agent-url", default="http://127.0.0.1:8080")
     p.add_argument("--dev-dir", type=Path, required=True,
                    help="where the wired shelves' serial ports appear (one link per shelf)")
+    p.add_argument("--broker-ca", type=Path, help="the CA of the broker's certificate: TLS")
+    p.add_argument("--broker-credentials", type=Path, metavar="FILE",
+                   help="the `credentials` file of `storeedge broker-config`: each MQTT device "
+                        "signs in as its own user")
     p.add_argument("--truth-out", type=Path, help="write the scenario's sales truth here at exit")
     p.add_argument("--seconds", type=float, default=0, help="0: until SIGTERM")
     p.add_argument("--fault", action="append", default=[], metavar=FAULT_SPEC, help=FAULT_HELP)
@@ -107,10 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(agent.run())
             return 0
         if args.command == "sim":
+            from firmware_sim.scenario import load_scenario
             from firmware_sim.store import run_store
 
+            scenario = load_scenario(args.scenario)
             asyncio.run(run_store(
-                args.scenario, broker=(args.broker_host, args.broker_port),
+                scenario, logins=_sim_logins(scenario.store_id, args),
+                broker=(args.broker_host, args.broker_port),
                 agent_url=args.agent_url, dev_dir=args.dev_dir, truth_out=args.truth_out,
                 seconds=args.seconds or None, faults=args.fault,
                 device_ports={d: int(p) for d, _, p in
@@ -126,6 +137,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def _sim_logins(store_id: str, args: argparse.Namespace) -> dict[str, BrokerLogin]:
+    """Device id -> its broker login, from broker-config's credentials file."""
+    from edge_agent.broker_security import read_credentials
+    from firmware_sim.login import BrokerLogin
+
+    ca = str(args.broker_ca) if args.broker_ca else None
+    if args.broker_credentials is None:
+        if ca is not None:
+            raise ConfigError("<command line>", "--broker-ca",
+                              "a TLS broker of ours needs --broker-credentials too")
+        return {}
+    prefix = f"{store_id}-"
+    return {user.removeprefix(prefix): BrokerLogin(user, password, ca)
+            for user, password in read_credentials(args.broker_credentials).items()
+            if user.startswith(prefix)}
 
 
 def _broker_config(args: argparse.Namespace) -> int:

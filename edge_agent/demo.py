@@ -1,8 +1,9 @@
 """``storeedge demo``: a whole store in a box, composed like a service manager would.
 
-It starts a broker (Mosquitto, else the embedded amqtt), a real Tryton with the scenario's
-catalog, VictoriaMetrics when installed, then the simulated store and the agent as separate
-processes, restarting a child that dies. After N seconds (or Ctrl-C) it stops the shoppers,
+It starts a broker (Mosquitto with TLS, a user per device and ACLs, as ``storeedge
+broker-config`` writes them for a store; else the embedded amqtt, open), a real Tryton with the
+scenario's catalog, VictoriaMetrics when installed, then the simulated store and the agent as
+separate processes, restarting a child that dies. After N seconds (or Ctrl-C) it stops the shoppers,
 lets the POS and the ERP outbox drain, reads the ERP back and prints one JSON line: what
 happened, and the truth check of the ERP against the scenario.
 """
@@ -27,10 +28,15 @@ import yaml
 
 from cloud_bridge.tryton.connector import TrytonConnector
 from cloud_bridge.tryton.server import start_tryton
+from edge_agent.broker_security import BrokerFiles
+from edge_agent.certs import write_store_certs
+from edge_agent.config import StoreConfig
 from edge_agent.services import (
     Service,
     free_port,
-    start_broker,
+    mosquitto_path,
+    start_amqtt,
+    start_mosquitto,
     start_victoria_metrics,
     victoria_metrics_path,
 )
@@ -45,8 +51,10 @@ DRAIN_SECONDS = 120.0
 
 def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_port: int,
                  erp_url: str | None, tsdb_url: str | None,
-                 camera_ports: dict[str, int] | None = None) -> dict[str, Any]:
-    """The agent's store config for a scenario (what a store's IT team would write)."""
+                 camera_ports: dict[str, int] | None = None,
+                 broker_ca: Path | None = None) -> dict[str, Any]:
+    """The agent's store config for a scenario (what a store's IT team would write); with
+    ``broker_ca`` the agent signs in as its own user over TLS."""
     dev = workdir / "dev"
     devices: list[dict[str, Any]] = []
     for shelf in scenario.shelves:
@@ -84,7 +92,10 @@ def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_po
              for f in scenario.fridges}
     return {
         "store": {"id": scenario.store_id, "name": f"demo ({scenario.name})"},
-        "broker": {"host": "127.0.0.1", "port": broker_port},
+        "broker": ({"host": "127.0.0.1", "port": broker_port, "tls": True,
+                    "ca_file": str(broker_ca), "username": f"{scenario.store_id}-agent",
+                    "password_env": "STOREEDGE_MQTT_PASSWORD"}
+                   if broker_ca else {"host": "127.0.0.1", "port": broker_port}),
         "journal": {"path": str(workdir / "agent" / "journal.db"), "snapshot_seconds": 2},
         "http": {"host": "127.0.0.1", "port": http_port},
         "erp": ({"kind": "tryton", "url": erp_url, "database": "storeedge",
@@ -223,8 +234,6 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
     previous = signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        broker: Service = start_broker(workdir / "broker")
-        services.append(broker)
         erp_password = secrets.token_urlsafe(12)
         catalog = [{"sku": s.sku, "name": s.name, "barcode": s.barcode,
                     "unit_grams": s.unit_grams} for s in scenario.catalog]
@@ -244,16 +253,34 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         for camera in scenario.cameras:  # calibration: the empty shelf, taken at install time
             CameraSim(list(camera.lanes.items()), size=(camera.width, camera.height)
                       ).write_reference(camera_reference_path(workdir / "dev", camera))
-        config_path = workdir / "store.yaml"
-        config_path.write_text(yaml.safe_dump(store_config(
-            scenario, workdir, broker_port=broker.port, http_port=http_port,
+        broker_port = free_port()
+        certs = (write_store_certs(workdir / "broker" / "certs", scenario.store_id)
+                 if mosquitto_path() else None)
+        config = store_config(
+            scenario, workdir, broker_port=broker_port, http_port=http_port,
             erp_url=tryton.url, tsdb_url=f"http://127.0.0.1:{tsdb.port}" if tsdb else None,
-            camera_ports=camera_ports), sort_keys=False))
+            camera_ports=camera_ports, broker_ca=certs.ca_cert if certs else None)
+        config_path = workdir / "store.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         env = {"STOREEDGE_ERP_PASSWORD": erp_password, "PYTHONUNBUFFERED": "1"}
+        sim_login: list[str] = []
+        if certs is not None:
+            broker: Service = start_mosquitto(workdir / "broker", broker_port,
+                                              stores=[StoreConfig.model_validate(config)],
+                                              certs=certs)
+            files = broker.extra["broker"]
+            assert isinstance(files, BrokerFiles)
+            env["STOREEDGE_MQTT_PASSWORD"] = files.passwords[config["broker"]["username"]]
+            sim_login = ["--broker-ca", str(certs.ca_cert),
+                         "--broker-credentials", str(files.credentials_file)]
+        else:
+            broker = start_amqtt(workdir / "broker", broker_port)
+            log.warning("mosquitto not installed; the embedded amqtt broker is open to anyone")
+        services.append(broker)
         cli = [sys.executable, "-m", "edge_agent.cli"]
         truth_path = workdir / "truth.json"
         sim = Child("sim", [*cli, "sim", "--scenario", scenario_name, "--broker-port",
-                            str(broker.port), "--agent-url", agent_url, "--dev-dir",
+                            str(broker.port), *sim_login, "--agent-url", agent_url, "--dev-dir",
                             str(workdir / "dev"), "--truth-out", str(truth_path),
                             *(f"--fault={f}" for f in faults or ()),
                             *(f"--device-port={d}={p}" for d, p in camera_ports.items())],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,9 +19,13 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from devices.shelf_mqtt.protocol import decode_weight
 from edge_agent.broker_security import BrokerFiles
 from edge_agent.certs import write_store_certs
 from edge_agent.services import start_mosquitto
+from firmware_sim.login import BrokerLogin
+from firmware_sim.mqtt_shelf import MqttShelfSim
+from storeedge.errors import BrokerUnavailable
 from tests.fixtures.mosquitto import SecureBroker, two_stores
 
 _ids = itertools.count()
@@ -183,3 +188,27 @@ async def test_client_certificates_when_required(tmp_path: Path) -> None:
                 ("store/sa/state/cert", b"ok")]
     finally:
         service.stop()
+
+
+async def test_a_simulated_shelf_signs_in_as_its_device_user(
+        secure_mosquitto: SecureBroker) -> None:
+    files = secure_mosquitto.files
+    user = files.user("sa", "device", "sa-s1")
+    login = BrokerLogin(user, files.passwords[user], str(secure_mosquitto.certs.ca_cert))
+    anonymous = MqttShelfSim("sa", "sa-s1", ["L1"], port=secure_mosquitto.port, qos=1,
+                             login=BrokerLogin(ca_file=login.ca_file))
+    with pytest.raises(BrokerUnavailable):
+        await asyncio.to_thread(anonymous.start, 3.0)
+    shelf = MqttShelfSim("sa", "sa-s1", ["L1"], port=secure_mosquitto.port, qos=1, login=login)
+    async with connect(secure_mosquitto, files.user("sa", "agent")) as agent:
+        await agent.subscribe("store/sa/dev/sa-s1/weight", qos=1)
+        await asyncio.to_thread(shelf.start)
+        try:
+            shelf.set_grams("L1", 700.0)
+            grams = None
+            while grams != 700.0:  # a heartbeat of the empty lane may come first
+                [(_, payload)] = await received_until(agent, "store/sa/dev/sa-s1/weight")
+                grams = decode_weight(payload, store_id="sa", device_id="sa-s1",
+                                      received_ts=time.time()).grams
+        finally:
+            await asyncio.to_thread(shelf.stop)
