@@ -42,6 +42,7 @@ from edge_agent.journal import Journal, alert_from_json
 from edge_agent.mqtt import Batch, MqttLink
 from edge_agent.presence import PresenceParams, PresenceTracker
 from edge_agent.web import AlertFeed, create_app
+from edge_agent.web_security import AuditLog, tls_server_options
 from rules.config import DEFAULTS, load_rules
 from rules.engine import RuleEngine
 from rules.model import LaneModel, SkuModel, StoreModel, ZoneModel
@@ -636,10 +637,11 @@ class StoreAgent:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
         self.mqtt.start()
-        app = create_app(self, self.feed, self.config.http, self.registry)
+        app = create_app(self, self.feed, self.config.http, self.registry,
+                         AuditLog(self.config.journal.path.with_suffix(".audit.db")))
         server = uvicorn.Server(uvicorn.Config(
             app, host=self.config.http.host, port=self.config.http.port, log_config=None,
-            access_log=False, lifespan="off"))
+            access_log=False, lifespan="off", **tls_server_options(self.config.http)))
         try:
             async with asyncio.TaskGroup() as tg:
                 background: list[asyncio.Task[None]] = []

@@ -64,6 +64,30 @@ class HttpSection(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     tokens: list[HttpToken] = []
+    # HTTPS when both are given (PEM files; `storeedge certs` makes them).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Failed sign-ins (a wrong token anywhere) per client and per account before 429; each
+    # further failure doubles the wait from backoff_seconds up to 15 minutes.
+    sign_in_attempts: Annotated[int, Field(ge=1, le=1000)] = 5
+    sign_in_window_seconds: Annotated[float, Field(gt=0)] = 300.0
+    sign_in_backoff_seconds: Annotated[float, Field(gt=0)] = 2.0
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+    # Without a manager's or HQ's token: the API's schema and docs, Prometheus metrics, health
+    # detail (a scraper on the store's network may be allowed).
+    public_docs: bool = False
+    public_metrics: bool = False
+    public_health_detail: bool = False
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSection:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("http.tls_cert_file: give both tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class ErpSection(Strict):
