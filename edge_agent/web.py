@@ -34,7 +34,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -60,6 +60,7 @@ from edge_agent.web_security import (
     Problem,
     SecurityMiddleware,
     invalid_request,
+    json_errors,
     load_tokens,
 )
 from storeedge.errors import PayloadError, UsageError
@@ -484,7 +485,8 @@ async def liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@ops_router.get("/readyz", responses={503: {"description": "Not ready"}})
+@ops_router.get("/readyz", responses={
+    503: {"description": "Not ready"}, 401: ERROR_RESPONSES[401], 429: ERROR_RESPONSES[429]})
 async def readiness(ctx: ContextDep, request: Request, credentials: BearerDep) -> JSONResponse:
     """The agent's status, 503 unless ``ok``; the detail (devices, counters, ERP, broker) only
     for a manager or HQ, or to anyone with ``http.public_health_detail``."""
@@ -493,7 +495,8 @@ async def readiness(ctx: ContextDep, request: Request, credentials: BearerDep) -
     code = status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
     detailed = ctx.http.public_health_detail or ctx.guard.open
     if not detailed and (credentials or request.cookies.get(SESSION_COOKIE)):
-        detailed = _identify(request, ctx, credentials, _STAFF).role in ("manager", "hq")
+        detailed = _identify(request, ctx, credentials, ("pos", *_STAFF)).role in ("manager",
+                                                                                   "hq")
     body = health if detailed else {"status": health.get("status")}
     return JSONResponse(jsonable_encoder(body), code)
 
@@ -560,12 +563,16 @@ async def audit_records(ctx: ContextDep, request: Request, _: ManagerCaller,
     return ctx.audit.records(after, limit)
 
 
-@audit_router.get("/export.csv", response_class=PlainTextResponse)
+class CsvResponse(StreamingResponse):
+    media_type = "text/csv"
+
+
+@audit_router.get("/export.csv", response_class=CsvResponse)
 async def audit_export(ctx: ContextDep, request: Request, _: ManagerCaller,
-                       after: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
+                       after: Annotated[int, Query(ge=0)] = 0) -> CsvResponse:
     """The whole audit log (from record ``after`` on) as CSV."""
     request.state.audited_read = True
-    return StreamingResponse(ctx.audit.csv(after), media_type="text/csv")
+    return CsvResponse(ctx.audit.csv(after))
 
 
 def create_app(
@@ -598,4 +605,5 @@ def create_app(
                    audit_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(ops_router)
+    app.openapi_schema = json_errors(app.openapi())
     return app

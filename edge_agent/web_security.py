@@ -88,6 +88,7 @@ class InvalidRequest(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not JSON"},
     401: {"model": Problem, "description": "No valid token or session"},
     403: {"model": Problem, "description": "The caller's role may not do this"},
     413: {"model": Problem, "description": "The body is larger than this endpoint takes"},
@@ -96,6 +97,19 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 _ECHO_MAX = 64  # longest input a 422 repeats back
+
+
+def json_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare every 4xx body as JSON in an OpenAPI schema, also on routes whose success is
+    something else (the alert stream, a CSV export): FastAPI gives an added response the
+    route's own media type."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content")
+                if code.startswith("4") and content and "application/json" not in content:
+                    response["content"] = {"application/json": next(iter(content.values()))}
+    return schema
 
 
 async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
