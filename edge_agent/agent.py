@@ -35,7 +35,7 @@ from devices.shelf_mqtt.protocol import decode_status
 from edge_agent import device_kinds
 from edge_agent.alerts import Actor, AlertManager, Outcome
 from edge_agent.checkout import CheckoutReconciler, CheckoutSale
-from edge_agent.config import StoreConfig
+from edge_agent.config import StoreConfig, reveal
 from edge_agent.health import HealthTracker
 from edge_agent.inventory import Change, LaneScale
 from edge_agent.journal import Journal, alert_from_json
@@ -156,18 +156,20 @@ class StoreAgent:
         self.erp: TrytonConnector | None = None
         if config.erp.kind == "tryton":
             e = config.erp
-            self.erp = TrytonConnector(e.url, e.database, e.username, e.password() or "",
-                                       e.warehouse, e.customer, e.timeout_seconds)
+            self.erp = TrytonConnector(e.url, e.database, e.username, reveal(e.password()) or "",
+                                       e.warehouse, e.customer, e.timeout_seconds,
+                                       ca_file=str(e.ca_file) if e.ca_file else None)
         ts = config.timeseries
         self.sink: tsdb.TimeSeriesSink | None = None
         if ts.enabled:
             self.sink = tsdb.TimeSeriesSink(
                 config.journal.path.with_suffix(".tsdb.db"), ts.url, ts.org, ts.bucket,
-                ts.token(), ts.batch_size, ts.flush_seconds, ts.buffer_max_points)
+                reveal(ts.token()), ts.batch_size, ts.flush_seconds, ts.buffer_max_points,
+                ca_file=str(ts.ca_file) if ts.ca_file else None)
         self.mqtt = MqttLink(
             host=config.broker.host, port=config.broker.port, client_id=config.client_id,
             subscriptions=self._subscriptions(), on_batch=self.on_batch,
-            username=config.broker.username, password=config.broker.password(),
+            username=config.broker.username, password=reveal(config.broker.password()),
             tls=config.broker.tls, tls_ca=str(config.broker.ca_file or "") or None,
             keepalive=config.broker.keepalive,
             will=(f"{self._prefix}state/agent", b"offline"),

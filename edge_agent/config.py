@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from devices.camera.config import CameraDevice
 from devices.checkout.config import CheckoutDevice
@@ -44,8 +44,8 @@ class BrokerSection(Strict):
     client_id: str | None = None  # default: storeedge-agent-{store.id}
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
 
-    def password(self) -> str | None:
-        return os.environ.get(self.password_env) if self.password_env else None
+    def password(self) -> SecretStr | None:
+        return _secret(self.password_env)
 
 
 class JournalSection(Strict):
@@ -102,9 +102,10 @@ class ErpSection(Strict):
     timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     retry_initial_seconds: Annotated[float, Field(gt=0)] = 0.5
     retry_max_seconds: Annotated[float, Field(gt=0)] = 30.0
+    ca_file: Path | None = None  # the CA that signed the ERP's certificate (default: the system's)
 
-    def password(self) -> str | None:
-        return os.environ.get(self.password_env) if self.password_env else None
+    def password(self) -> SecretStr | None:
+        return _secret(self.password_env)
 
 
 class TimeSeriesSection(Strict):
@@ -117,9 +118,10 @@ class TimeSeriesSection(Strict):
     flush_seconds: Annotated[float, Field(gt=0)] = 1.0
     batch_size: Annotated[int, Field(ge=1, le=50_000)] = 5_000
     buffer_max_points: Annotated[int, Field(ge=1_000)] = 2_000_000
+    ca_file: Path | None = None  # the CA that signed the server's certificate (default: system's)
 
-    def token(self) -> str | None:
-        return os.environ.get(self.token_env) if self.token_env else None
+    def token(self) -> SecretStr | None:
+        return _secret(self.token_env)
 
 
 class InventorySection(Strict):
@@ -239,6 +241,17 @@ class StoreConfig(Strict):
 
 
 WEIGHING_TYPES = {"shelf_modbus", "shelf_mqtt"}
+
+
+def _secret(env: str | None) -> SecretStr | None:
+    """The secret in environment variable ``env``; it prints as ``**********`` until revealed."""
+    value = os.environ.get(env) if env else None
+    return SecretStr(value) if value else None
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """The secret's text, for the one call that sends it."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 def _lanes_of(device: Any) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import logging
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -17,16 +19,19 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiomqtt
+import httpx
 import pytest
 
 from devices.shelf_mqtt.protocol import decode_weight
 from edge_agent.broker_security import BrokerFiles
 from edge_agent.certs import write_store_certs
-from edge_agent.services import start_mosquitto
+from edge_agent.config import StoreConfig
+from edge_agent.services import free_port, start_mosquitto
 from firmware_sim.login import BrokerLogin
 from firmware_sim.mqtt_shelf import MqttShelfSim
 from storeedge.errors import BrokerUnavailable
 from tests.fixtures.mosquitto import SecureBroker, two_stores
+from tests.integration.test_agent import running
 
 _ids = itertools.count()
 
@@ -212,3 +217,41 @@ async def test_a_simulated_shelf_signs_in_as_its_device_user(
                                       received_ts=time.time()).grams
         finally:
             await asyncio.to_thread(shelf.stop)
+
+
+async def test_the_agent_works_over_tls_as_its_user_and_never_shows_the_password(
+        secure_mosquitto: SecureBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    files = secure_mosquitto.files
+    password = files.passwords["sa-agent"]
+    monkeypatch.setenv("T_MQTT_PASSWORD", password)
+    http_port = free_port()
+    config = StoreConfig.model_validate({
+        "store": {"id": "sa"},
+        "broker": {"port": secure_mosquitto.port, "username": "sa-agent", "tls": True,
+                   "ca_file": str(secure_mosquitto.certs.ca_cert),
+                   "password_env": "T_MQTT_PASSWORD"},
+        "journal": {"path": str(tmp_path / "journal.db")},
+        "http": {"port": http_port},
+        "inventory": {"settle_seconds": 0},
+        "catalog": [{"sku": "COLA", "unit_grams": 350, "low_stock": 2}],
+        "lanes": [{"id": "L1", "sku": "COLA", "capacity": 10}],
+        "devices": [{"type": "shelf_mqtt", "id": "sa-s1", "lanes": ["L1"]}],
+    })
+    assert repr(config.broker.password()) == "SecretStr('**********')"
+    url = f"http://127.0.0.1:{http_port}"
+    with caplog.at_level(logging.DEBUG):
+        async with running(config), \
+                connect(secure_mosquitto, files.user("sa", "hq")) as hq, \
+                connect(secure_mosquitto, files.user("sa", "device", "sa-s1")) as shelf:
+            await hq.subscribe("store/sa/alerts", qos=1)
+            for grams in (3500.0, 350.0):  # ten cans, then one: low stock
+                await shelf.publish("store/sa/dev/sa-s1/weight",
+                                    json.dumps({"lane": "L1", "grams": grams}), qos=1)
+            [(_, alert)] = await received_until(hq, "store/sa/alerts")
+            async with httpx.AsyncClient(base_url=url) as client:
+                shown = [(await client.get(path)).text for path in ("/readyz", "/metrics")]
+    assert json.loads(alert)["rule"] == "low_stock"
+    assert json.loads(shown[0])["broker"]["connected"] is True
+    for text in (*shown, caplog.text):
+        assert password not in text
