@@ -217,7 +217,11 @@ def write_broker_config(stores: Sequence[StoreConfig], out: Path, *, port: int =
                         client_certs: bool = False, persistence_dir: Path | None = None,
                         run_as: str | None = None) -> BrokerFiles:
     """Write ``mosquitto.conf``, ``passwd``, ``acl`` and ``credentials`` under ``out`` for the
-    stores one broker serves (usually one). ``persistence_dir`` defaults to ``out/data``."""
+    stores one broker serves (usually one). ``persistence_dir`` defaults to ``out/data``.
+
+    With ``run_as`` (the user Mosquitto drops to when started as root), that user is given the
+    files Mosquitto reads after dropping: the password file, the ACL, the server's key and the
+    persistence directory. ``credentials`` stays with whoever ran this."""
     ids = [s.store.id for s in stores]
     if len(set(ids)) != len(ids):
         raise ConfigError("<command line>", "--config", f"a store is given twice: {ids}")
@@ -239,6 +243,14 @@ def write_broker_config(stores: Sequence[StoreConfig], out: Path, *, port: int =
     _write_private(acl_file, render_acl(users))
     persistence_dir = persistence_dir or out / "data"
     persistence_dir.mkdir(parents=True, exist_ok=True)
+    if run_as and os.geteuid() == 0 and run_as != current_user():
+        # Mosquitto reads these after it dropped to run_as: hand them over (still 0600).
+        owner = pwd.getpwnam(run_as)
+        readable = [password_file, acl_file, persistence_dir]
+        if certs is not None:
+            readable.append(certs.server_key)
+        for path in readable:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
     conf = out / "mosquitto.conf"
     conf.write_text(render_conf(
         port=port, host=host, password_file=password_file.resolve(),
