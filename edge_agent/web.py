@@ -17,12 +17,9 @@ Lifecycle errors map to statuses: ``AlertNotFound`` 404, ``NotPermitted`` 403,
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import html
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -62,6 +59,7 @@ from edge_agent.web_security import (
     invalid_request,
     json_errors,
     load_tokens,
+    page_csp,
 )
 from storeedge.errors import PayloadError, UsageError
 from storeedge.events import Alert, AlertState, PosLine, PosTransaction
@@ -536,18 +534,6 @@ def _page(ctx: _Context, name: str) -> HTMLResponse:
                                        "Content-Security-Policy": csp})
 
 
-def _page_csp(page: str) -> str:
-    """A CSP that lets the page run exactly its own inline script and style, and talk only to
-    the agent that served it."""
-    def hashes(tag: str) -> str:
-        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
-        return " ".join("'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest())
-                        .decode() + "'" for b in blocks) or "'none'"
-    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
-            "connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
-            "frame-ancestors 'none'")
-
-
 audit_router = APIRouter(prefix="/api/audit", tags=["audit"])
 
 
@@ -589,7 +575,7 @@ def create_app(
     for name in ("handheld", "manager"):
         page = (_STATIC / f"{name}.html").read_text(encoding="utf-8").replace("__STORE_ID__",
                                                                                store)
-        pages[name] = (page, _page_csp(page))
+        pages[name] = (page, page_csp(page))
     guard = Guard(http, api.store_id, load_tokens(http, dict(os.environ if environ is None
                                                              else environ)))
     audit_log = audit_log or AuditLog(None)
