@@ -484,9 +484,14 @@ _REFUSED = frozenset({401, 403, 413, 429})
 class SecurityMiddleware:
     """Body limits, security headers and the audit trail around the whole app."""
 
-    def __init__(self, app: ASGIApp, audit: AuditLog, tls: bool) -> None:
+    def __init__(self, app: ASGIApp, audit: AuditLog, tls: bool,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.audit = audit
+        self.clock = clock
+        # A locked-out client flooding us is audited once a minute, not once a request: the
+        # log must not become the way to fill the store's disk.
+        self._limited_audited: dict[str, float] = {}
         self.headers = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"),
                         (b"x-content-type-options", b"nosniff")]
         if tls:
@@ -554,6 +559,14 @@ class SecurityMiddleware:
             if scope["method"] not in _MUTATING and not state.get("audited_read"):
                 return  # reads are not actions (but an audit export is)
         client = scope.get("client")
+        if status_code == status.HTTP_429_TOO_MANY_REQUESTS:
+            now = self.clock()
+            key = client[0] if client else "unknown"
+            if now - self._limited_audited.get(key, -math.inf) < 60:
+                return
+            if len(self._limited_audited) > 10_000:
+                self._limited_audited.clear()
+            self._limited_audited[key] = now
         who = caller.name if caller else state.get("account") or "-"
         try:
             self.audit.record(who, caller.role if caller else "-",

@@ -261,3 +261,11 @@ async def test_the_api_cannot_alter_or_delete_an_audit_record(
         audit_log._db.execute("UPDATE audit SET who = 'nobody'")
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         audit_log._db.execute("DELETE FROM audit")
+
+
+async def test_a_locked_out_flood_is_audited_once_a_minute(audit_log: AuditLog) -> None:
+    async with client_for(http_section(sign_in_attempts=2), audit_log) as client:
+        codes = [(await client.post("/api/session", json={"token": "guess"})).status_code
+                 for _ in range(50)]
+    assert codes.count(429) == 48
+    assert [r.status for r in audit_log.records()] == [401, 401, 429]
