@@ -34,7 +34,7 @@ from cloud_bridge import tsdb
 from cloud_bridge.tryton.connector import TrytonConnector
 from edge_agent import device_kinds
 from edge_agent.committer import Committed, Committer
-from edge_agent.config import StoreConfig
+from edge_agent.config import StoreConfig, reveal
 from edge_agent.journal import Journal, alert_from_json
 from edge_agent.metrics import AgentCollector
 from edge_agent.mqtt import Batch, MqttLink
@@ -42,6 +42,7 @@ from edge_agent.pipeline import StorePipeline
 from edge_agent.publisher import Publisher
 from edge_agent.supervisor import Supervisor
 from edge_agent.web import AlertFeed, create_app
+from edge_agent.web_security import AuditLog, tls_server_options
 from rules.config import DEFAULTS, load_rules
 from rules.trackers.alerts import Actor, AlertManager, Outcome
 from rules.trackers.inventory import LaneScale
@@ -84,20 +85,22 @@ class StoreAgent:
         self.erp: TrytonConnector | None = None
         if config.erp.kind == "tryton":
             e = config.erp
-            self.erp = TrytonConnector(e.url, e.database, e.username, e.password() or "",
-                                       e.warehouse, e.customer, e.timeout_seconds)
+            self.erp = TrytonConnector(e.url, e.database, e.username, reveal(e.password()) or "",
+                                       e.warehouse, e.customer, e.timeout_seconds,
+                                       ca_file=str(e.ca_file) if e.ca_file else None)
         self.committer = Committer(self.journal, self.store_id, erp=self.erp is not None)
         ts = config.timeseries
         self.sink: tsdb.TimeSeriesSink | None = None
         if ts.enabled:
             self.sink = tsdb.TimeSeriesSink(
                 config.journal.path.with_suffix(".tsdb.db"), ts.url, ts.org, ts.bucket,
-                ts.token(), ts.batch_size, ts.flush_seconds, ts.buffer_max_points)
+                reveal(ts.token()), ts.batch_size, ts.flush_seconds, ts.buffer_max_points,
+                ca_file=str(ts.ca_file) if ts.ca_file else None)
         prefix = f"store/{self.store_id}/"
         self.mqtt = MqttLink(
             host=config.broker.host, port=config.broker.port, client_id=config.client_id,
             subscriptions=self.pipeline.subscriptions(), on_batch=self.on_batch,
-            username=config.broker.username, password=config.broker.password(),
+            username=config.broker.username, password=reveal(config.broker.password()),
             tls=config.broker.tls, tls_ca=str(config.broker.ca_file or "") or None,
             keepalive=config.broker.keepalive,
             will=(f"{prefix}state/agent", b"offline"),
@@ -342,10 +345,11 @@ class StoreAgent:
                 loop.add_signal_handler(sig, self.stop)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
-        app = create_app(self, self.feed, self.config.http, self.registry)
+        app = create_app(self, self.feed, self.config.http, self.registry,
+                         AuditLog(self.config.journal.path.with_suffix(".audit.db")))
         server = uvicorn.Server(uvicorn.Config(
             app, host=self.config.http.host, port=self.config.http.port, log_config=None,
-            access_log=False, lifespan="off"))
+            access_log=False, lifespan="off", **tls_server_options(self.config.http)))
         self._supervise()
         try:
             async with asyncio.TaskGroup() as tg:

@@ -1,5 +1,5 @@
-"""The ``storeedge`` command: ``agent``, ``check``, ``sim``, ``demo``, ``backup`` and
-``restore``."""
+"""The ``storeedge`` command: ``agent``, ``check``, ``sim``, ``demo``, ``backup``,
+``restore``, ``broker-config`` and ``certs``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ import logging
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storeedge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from firmware_sim.login import BrokerLogin
 
 log = logging.getLogger("storeedge")
 
@@ -49,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the simulated POS posts its transactions")
     p.add_argument("--dev-dir", type=Path, required=True,
                    help="where the wired shelves' serial ports appear (one link per shelf)")
+    p.add_argument("--broker-ca", type=Path, help="the CA of the broker's certificate: TLS")
+    p.add_argument("--broker-credentials", type=Path, metavar="FILE",
+                   help="the `credentials` file of `storeedge broker-config`: each MQTT device "
+                        "signs in as its own user")
     p.add_argument("--truth-out", type=Path, help="write the scenario's sales truth here at exit")
     p.add_argument("--seconds", type=float, default=0, help="0: until SIGTERM")
     p.add_argument("--fault", action="append", default=[], metavar=FAULT_SPEC, help=FAULT_HELP)
@@ -79,6 +87,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="move an existing journal aside (never deleted) instead of refusing")
 
+    p = sub.add_parser("broker-config", help="write a store broker's Mosquitto config, password "
+                       "file and ACL (see edge_agent/broker_security.py)")
+    p.add_argument("--config", required=True, type=Path, action="append",
+                   help="a store's config; repeat for a broker that serves several stores")
+    p.add_argument("--out", required=True, type=Path,
+                   help="directory for mosquitto.conf, the password file, the ACL and the "
+                        "credentials")
+    p.add_argument("--certs", type=Path, help="a directory `storeedge certs` wrote: TLS listener")
+    p.add_argument("--client-certs", action="store_true",
+                   help="require a client certificate from every client (besides its password)")
+    p.add_argument("--port", type=int, default=8883, help="the TLS listener's port (8883)")
+    p.add_argument("--host", help="the address to listen on (default: every address)")
+    p.add_argument("--run-as", help="the user Mosquitto drops to when started as root")
+
+    p = sub.add_parser("certs", help="make a store's CA (or use the chain's), server and client "
+                       "certificates")
+    p.add_argument("--out", required=True, type=Path,
+                   help="directory for the CA, server and client certificates and keys")
+    p.add_argument("--store", required=True, help="the store id")
+    p.add_argument("--host", action="append", default=[],
+                   help="a name or address clients reach the broker and web app by; repeatable")
+    p.add_argument("--client", action="append", default=[], metavar="USER",
+                   help="issue a client certificate for this MQTT user; repeatable")
+    p.add_argument("--clients-of", type=Path, metavar="STORE_YAML",
+                   help="issue a client certificate for every broker user of this store")
+    p.add_argument("--ca-cert", type=Path, help="the chain's CA certificate (PEM)")
+    p.add_argument("--ca-key", type=Path, help="the chain's CA key (PEM)")
+
     return parser
 
 
@@ -95,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: ok (store {config.store.id}, {len(config.devices)} devices, "
                   f"{len(config.lanes)} lanes)")
             return 0
+        if args.command == "broker-config":
+            return _broker_config(args)
+        if args.command == "certs":
+            return _certs(args)
         if args.command == "agent":
             from edge_agent.agent import StoreAgent
             from edge_agent.config import load_config
@@ -109,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(agent.run())
             return 0
         if args.command == "sim":
+            from firmware_sim.scenario import load_scenario
             from firmware_sim.store import run_store
 
+            scenario = load_scenario(args.scenario)
             asyncio.run(run_store(
-                args.scenario, broker=(args.broker_host, args.broker_port),
+                scenario, logins=_sim_logins(scenario.store_id, args),
+                broker=(args.broker_host, args.broker_port),
                 agent_url=args.agent_url, dev_dir=args.dev_dir, truth_out=args.truth_out,
                 seconds=args.seconds or None, faults=args.fault,
                 device_ports={d: int(p) for d, _, p in
@@ -152,6 +195,56 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def _sim_logins(store_id: str, args: argparse.Namespace) -> dict[str, BrokerLogin]:
+    """Device id -> its broker login, from broker-config's credentials file."""
+    from edge_agent.broker_security import read_credentials
+    from firmware_sim.login import BrokerLogin
+
+    ca = str(args.broker_ca) if args.broker_ca else None
+    if args.broker_credentials is None:
+        if ca is not None:
+            raise ConfigError("<command line>", "--broker-ca",
+                              "a TLS broker of ours needs --broker-credentials too")
+        return {}
+    prefix = f"{store_id}-"
+    return {user.removeprefix(prefix): BrokerLogin(user, password, ca)
+            for user, password in read_credentials(args.broker_credentials).items()
+            if user.startswith(prefix)}
+
+
+def _broker_config(args: argparse.Namespace) -> int:
+    from edge_agent.broker_security import write_broker_config
+    from edge_agent.certs import StoreCerts
+    from edge_agent.config import load_config
+
+    certs = None
+    if args.certs is not None:
+        where = args.certs.resolve()
+        certs = StoreCerts(where / "ca.crt", where / "server.crt", where / "server.key")
+        for path in (certs.ca_cert, certs.server_cert, certs.server_key):
+            if not path.is_file():
+                raise ConfigError(str(path), "--certs", "missing (run `storeedge certs` first)")
+    files = write_broker_config(
+        [load_config(path) for path in args.config], args.out, port=args.port, host=args.host,
+        certs=certs, client_certs=args.client_certs, run_as=args.run_as)
+    print(f"{files.conf}: {len(files.users)} users; passwords in {files.credentials_file}")
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from edge_agent.broker_security import store_users
+    from edge_agent.certs import write_store_certs
+    from edge_agent.config import load_config
+
+    clients = list(args.client)
+    if args.clients_of is not None:
+        clients += [user.name for user in store_users(load_config(args.clients_of))]
+    made = write_store_certs(args.out, args.store, hosts=args.host, clients=clients,
+                             ca_cert_file=args.ca_cert, ca_key_file=args.ca_key)
+    print(f"{made.ca_cert}, {made.server_cert}, {len(made.clients)} client certificates")
+    return 0
 
 
 if __name__ == "__main__":

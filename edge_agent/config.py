@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -75,8 +76,8 @@ class BrokerSection(Strict):
     client_id: str | None = None  # default: storeedge-agent-{store.id}
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
 
-    def password(self) -> str | None:
-        return os.environ.get(self.password_env) if self.password_env else None
+    def password(self) -> SecretStr | None:
+        return _secret(self.password_env)
 
 
 class JournalSection(Strict):
@@ -98,6 +99,30 @@ class HttpSection(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     tokens: list[HttpToken] = []
+    # HTTPS when both are given (PEM files; `storeedge certs` makes them).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Failed sign-ins (a wrong token anywhere) per client and per account before 429; each
+    # further failure doubles the wait from backoff_seconds up to 15 minutes.
+    sign_in_attempts: Annotated[int, Field(ge=1, le=1000)] = 5
+    sign_in_window_seconds: Annotated[float, Field(gt=0)] = 300.0
+    sign_in_backoff_seconds: Annotated[float, Field(gt=0)] = 2.0
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+    # Without a manager's or HQ's token: the API's schema and docs, Prometheus metrics, health
+    # detail (a scraper on the store's network may be allowed).
+    public_docs: bool = False
+    public_metrics: bool = False
+    public_health_detail: bool = False
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSection:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("http.tls_cert_file: give both tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class ErpSection(Strict):
@@ -112,9 +137,10 @@ class ErpSection(Strict):
     timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     retry_initial_seconds: Annotated[float, Field(gt=0)] = 0.5
     retry_max_seconds: Annotated[float, Field(gt=0)] = 30.0
+    ca_file: Path | None = None  # the CA that signed the ERP's certificate (default: the system's)
 
-    def password(self) -> str | None:
-        return os.environ.get(self.password_env) if self.password_env else None
+    def password(self) -> SecretStr | None:
+        return _secret(self.password_env)
 
 
 class TimeSeriesSection(Strict):
@@ -127,9 +153,10 @@ class TimeSeriesSection(Strict):
     flush_seconds: Annotated[float, Field(gt=0)] = 1.0
     batch_size: Annotated[int, Field(ge=1, le=50_000)] = 5_000
     buffer_max_points: Annotated[int, Field(ge=1_000)] = 2_000_000
+    ca_file: Path | None = None  # the CA that signed the server's certificate (default: system's)
 
-    def token(self) -> str | None:
-        return os.environ.get(self.token_env) if self.token_env else None
+    def token(self) -> SecretStr | None:
+        return _secret(self.token_env)
 
 
 class InventorySection(Strict):
@@ -264,6 +291,17 @@ class StoreConfig(Strict):
 
 
 WEIGHING_TYPES = {"shelf_modbus", "shelf_mqtt"}
+
+
+def _secret(env: str | None) -> SecretStr | None:
+    """The secret in environment variable ``env``; it prints as ``**********`` until revealed."""
+    value = os.environ.get(env) if env else None
+    return SecretStr(value) if value else None
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """The secret's text, for the one call that sends it."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 def _lanes_of(device: Any) -> list[str]:

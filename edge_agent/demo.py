@@ -1,8 +1,10 @@
 """``storeedge demo``: a whole store in a box, composed like a service manager would.
 
-It starts a broker (Mosquitto, else the embedded amqtt), a real Tryton with the scenario's
-catalog, VictoriaMetrics when installed, then the simulated store and the agent as separate
-processes, restarting any child that dies (broker, ERP and time-series server included).
+It starts a broker (Mosquitto with TLS, a user per device and ACLs, as ``storeedge
+broker-config`` writes them for a store; else the embedded amqtt, open), a real Tryton with the
+scenario's catalog, VictoriaMetrics when installed, then the simulated store and the agent as
+separate processes, restarting any child that dies (broker, ERP and time-series server
+included).
 After N seconds (or Ctrl-C) it stops the shoppers, lets the POS and the ERP outbox drain,
 reads the ERP back and prints one JSON line: what happened, and the truth check of the ERP
 against the scenario.
@@ -29,10 +31,15 @@ import yaml
 
 from cloud_bridge.tryton.connector import TrytonConnector
 from cloud_bridge.tryton.server import start_tryton
+from edge_agent.broker_security import BrokerFiles
+from edge_agent.certs import write_store_certs
+from edge_agent.config import StoreConfig
 from edge_agent.services import (
     Service,
     free_port,
-    start_broker,
+    mosquitto_path,
+    start_amqtt,
+    start_mosquitto,
     start_victoria_metrics,
     victoria_metrics_path,
 )
@@ -50,8 +57,10 @@ DRAIN_SECONDS = 120.0
 
 def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_port: int,
                  erp_url: str | None, tsdb_url: str | None,
-                 camera_ports: dict[str, int] | None = None) -> dict[str, Any]:
-    """The agent's store config for a scenario (what a store's IT team would write)."""
+                 camera_ports: dict[str, int] | None = None,
+                 broker_ca: Path | None = None) -> dict[str, Any]:
+    """The agent's store config for a scenario (what a store's IT team would write); with
+    ``broker_ca`` the agent signs in as its own user over TLS."""
     dev = workdir / "dev"
     devices: list[dict[str, Any]] = []
     for shelf in scenario.shelves:
@@ -89,7 +98,10 @@ def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_po
              for f in scenario.fridges}
     return {
         "store": {"id": scenario.store_id, "name": f"demo ({scenario.name})"},
-        "broker": {"host": "127.0.0.1", "port": broker_port},
+        "broker": ({"host": "127.0.0.1", "port": broker_port, "tls": True,
+                    "ca_file": str(broker_ca), "username": f"{scenario.store_id}-agent",
+                    "password_env": "STOREEDGE_MQTT_PASSWORD"}
+                   if broker_ca else {"host": "127.0.0.1", "port": broker_port}),
         "journal": {"path": str(workdir / "agent" / "journal.db"), "snapshot_seconds": 2},
         "http": {"host": "127.0.0.1", "port": http_port},
         "erp": ({"kind": "tryton", "url": erp_url, "database": "storeedge",
@@ -155,7 +167,8 @@ class AlertLog:
 
     _ACTIVE = frozenset({"open", "claimed", "escalated"})
 
-    def __init__(self, port: int, store_id: str) -> None:
+    def __init__(self, port: int, store_id: str, *, login: tuple[str, str] | None = None,
+                 ca_file: Path | None = None) -> None:
         self.opened: dict[str, dict[str, Any]] = {}
         self.duplicates: list[dict[str, Any]] = []
         self._active: dict[tuple[str, str], str] = {}  # (rule, subject) -> alert id
@@ -165,6 +178,10 @@ class AlertLog:
                                    clean_session=False)
         self._client.on_connect = self._subscribe
         self._client.on_message = self._message
+        if login is not None:
+            self._client.username_pw_set(*login)
+        if ca_file is not None:
+            self._client.tls_set(ca_certs=str(ca_file))
         self._client.connect_async("127.0.0.1", port)
         self._client.loop_start()
 
@@ -280,8 +297,6 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
     previous = signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        broker: Service = start_broker(workdir / "broker")
-        services["broker"] = broker
         erp_password = secrets.token_urlsafe(12)
         catalog = [{"sku": s.sku, "name": s.name, "barcode": s.barcode,
                     "unit_grams": s.unit_grams} for s in scenario.catalog]
@@ -295,24 +310,45 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
             services["tsdb"] = tsdb
         else:
             log.warning("victoria-metrics not installed: the demo runs without HQ time series")
-        for role, service in services.items():
-            (workdir / f"{role}.pid").write_text(str(service.pid))
         http_port = free_port()
         agent_url = f"http://127.0.0.1:{http_port}"
         camera_ports = {camera.id: free_port() for camera in scenario.cameras}
         for camera in scenario.cameras:  # calibration: the empty shelf, taken at install time
             CameraSim(list(camera.lanes.items()), size=(camera.width, camera.height)
                       ).write_reference(camera_reference_path(workdir / "dev", camera))
-        config_path = workdir / "store.yaml"
-        config_path.write_text(yaml.safe_dump(store_config(
-            scenario, workdir, broker_port=broker.port, http_port=http_port,
+        broker_port = free_port()
+        certs = (write_store_certs(workdir / "broker" / "certs", scenario.store_id)
+                 if mosquitto_path() else None)
+        config = store_config(
+            scenario, workdir, broker_port=broker_port, http_port=http_port,
             erp_url=tryton.url, tsdb_url=f"http://127.0.0.1:{tsdb.port}" if tsdb else None,
-            camera_ports=camera_ports), sort_keys=False))
+            camera_ports=camera_ports, broker_ca=certs.ca_cert if certs else None)
+        config_path = workdir / "store.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         env = {"STOREEDGE_ERP_PASSWORD": erp_password, "PYTHONUNBUFFERED": "1"}
+        sim_login: list[str] = []
+        hq_login: tuple[str, str] | None = None  # the alert log reads as HQ's bridge would
+        if certs is not None:
+            broker: Service = start_mosquitto(workdir / "broker", broker_port,
+                                              stores=[StoreConfig.model_validate(config)],
+                                              certs=certs)
+            files = broker.extra["broker"]
+            assert isinstance(files, BrokerFiles)
+            env["STOREEDGE_MQTT_PASSWORD"] = files.passwords[config["broker"]["username"]]
+            sim_login = ["--broker-ca", str(certs.ca_cert),
+                         "--broker-credentials", str(files.credentials_file)]
+            hq_user = files.user(scenario.store_id, "hq")
+            hq_login = (hq_user, files.passwords[hq_user])
+        else:
+            broker = start_amqtt(workdir / "broker", broker_port)
+            log.warning("mosquitto not installed; the embedded amqtt broker is open to anyone")
+        services["broker"] = broker
+        for role, service in services.items():
+            (workdir / f"{role}.pid").write_text(str(service.pid))
         cli = [sys.executable, "-m", "edge_agent.cli"]
         truth_path = workdir / "truth.json"
         sim = Child("sim", [*cli, "sim", "--scenario", scenario_name, "--broker-port",
-                            str(broker.port), "--agent-url", agent_url, "--dev-dir",
+                            str(broker.port), *sim_login, "--agent-url", agent_url, "--dev-dir",
                             str(workdir / "dev"), "--truth-out", str(truth_path),
                             *(f"--fault={f}" for f in faults or ()),
                             *(f"--device-port={d}={p}" for d, p in camera_ports.items())],
@@ -320,7 +356,8 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         agent = Child("agent", [*cli, "agent", "--config", str(config_path)], workdir,
                       {**env, **(agent_env or {})})
         children += [sim, agent]
-        alert_log = AlertLog(broker.port, scenario.store_id)
+        alert_log = AlertLog(broker.port, scenario.store_id, login=hq_login,
+                             ca_file=certs.ca_cert if certs else None)
         sim.start()  # first, so the shelves' serial ports exist when the agent opens them
         agent.start()
         handheld = agent_url + "/"

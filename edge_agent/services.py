@@ -15,8 +15,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edge_agent.broker_security import TUNING, BrokerFiles, current_user, write_broker_config
+from edge_agent.certs import StoreCerts
+from edge_agent.config import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +116,7 @@ allow_anonymous true
 persistence true
 persistence_location {dir}/
 autosave_interval 5
-# Store traffic is bursty: never drop messages to a subscriber that falls behind for a moment.
-max_inflight_messages 1000
-max_queued_messages 1000000
-max_queued_bytes 0
-# Without this, TCP delayed-ACK adds 20-40 ms to every alert at a few thousand msg/s.
-set_tcp_nodelay true
-log_dest stdout
-log_type error
-log_type warning
-log_type notice
+user {user}
 """
 
 
@@ -130,15 +126,37 @@ def mosquitto_path() -> str | None:
     )
 
 
-def start_mosquitto(workdir: Path, port: int | None = None) -> Service:
+def start_mosquitto(workdir: Path, port: int | None = None, *,
+                    stores: Sequence[StoreConfig] = (), certs: StoreCerts | None = None,
+                    client_certs: bool = False) -> Service:
+    """Mosquitto with the store broker's settings, its persistence in ``workdir`` (retained
+    state survives a restart on the same ``workdir`` and ``port``).
+
+    Without ``stores``, anonymous clients may do anything (the development broker). With them,
+    the config ``storeedge broker-config`` writes: their users and ACLs only, TLS when ``certs``
+    are given; ``extra["broker"]`` holds the ``BrokerFiles`` with every user's password.
+    """
     binary = mosquitto_path()
     if binary is None:
         raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(MOSQUITTO_CONF.format(port=port, dir=workdir))
-    return spawn("mosquitto", [binary, "-c", str(conf)], workdir, port)
+    # Started as root, Mosquitto drops to its own user, which cannot write a persistence file
+    # here: stay the user who owns workdir.
+    user = current_user()
+    files: BrokerFiles | None = None
+    if stores:
+        files = write_broker_config(stores, workdir, port=port, host="127.0.0.1", certs=certs,
+                                    client_certs=client_certs, persistence_dir=workdir,
+                                    run_as=user)
+        conf = files.conf
+    else:
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(MOSQUITTO_CONF.format(port=port, dir=workdir, user=user) + TUNING)
+    service = spawn("mosquitto", [binary, "-c", str(conf)], workdir, port)
+    if files is not None:
+        service.extra["broker"] = files
+    return service
 
 
 AMQTT_CONF = """\

@@ -3,10 +3,12 @@ handhelds show, the alert lifecycle (sign-in, claim, resolve, scan to confirm, t
 summary), the handheld and manager pages, health probes and Prometheus metrics.
 
 Each route translates HTTP to one ``AgentApi`` call and back, on the event loop that runs the
-agent. Callers present a bearer token listed in ``http.tokens``; on the alert stream the token may
-also come as ``?token=``, since a browser's EventSource cannot send headers. A token's role says
-what it may do and its zones which alerts a staff member sees and acts on. With no tokens
-configured everything is open (development) and every caller is an anonymous manager.
+agent. Callers present a bearer token listed in ``http.tokens`` or the session cookie that signing
+in sets (the pages use the cookie: a browser's EventSource cannot send headers); never a token in
+a URL. A token's role says what it may do and its zones which alerts a staff member sees and acts
+on. With no tokens configured everything is open (development) and every caller is an anonymous
+manager. Sign-in limits, body limits, security headers and the audit log are
+``edge_agent.web_security``'s.
 
 Lifecycle errors map to statuses: ``AlertNotFound`` 404, ``NotPermitted`` 403,
 ``IllegalTransition`` 409, ``PayloadError`` 422.
@@ -15,10 +17,8 @@ Lifecycle errors map to statuses: ``AlertNotFound`` 404, ``NotPermitted`` 403,
 from __future__ import annotations
 
 import asyncio
-import hmac
 import html
 import logging
-import math
 import os
 import time
 from collections import deque
@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -39,6 +40,19 @@ from pydantic import BaseModel, Field, field_validator
 
 from edge_agent.api import AgentApi
 from edge_agent.config import HttpSection
+from edge_agent.web_security import (
+    ERROR_RESPONSES,
+    SESSION_COOKIE,
+    AuditLog,
+    AuditRecord,
+    Guard,
+    Problem,
+    SecurityMiddleware,
+    invalid_request,
+    json_errors,
+    load_tokens,
+    page_csp,
+)
 from rules.trackers.alerts import (
     ALL_ZONES,
     Actor,
@@ -49,7 +63,6 @@ from rules.trackers.alerts import (
     Outcome,
 )
 from storeedge.errors import (
-    ConfigError,
     ConflictError,
     JournalUnavailable,
     PayloadError,
@@ -233,37 +246,15 @@ Caller = Actor
 ANONYMOUS = Caller("anonymous", "manager", frozenset({ALL_ZONES}))
 
 
-class _Tokens:
-    def __init__(self, http: HttpSection) -> None:
-        self._entries: list[tuple[Caller, bytes]] = []
-        for i, entry in enumerate(http.tokens):
-            secret = os.environ.get(entry.token_env, "")
-            if not secret:
-                raise ConfigError("<environment>", f"http.tokens.{i}.token_env",
-                                  f"environment variable {entry.token_env} is unset or empty")
-            zones = frozenset(entry.zones)
-            self._entries.append((Caller(entry.name, entry.role, zones), secret.encode()))
-
-    @property
-    def open(self) -> bool:
-        return not self._entries
-
-    def caller(self, presented: str) -> Caller | None:
-        found = None
-        given = presented.encode()
-        for caller, secret in self._entries:  # no early exit: the time spent tells nothing
-            if hmac.compare_digest(secret, given):
-                found = caller
-        return found
-
-
 @dataclass(frozen=True, slots=True)
 class _Context:
     api: AgentApi
     feed: AlertFeed
-    tokens: _Tokens
+    guard: Guard
+    http: HttpSection
+    audit: AuditLog
     registry: CollectorRegistry
-    pages: dict[str, str]
+    pages: dict[str, tuple[str, str]]  # name -> (html, its Content-Security-Policy)
 
 
 def _context(request: Request) -> _Context:
@@ -275,21 +266,31 @@ ContextDep = Annotated[_Context, Depends(_context)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
-def _require(*roles: str, query_token: bool = False) -> Callable[..., Caller]:
+def _identify(request: Request, ctx: _Context, credentials: HTTPAuthorizationCredentials | None,
+              roles: tuple[str, ...]) -> Caller:
+    if ctx.guard.open:
+        request.state.caller = ANONYMOUS
+        return ANONYMOUS  # development: anyone may do anything
+    found = ctx.guard.authenticate(request, credentials.credentials if credentials else None)
+    request.state.caller = found  # for the audit record
+    if found.role not in roles:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {found.role} may not do this")
+    return found
+
+
+def _require(*roles: str) -> Callable[..., Caller]:
     def caller(request: Request, ctx: ContextDep, credentials: BearerDep) -> Caller:
-        if ctx.tokens.open:
-            return ANONYMOUS
-        presented = credentials.credentials if credentials else None
-        if presented is None and query_token:
-            presented = request.query_params.get("token")
-        found = ctx.tokens.caller(presented) if presented else None
-        if found is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if found.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"token {found.name!r} (role {found.role}) may not do this")
-        return found
+        return _identify(request, ctx, credentials, roles)
+
+    return caller
+
+
+def _require_unless(switch: str, *roles: str) -> Callable[..., Caller | None]:
+    """Like ``_require``, except that anyone passes while ``http.{switch}`` is on."""
+    def caller(request: Request, ctx: ContextDep, credentials: BearerDep) -> Caller | None:
+        if getattr(ctx.http, switch):
+            return None
+        return _identify(request, ctx, credentials, roles)
 
     return caller
 
@@ -297,18 +298,24 @@ def _require(*roles: str, query_token: bool = False) -> Callable[..., Caller]:
 _STAFF = ("staff", "manager", "hq")
 PosCaller = Annotated[Caller, Depends(_require("pos"))]
 StaffCaller = Annotated[Caller, Depends(_require(*_STAFF))]
-StreamCaller = Annotated[Caller, Depends(_require(*_STAFF, query_token=True))]
 ActingCaller = Annotated[Caller, Depends(_require("staff", "manager"))]
 ManagerCaller = Annotated[Caller, Depends(_require("manager", "hq"))]
+DocsReader = Annotated[Caller | None, Depends(_require_unless("public_docs", "manager", "hq"))]
+MetricsReader = Annotated[Caller | None,
+                          Depends(_require_unless("public_metrics", "manager", "hq"))]
 
 
 # Routes
 
 pos_router = APIRouter(prefix="/api/pos", tags=["pos"])
-alerts_router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+_LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such alert"},
+    409: {"model": Problem, "description": "Not from the alert's current state"},
+}
+alerts_router = APIRouter(prefix="/api/alerts", tags=["alerts"], responses=_LIFECYCLE_RESPONSES)
 lanes_router = APIRouter(prefix="/api/lanes", tags=["lanes"])
 devices_router = APIRouter(prefix="/api/devices", tags=["devices"])
-session_router = APIRouter(prefix="/api", tags=["people"])
+session_router = APIRouter(prefix="/api", tags=["people"], responses=_LIFECYCLE_RESPONSES)
 ops_router = APIRouter(tags=["ops"])
 
 
@@ -354,7 +361,7 @@ async def list_alerts(
 
 
 @alerts_router.get("/stream", response_class=EventSourceResponse)
-async def stream_alerts(ctx: ContextDep, caller: StreamCaller) -> AsyncIterator[ServerSentEvent]:
+async def stream_alerts(ctx: ContextDep, caller: StaffCaller) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events of the alerts the caller may see: ``snapshot`` (the active alerts)
     first and again whenever this client fell behind, then ``alerts``: a list of the
     transitions since the last event, in order; FastAPI adds a keep-alive comment after 15 s
@@ -392,6 +399,15 @@ class ScanIn(BaseModel):
 
 class SignIn(BaseModel):
     token: Annotated[str, Field(max_length=256)] = ""
+    # Whose token it is; when given, failed tries also count against this account.
+    name: Annotated[str, Field(max_length=64)] | None = None
+
+
+class Who(BaseModel):
+    name: str
+    role: str | None
+    zones: list[str]
+    store_id: str
 
 
 @contextmanager
@@ -439,20 +455,48 @@ async def resolve_alert(
         return ctx.api.resolve_alert(alert_id, caller, body.outcome, body.note).to_dict()
 
 
+def _who(ctx: _Context, caller: Caller) -> Who:
+    return Who(name=caller.name, role=caller.role, zones=sorted(caller.zones),
+               store_id=ctx.api.store_id)
+
+
 @session_router.post("/session")
-async def sign_in(ctx: ContextDep, body: SignIn) -> dict[str, Any]:
-    """Who a token belongs to: name, role, zones. 401 for an unknown token, 403 for one that is
-    not for people (a POS till's)."""
-    caller = ANONYMOUS if ctx.tokens.open else ctx.tokens.caller(body.token)
-    if caller is None:
-        log.warning("store %s: sign-in with an unknown token", ctx.api.store_id)
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    if caller.role not in _STAFF:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"token {caller.name!r} is not for people")
+async def sign_in(ctx: ContextDep, body: SignIn, request: Request, response: Response) -> Who:
+    """Sign a person in with their token: who it belongs to (name, role, zones), and a session
+    cookie (HttpOnly, SameSite=Strict, Secure over TLS) the pages use from then on. The same 401
+    for every token that signs nobody in (unknown, a till's, another account's); 429 with
+    Retry-After after too many failures from this client or for this account."""
+    guard = ctx.guard
+    request.state.account = body.name
+    guard.refuse_if_limited(request, body.name)
+    caller = ANONYMOUS if guard.open else guard.by_token(body.token)
+    if caller is None or caller.role not in _STAFF or body.name not in (None, caller.name):
+        raise guard.refuse(request, body.name)
+    guard.signed_in(request, body.name)
+    request.state.caller = caller
+    session_id, lifetime = guard.start_session(caller)
+    response.set_cookie(SESSION_COOKIE, session_id, max_age=lifetime, path="/", httponly=True,
+                        secure=ctx.http.tls, samesite="strict")
     audit.info("store %s: %s (%s) signed in", ctx.api.store_id, caller.name, caller.role)
-    return {"name": caller.name, "role": caller.role, "zones": sorted(caller.zones),
-            "store_id": ctx.api.store_id}
+    return _who(ctx, caller)
+
+
+@session_router.get("/session")
+async def whoami(ctx: ContextDep, caller: StaffCaller) -> Who:
+    """Who the session cookie (or bearer token) belongs to; 401 when nobody is signed in."""
+    return _who(ctx, caller)
+
+
+@session_router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
+async def sign_out(ctx: ContextDep, request: Request, response: Response) -> None:
+    """End this browser's session (idempotent)."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    caller = ctx.guard.by_session(session_id)
+    if caller is not None:
+        request.state.caller = caller
+    ctx.guard.end_session(session_id)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=ctx.http.tls,
+                           samesite="strict")
 
 
 @session_router.post("/scan")
@@ -488,64 +532,113 @@ async def liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@ops_router.get("/readyz")
-async def readiness(ctx: ContextDep) -> JSONResponse:
-    """The agent's health; 503 unless its status is ``ok``."""
+@ops_router.get("/readyz", responses={
+    503: {"description": "Not ready"}, 401: ERROR_RESPONSES[401], 429: ERROR_RESPONSES[429]})
+async def readiness(ctx: ContextDep, request: Request, credentials: BearerDep) -> JSONResponse:
+    """The agent's status, 503 unless ``ok``; the detail (devices, counters, ERP, broker) only
+    for a manager or HQ, or to anyone with ``http.public_health_detail``."""
     health = ctx.api.health()
     ok = health.get("status") == "ok"
     code = status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
-    return JSONResponse(jsonable_encoder(health), code)
+    detailed = ctx.http.public_health_detail or ctx.guard.open
+    if not detailed and (credentials or request.cookies.get(SESSION_COOKIE)):
+        detailed = _identify(request, ctx, credentials, ("pos", *_STAFF)).role in ("manager",
+                                                                                   "hq")
+    body = health if detailed else {"status": health.get("status")}
+    return JSONResponse(jsonable_encoder(body), code)
 
 
 @ops_router.get("/metrics", include_in_schema=False)
-async def metrics(ctx: ContextDep) -> Response:
+async def metrics(ctx: ContextDep, _: MetricsReader) -> Response:
     return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@ops_router.get("/openapi.json", include_in_schema=False)
+async def openapi_schema(request: Request, _: DocsReader) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@ops_router.get("/docs", include_in_schema=False)
+async def docs_page(request: Request, _: DocsReader) -> HTMLResponse:
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title=request.app.title)
+    # Swagger UI loads its script and styles from a CDN and runs inline code.
+    return HTMLResponse(page.body, headers={"Content-Security-Policy": (
+        "default-src 'none'; script-src https: 'unsafe-inline'; style-src https:; "
+        "img-src https: data:; connect-src 'self'; frame-ancestors 'none'")})
 
 
 @ops_router.get("/", include_in_schema=False)
 async def handheld_page(ctx: ContextDep) -> HTMLResponse:
-    return HTMLResponse(ctx.pages["handheld"], headers={"Cache-Control": "no-cache"})
+    return _page(ctx, "handheld")
 
 
 @ops_router.get("/manager", include_in_schema=False)
 async def manager_page(ctx: ContextDep) -> HTMLResponse:
-    return HTMLResponse(ctx.pages["manager"], headers={"Cache-Control": "no-cache"})
+    return _page(ctx, "manager")
 
 
-async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's own 422, except that inputs JSON cannot carry are echoed as text: Python's
-    parser accepts ``NaN`` and ``Infinity``, and echoing them as numbers would be a 500."""
-    detail = _json_safe(jsonable_encoder(exc.errors()))
-    return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+def _page(ctx: _Context, name: str) -> HTMLResponse:
+    body, csp = ctx.pages[name]
+    return HTMLResponse(body, headers={"Cache-Control": "no-cache",
+                                       "Content-Security-Policy": csp})
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
+audit_router = APIRouter(prefix="/api/audit", tags=["audit"])
+
+
+@audit_router.get("")
+async def audit_records(ctx: ContextDep, request: Request, _: ManagerCaller,
+                        after: Annotated[int, Query(ge=0)] = 0,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+                        ) -> list[AuditRecord]:
+    """The audit log from record ``after`` on, oldest first: who (a token's name), role, when
+    (epoch seconds), what (method and path), the HTTP status, and from which address. Nothing
+    in the API changes or removes a record."""
+    request.state.audited_read = True
+    return ctx.audit.records(after, limit)
+
+
+class CsvResponse(StreamingResponse):
+    media_type = "text/csv"
+
+
+@audit_router.get("/export.csv", response_class=CsvResponse)
+async def audit_export(ctx: ContextDep, request: Request, _: ManagerCaller,
+                       after: Annotated[int, Query(ge=0)] = 0) -> CsvResponse:
+    """The whole audit log (from record ``after`` on) as CSV."""
+    request.state.audited_read = True
+    return CsvResponse(ctx.audit.csv(after))
 
 
 def create_app(
     api: AgentApi, feed: AlertFeed, http: HttpSection, registry: CollectorRegistry,
+    audit_log: AuditLog | None = None, environ: dict[str, str] | None = None,
 ) -> FastAPI:
-    """Build the web app over a running agent.
+    """Build the web app over a running agent; ``audit_log`` defaults to one in memory.
 
-    Raises ``ConfigError`` when a configured token's environment variable is unset or empty.
+    Raises ``ConfigError`` when a configured token's environment variable is unset or empty, or
+    its token too weak.
     """
     store = html.escape(api.store_id)
-    pages = {name: (_STATIC / f"{name}.html").read_text(encoding="utf-8")
-             .replace("__STORE_ID__", store) for name in ("handheld", "manager")}
-    app = FastAPI(title=f"storeedge agent {api.store_id}")
-    app.state.ctx = _Context(api, feed, _Tokens(http), registry, pages)
-    app.exception_handler(RequestValidationError)(_invalid_request)
+    pages = {}
+    for name in ("handheld", "manager"):
+        page = (_STATIC / f"{name}.html").read_text(encoding="utf-8").replace("__STORE_ID__",
+                                                                               store)
+        pages[name] = (page, page_csp(page))
+    guard = Guard(http, api.store_id, load_tokens(http, dict(os.environ if environ is None
+                                                             else environ)))
+    audit_log = audit_log or AuditLog(None)
+    app = FastAPI(title=f"storeedge agent {api.store_id}", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.ctx = _Context(api, feed, guard, http, audit_log, registry, pages)
+    app.exception_handler(RequestValidationError)(invalid_request)
+    app.add_middleware(SecurityMiddleware, audit=audit_log, tls=http.tls)
     if not http.tokens:
         log.warning("store %s: no HTTP tokens configured; the API is open to anyone who can "
                     "reach %s:%d", api.store_id, http.host, http.port)
     for router in (pos_router, alerts_router, lanes_router, devices_router, session_router,
-                   ops_router):
-        app.include_router(router)
+                   audit_router):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(ops_router)
+    app.openapi_schema = json_errors(app.openapi())
     return app

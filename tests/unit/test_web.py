@@ -189,8 +189,8 @@ async def test_payload_error_from_agent_is_422_with_its_message(
 
 @pytest.fixture
 def tokens(monkeypatch: pytest.MonkeyPatch) -> HttpSection:
-    for env, value in [("T_POS", "pos-secret"), ("T_STAFF", "staff-secret"),
-                       ("T_HQ", "hq-secret")]:
+    for env, value in [("T_POS", "pos-S3cret-Xq7Lw2Zp9k"), ("T_STAFF", "staff-S3cret-Xq7Lw2Zp9k"),
+                       ("T_HQ", "hq-S3cret-Xq7Lw2Zp9k")]:
         monkeypatch.setenv(env, value)
     return HttpSection(tokens=[
         HttpToken(name="till-1", role="pos", token_env="T_POS"),
@@ -206,15 +206,15 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.mark.parametrize(("method", "path", "token", "expected"), [
     ("POST", "/api/pos/transactions", None, 401),
     ("POST", "/api/pos/transactions", "wrong", 401),
-    ("POST", "/api/pos/transactions", "staff-secret", 403),
-    ("POST", "/api/pos/transactions", "pos-secret", 201),
+    ("POST", "/api/pos/transactions", "staff-S3cret-Xq7Lw2Zp9k", 403),
+    ("POST", "/api/pos/transactions", "pos-S3cret-Xq7Lw2Zp9k", 201),
     ("GET", "/api/alerts", None, 401),
-    ("GET", "/api/alerts", "pos-secret-but-longer", 401),
-    ("GET", "/api/alerts", "pos-secret", 403),
-    ("GET", "/api/alerts", "staff-secret", 200),
-    ("GET", "/api/alerts", "hq-secret", 200),
-    ("GET", "/api/lanes", "pos-secret", 403),
-    ("GET", "/api/lanes", "staff-secret", 200),
+    ("GET", "/api/alerts", "pos-S3cret-Xq7Lw2Zp9k-but-longer", 401),
+    ("GET", "/api/alerts", "pos-S3cret-Xq7Lw2Zp9k", 403),
+    ("GET", "/api/alerts", "staff-S3cret-Xq7Lw2Zp9k", 200),
+    ("GET", "/api/alerts", "hq-S3cret-Xq7Lw2Zp9k", 200),
+    ("GET", "/api/lanes", "pos-S3cret-Xq7Lw2Zp9k", 403),
+    ("GET", "/api/lanes", "staff-S3cret-Xq7Lw2Zp9k", 200),
     ("GET", "/healthz", None, 200),
     ("GET", "/", None, 200),
 ])
@@ -237,25 +237,31 @@ async def test_audit_line_names_the_token(
 ) -> None:
     with caplog.at_level(logging.INFO, logger="storeedge.audit"):
         async with client_for(agent, feed, registry, tokens) as client:
-            await client.post("/api/pos/transactions", json=txn(), headers=bearer("pos-secret"))
+            await client.post("/api/pos/transactions", json=txn(),
+                              headers=bearer("pos-S3cret-Xq7Lw2Zp9k"))
 
     [line] = [r.getMessage() for r in caplog.records if r.name == "storeedge.audit"]
     assert "till-1" in line and "T-1" in line
 
 
-async def test_stream_takes_the_token_from_the_query_only_there(
+async def test_stream_takes_the_session_cookie_never_a_query_token(
     agent: FakeAgent, feed: AlertFeed, registry: CollectorRegistry, tokens: HttpSection,
 ) -> None:
     feed.close()  # the stream sends its snapshot and ends
     async with client_for(agent, feed, registry, tokens) as client:
-        stream = await client.get("/api/alerts/stream?token=staff-secret")
-        no_token = await client.get("/api/alerts/stream")
-        pos_token = await client.get("/api/alerts/stream?token=pos-secret")
-        list_by_query = await client.get("/api/alerts?token=staff-secret")
+        by_query = await client.get("/api/alerts/stream?token=staff-S3cret-Xq7Lw2Zp9k")
+        signed_in = await client.post("/api/session", json={"token": "staff-S3cret-Xq7Lw2Zp9k"})
+        stream = await client.get("/api/alerts/stream")  # the cookie signing in set
+        await client.delete("/api/session")
+        signed_out = await client.get("/api/alerts/stream")
 
+    assert by_query.status_code == 401
+    cookie = signed_in.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    assert "secure" not in cookie  # plain HTTP here: a Secure cookie would never come back
+    assert "S3cret" not in signed_in.headers["set-cookie"]  # a session id, not the token
     assert stream.status_code == 200
-    assert (no_token.status_code, pos_token.status_code, list_by_query.status_code) == (
-        401, 403, 401)
+    assert signed_out.status_code == 401
 
 
 def test_a_token_whose_variable_is_unset_refuses_to_start(
