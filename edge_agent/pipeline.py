@@ -6,8 +6,12 @@ publish.
 Readings move state (lane counts, tag presence, kiosk sessions, device health); the facts they
 make (tag arrivals and departures, suspect items, health changes) and every event the rules in
 force listen to go through the rule engine, and what the rules ask goes through the alert
-lifecycle into the turn's transitions. A paid kiosk session comes out as a sale for the runtime
-to book like a POS one; the rules see a sale once it is booked (``sold``).
+lifecycle into the turn's transitions. A kiosk session's events that decide what it sells are
+facts too; a paid session comes out as a sale for the runtime to book like a POS one, and the
+rules see a sale once it is booked (``sold``).
+
+One state machine: every handler shares the turn and the time of the call, which is why the
+entry points, the handlers and the snapshot stay in this one module.
 """
 
 from __future__ import annotations

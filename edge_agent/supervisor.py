@@ -5,8 +5,8 @@ Each task is a named coroutine factory run in one TaskGroup. A task that raises,
 should run forever, is logged and started again after a capped, jittered, growing delay (the
 delay starts over once a run lasted ``stable_after`` seconds). Every task's state, restarts and
 last error are kept for ``/readyz`` and the metrics: a task waiting to restart, or one that
-failed ``crash_limit`` times within ``crash_window`` seconds, makes the agent not ready at once.
-Cancelling the supervisor (or ``stop``) ends every task.
+failed ``crash_limit`` times within ``crash_window`` seconds and has not run ``stable_after``
+seconds since, makes the agent not ready at once. Cancelling ``run`` ends every task.
 """
 
 from __future__ import annotations
