@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from cloud_bridge import outbox as outbox_mod
 from cloud_bridge import tsdb
 from cloud_bridge.tryton.connector import TrytonConnector
-from devices.rfid.sgtin import decode_sgtin96
+from devices.rfid.epc import decode as decode_epc
 from devices.scanner.gs1 import to_gtin14
 from devices.shelf_mqtt.protocol import decode_status
 from edge_agent import device_kinds
@@ -265,8 +265,9 @@ class StoreAgent:
         return self._gtins.get(gtin) if gtin else None
 
     def _sku_of_epc(self, epc: str) -> str | None:
-        tag = decode_sgtin96(epc)
-        return self._gtins.get(tag.gtin) if tag is not None else None
+        tag = decode_epc(epc)
+        gtin = tag.gtin if tag is not None else None
+        return self._gtins.get(gtin) if gtin is not None else None
 
     async def _refresh_catalog(self) -> None:
         """Read the ERP catalog at start and every refresh period; an ERP that is down only

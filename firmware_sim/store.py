@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devices.rfid.sgtin import encode_sgtin96
+from devices.rfid.epc import encode_sgtin96
 from firmware_sim.camera import CameraSim
 from firmware_sim.faults import Faults, ScenarioClock, merge_fault_specs, plug_schedule
 from firmware_sim.fridge import FridgeProfile, FridgeSim

@@ -1,7 +1,8 @@
 """RFID readers: fixed readers over MQTT (Zebra IoT Connector, Impinj IoT device interface) and
 M100/R200-family UHF modules over serial.
 
-- ``sgtin``: SGTIN-96 EPCs <-> GTIN + serial (GS1 EPC Tag Data Standard).
+- ``epc``: EPCs of the GS1 EPC Tag Data Standard (SGTIN-96, SGTIN-198, SSCC-96) between hex,
+  tag URI and pure identity URI.
 - ``zebra``, ``impinj``: sans-I/O JSON codecs, MQTT payload in, ``TagRead`` events out.
 - ``m100``: the serial frame codec; ``driver``: the asyncio serial driver around it.
 - ``config``: the three device config models.
