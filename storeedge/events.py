@@ -122,7 +122,13 @@ class TagRead(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scan(Event):
     """A barcode scan. ``gtin`` is the 14-digit GTIN when the code carries one; ``batch``,
-    ``expiry`` (ISO date) and ``serial`` come from GS1 element strings (AI 10, 17, 21)."""
+    ``expiry`` (ISO date) and ``serial`` come from GS1 data (AI 10, 17, 21).
+
+    GS1 codes (element strings, their bracketed form, Digital Link URIs) also fill ``ai``, every
+    Application Identifier read and its data as carried (``{"3103": "001250"}``), and
+    ``ai_values``, the meaning GS1 gives that data where it gives one (ISO dates, decimals with
+    the implied point applied: ``{"3103": "1.250"}``, amounts with currency as ``"978 12.50"``).
+    ``gs1_errors`` names each AI that could not be read; the rest of the scan stands."""
 
     code: str
     symbology: str | None = None
@@ -130,6 +136,9 @@ class Scan(Event):
     batch: str | None = None
     expiry: str | None = None
     serial: str | None = None
+    ai: dict[str, str] | None = None
+    ai_values: dict[str, str] | None = None
+    gs1_errors: tuple[str, ...] = ()
 
 
 class CheckoutKind(StrEnum):
