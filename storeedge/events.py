@@ -112,11 +112,24 @@ class DeviceStatus(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TagRead(Event):
-    """One RFID read of a tag by a reader (``source``) antenna. ``epc`` is upper-case hex."""
+    """One RFID read of a tag by a reader (``source``) antenna. ``epc`` is upper-case hex.
+
+    ``device_ts`` is when the reader last saw the tag, ``event_ts`` when the reader reported it
+    (its event's timestamp); they differ when a reader reports a tag some time after reading it.
+    What else a reader reports, where it does: ``reads`` (times read since its previous report),
+    ``reader_mac`` and ``reader_host`` (which physical reader), ``tid`` (the TID memory bank in
+    hex: the chip's own serial), ``access_results`` (the outcome of each tag access operation, as
+    the reader words it, e.g. ``"SUCCESS"``)."""
 
     epc: str
     antenna: int | None = None
     rssi: float | None = None  # dBm
+    event_ts: float | None = None
+    reads: int | None = None
+    reader_mac: str | None = None
+    reader_host: str | None = None
+    tid: str | None = None
+    access_results: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
