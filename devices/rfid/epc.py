@@ -217,16 +217,15 @@ def decode(epc_hex: str) -> Epc | None:
     if prefix >= 10**prefix_digits or ref >= 10**ref_digits:
         return None
     low = value & ((1 << tail) - 1)
+    serial: str | None
     if scheme == SGTIN_96:
         serial = str(low)
     elif scheme == SGTIN_198:
         serial = _serial198(low)
-        if serial is None:
-            return None
     else:
-        if low:
-            return None
-        serial = ""
+        serial = None if low else ""
+    if serial is None:
+        return None
     return Epc(scheme, filter_, f"{prefix:0{prefix_digits}d}", f"{ref:0{ref_digits}d}", serial)
 
 

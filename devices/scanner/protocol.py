@@ -113,7 +113,7 @@ def decode_line(line: bytes, *, store_id: str, device_id: str, received_ts: floa
     if found is None:
         return Scan(store_id=store_id, source=device_id, received_ts=received_ts, code=data,
                     symbology=symbology, gtin=gtin)
-    ai = {}
+    ai: dict[str, str] = {}
     for e in found.elements:
         ai.setdefault(e.ai, e.data)
     values = {e.ai: e.value for e in found.elements if e.value is not None}
