@@ -13,7 +13,7 @@ What this module adds on top:
 - The meaning of the data, as text (``Element.value``): dates as ISO dates, with the century of
   the year the code was read (section 7.12: from 49 years back to 50 ahead) and day 00 as the
   month's last day (section 3.4); date-times and the date ranges of AI 7007; measures and amounts
-  with their implied decimal point (31nn-36nn, 390n-395n: the AI's last digit counts the
+  with their implied decimal point (31nn-36nn, 390n-394n: the AI's last digit counts the
   decimals); amounts with an ISO 4217 currency (391n, 393n) as ``"978 12.50"``.
 - The human-readable form ``(01)...(10)...`` both ways, and Digital Link URIs read as tolerantly
   as element strings.
