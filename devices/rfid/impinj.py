@@ -17,7 +17,7 @@ event whose ``eventType`` names another kind.
 ``epc`` is base64, ``epcHex`` hex: which appear depends on the event configuration (``epcHex``
 is used when both do). ``peakRssiCdbm`` is centi-dBm. ``device_ts`` is the tag's
 ``lastSeenTime`` when reported, else the event's ``timestamp``; ``event_ts`` is the event's
-``timestamp``. Also kept: ``tidHex`` and the reader's ``hostname``.
+``timestamp``. Also kept: the TID (``tidHex``, or base64 ``tid``) and the reader's ``hostname``.
 """
 
 from __future__ import annotations
@@ -104,8 +104,21 @@ def _event(obj: Any, source: str, store_id: str, received_ts: float,
     last_seen = event_ts if seen is None else timestamp(seen, "lastSeenTime", source)
     out.append(TagRead(store_id=store_id, source=source, received_ts=received_ts,
                        device_ts=last_seen, event_ts=event_ts, epc=epc, antenna=antenna,
-                       rssi=rssi, tid=memory_hex(tag.get("tidHex"), "tidHex", source),
+                       rssi=rssi, tid=_tid(tag, source),
                        reader_host=short_text(obj.get("hostname"), "hostname", source)))
+
+
+def _tid(tag: dict[str, Any], source: str) -> str | None:
+    """The TID bank from ``tidHex``, else from the base64 ``tid``, as the EPC is given."""
+    if "tidHex" in tag:
+        return memory_hex(tag["tidHex"], "tidHex", source)
+    value = tag.get("tid")
+    if value is None:
+        return None
+    try:
+        return memory_hex(base64.b64decode(value, validate=True).hex(), "tid", source)
+    except (binascii.Error, ValueError, TypeError):
+        raise PayloadError(f"tid is not base64: {value!r:.40}", source=source) from None
 
 
 def _unbase64(value: Any, source: str) -> str:

@@ -83,6 +83,7 @@ def _with_serial_char(hex_: str, index: int, char: str) -> str:
 
 @pytest.mark.parametrize("hex_", [
     "E2801160600002084F5DAB5A",  # a chip's factory EPC, no GS1 key
+    "7EDA9038051002710002C0AE",  # a tag of the R700 example in test_rfid_impinj
     "3374257BF7194E4000001A85",  # SGLN-96 header: a scheme not decoded here
     "30",  # too short for its header's scheme
     "3074257BF7194E4000001A8500000000",  # SGTIN-96 header, 128 bits

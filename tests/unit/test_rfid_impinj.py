@@ -24,13 +24,22 @@ DOC_EVENT = (b'{"timestamp":"2024-08-06T12:00:00.123Z","hostname":"impinj-14-46-
              b'"peakRssiCdbm":-5325,"lastSeenTime":"2024-08-06T12:00:00.120Z"}}')
 
 
-# The same event as some modes and firmware send it: no eventType, the event object alone, with
-# the optional members the OpenAPI TagInventoryEvent declares (tidHex, frequency,
-# transmitPowerCbm, phaseAngle), reported 2.5 s after the tag was last seen.
+# An R700 tag inventory event with the optional members the reader sends when its event
+# configuration enables them (tid/tidHex, pc, frequency, transmitPowerCdbm, phaseAngle), in the
+# shape a public R700 integration documents (reelyActive barnowl-impinj, lib/testlistener.js).
+# Its EPC is no GS1 scheme (header 0x7E): a tag tracked by its hex alone.
+R700_FULL = (b'{"timestamp":"2024-08-06T12:00:00.123Z","hostname":"impinj-01-23-45",'
+             b'"eventType":"tagInventory","tagInventoryEvent":{"epc":"ftqQOAUQAnEAAsCu",'
+             b'"epcHex":"7EDA9038051002710002C0AE","tid":"4oARcCAAFM2bWgjs",'
+             b'"tidHex":"E2801170200014CD9B5A08EC","pc":"NAA=","antennaPort":1,'
+             b'"antennaName":"ANTENNA-NAME","peakRssiCdbm":-7000,"frequency":927250,'
+             b'"transmitPowerCdbm":3000,"lastSeenTime":"2024-08-06T12:00:00.120Z",'
+             b'"phaseAngle":69.0}}')
+# The same kind of event as some modes and firmware send it: no eventType, the event object
+# alone, reported 2.5 s after the tag was last seen.
 NO_TYPE_EVENT = (b'{"timestamp":"2024-08-06T12:00:02.620Z","hostname":"impinj-14-46-36",'
                  b'"tagInventoryEvent":{"epcHex":"3074257BF7194E4000001A85","antennaPort":2,'
-                 b'"peakRssiCdbm":-6150,"frequency":920750,"transmitPowerCbm":3000,'
-                 b'"phaseAngle":58.36,"tidHex":"E2801160200070F17A910998",'
+                 b'"peakRssiCdbm":-6150,"tidHex":"E2801160200070F17A910998",'
                  b'"lastSeenTime":"2024-08-06T12:00:00.120Z"}}')
 
 
@@ -43,6 +52,17 @@ def test_documented_event() -> None:
     assert (read.epc, read.antenna, read.rssi) == ("3074257BF7194E4000001A85", 1, -53.25)
     assert read.device_ts == pytest.approx(1722945600.120)
     assert DEV.location_of(read.antenna) == "door"
+
+
+def test_optional_members() -> None:
+    [read] = decode(R700_FULL)
+    assert (read.epc, read.tid, read.reader_host, read.rssi) == (
+        "7EDA9038051002710002C0AE", "E2801170200014CD9B5A08EC", "impinj-01-23-45", -70.0)
+    obj = json.loads(R700_FULL)
+    del obj["tagInventoryEvent"]["tidHex"]  # the base64 tid alone gives the same TID
+    assert decode(json.dumps(obj).encode())[0].tid == "E2801170200014CD9B5A08EC"
+    # The webhook posts events as a JSON array: each decodes.
+    assert len(decode(b"[" + R700_FULL + b"," + NO_TYPE_EVENT + b"]")) == 2
 
 
 def test_event_without_event_type_is_read_by_its_object() -> None:
@@ -86,6 +106,7 @@ def test_other_event_types_are_not_reads() -> None:
     (b'{"timestamp":"2024-08-06T12:00:00Z"}', "neither an eventType nor an event object"),
     (b'{"tagInventoryEvent":[]}', "tagInventoryEvent is not a JSON object"),
     (b'{"tagInventoryEvent":{"epcHex":"3074","tidHex":"E28"}}', "tidHex is not hex"),
+    (b'{"tagInventoryEvent":{"epcHex":"3074","tid":"!!"}}', "tid is not base64"),
     (b'{"tagInventoryEvent":{"epcHex":"3074","lastSeenTime":"noon"}}',
      "lastSeenTime is not an ISO 8601 time"),
     (b'{"timestamp":5,"hostname":7,"tagInventoryEvent":{"epcHex":"3074"}}',
