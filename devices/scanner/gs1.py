@@ -262,10 +262,11 @@ def parse_element_string(text: str, *, reference_year: int, separator: str = GS)
 
 
 def parse_hri(text: str, *, reference_year: int) -> Gs1Data:
-    """Read the human-readable form ``(01)09501101020917(17)190508(10)ABCD1234``. An AI's data
-    ends where the next ``(nn)`` begins, so every field's extent is known even for unknown AIs.
+    """Read the human-readable form ``(01)09501101020917(17)190508(10)ABCD1234`` (spaces
+    between fields, as printed, are ignored: set 82 has none). An AI's data ends where the next
+    ``(nn)`` begins, so every field's extent is known even for unknown AIs.
     Raises PayloadError only when no element could be read."""
-    parts = _HRI_AI.split(text)
+    parts = _HRI_AI.split("".join(text.split()))  # printed forms space the fields out
     if parts[0].strip() or len(parts) < 3:
         raise PayloadError(f"not a GS1 human-readable string: {text[:40]!r}")
     elements: list[Element] = []

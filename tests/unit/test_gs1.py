@@ -190,6 +190,8 @@ def test_human_readable_form() -> None:
     result = parse_hri(hri, reference_year=YEAR)
     assert to_hri(result.elements) == hri
     assert result.get("17") == Element("17", "190508", "USE BY or EXPIRY", "2019-05-08")
+    assert parse_hri("(01) 09501101020917 (17) 190508 (10) ABCD1234 (21) 10",
+                     reference_year=YEAR) == result
     # In the bracketed form an unknown AI's extent is known: everything else is kept.
     result = parse_hri("(01)09501101020917(23)XY(3103)000195", reference_year=YEAR)
     assert [(e.ai, e.value) for e in result.elements] == [("01", None), ("3103", "0.195")]
