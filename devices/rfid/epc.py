@@ -38,7 +38,8 @@ SGTIN_96, SGTIN_198, SSCC_96 = "sgtin-96", "sgtin-198", "sscc-96"
 _HEADER = {SGTIN_96: 0x30, SGTIN_198: 0x36, SSCC_96: 0x31}
 _SCHEME_OF_HEADER = {h: s for s, h in _HEADER.items()}
 _BITS = {SGTIN_96: 96, SGTIN_198: 198, SSCC_96: 96}
-# Company prefix digits -> (partition, prefix bits, reference bits), TDS tables 14-2 and 14-4.
+# By partition (12 minus the company prefix's digits): (prefix bits, reference bits), as the
+# TDS's SGTIN and SSCC partition tables give them.
 _SGTIN_PARTITIONS = ((40, 4), (37, 7), (34, 10), (30, 14), (27, 17), (24, 20), (20, 24))
 _SSCC_PARTITIONS = ((40, 18), (37, 21), (34, 24), (30, 28), (27, 31), (24, 34), (20, 38))
 _KEY_DIGITS = {"sgtin": 13, "sscc": 17}  # company prefix + reference, check digit excluded
@@ -85,16 +86,15 @@ class Epc:
     @property
     def gtin(self) -> str | None:
         """The GTIN-14 of an SGTIN, check digit included; None for an SSCC."""
-        if _kind(self.scheme) != "sgtin":
-            return None
-        body = self.reference[0] + self.company_prefix + self.reference[1:]
-        return body + str(gs1_standard_check_digit(body))
+        return self._key() if _kind(self.scheme) == "sgtin" else None
 
     @property
     def sscc(self) -> str | None:
         """The 18-digit SSCC of an SSCC EPC, check digit included; None for an SGTIN."""
-        if _kind(self.scheme) != "sscc":
-            return None
+        return self._key() if _kind(self.scheme) == "sscc" else None
+
+    def _key(self) -> str:
+        # The reference's first digit (indicator or extension digit) leads the GS1 key.
         body = self.reference[0] + self.company_prefix + self.reference[1:]
         return body + str(gs1_standard_check_digit(body))
 
