@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from devices.rfid.sgtin import decode_sgtin96
+from devices.rfid.epc import decode as decode_epc
 from devices.scanner.gs1 import to_gtin14
 from edge_agent.config import StoreConfig
 from rules.model import LaneModel, SkuModel, StoreModel, ZoneModel
@@ -70,8 +70,9 @@ class Catalog:
         return self._gtins.get(gtin) if gtin else None
 
     def sku_of_epc(self, epc: str) -> str | None:
-        tag = decode_sgtin96(epc)
-        return self._gtins.get(tag.gtin) if tag is not None else None
+        tag = decode_epc(epc)
+        gtin = tag.gtin if tag is not None else None
+        return self._gtins.get(gtin) if gtin is not None else None
 
     def barcodes(self) -> dict[str, str | None]:
         return {s.sku: s.barcode for s in self.items.values()}

@@ -13,6 +13,7 @@ Faults come as a ``firmware_sim.faults.Faults``: ``clock_skew_s``, ``duplicate_r
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -74,7 +75,9 @@ class _Field:
 class ZebraReaderSim(_Field):
     """A Zebra fixed reader: every ``period_s`` it reports each tag in its field once per
     antenna that sees it, ``batch`` events per MQTT message, on ``topic`` (default
-    ``store/{store_id}/dev/{device_id}/tags``)."""
+    ``store/{store_id}/dev/{device_id}/tags``). Each event names the reader by MAC and host
+    name, as the MAC and HOSTNAME tag metadata do (a locally administered MAC made from the
+    device id, the host name an FX9600's: model and the MAC's last three bytes)."""
 
     def __init__(
         self,
@@ -102,6 +105,9 @@ class ZebraReaderSim(_Field):
         self.published = 0  # tag events
         self._clock = self.faults.device_clock(clock)
         self._event_num = 0
+        digest = hashlib.sha256(device_id.encode()).digest()
+        self.mac = ":".join(f"{b:02X}" for b in (0x02, *digest[:5]))
+        self.host_name = "FX9600" + self.mac.replace(":", "")[6:]
         self._halt = threading.Event()
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
@@ -148,7 +154,8 @@ class ZebraReaderSim(_Field):
         for epc, antenna, rssi in self.reads():
             self._event_num += 1
             events.append(zebra.encode(epc, antenna=antenna, rssi=rssi,
-                                       event_num=self._event_num, ts=ts))
+                                       event_num=self._event_num, ts=ts, mac=self.mac,
+                                       host_name=self.host_name))
         for i in range(0, len(events), self.batch):
             self._publish(self.topic, b"".join(events[i:i + self.batch]))
         self.published += len(events)

@@ -62,9 +62,12 @@ class ScannerSim(PtySim):
         body = line[:-len(self.terminator)]
         self.write_raw(self._corrupted(body) + self.terminator)
 
-    def scan_gs1(self, elements: list[tuple[str, str]], aim: str = "]d2") -> None:
-        """Send GS1 element strings, e.g. ``[("01", gtin14), ("17", "261231"), ("10", "L1")]``."""
-        self.scan(gs1.encode_element_string(elements), aim)
+    def scan_gs1(self, elements: list[tuple[str, str]], aim: str | None = "]d2",
+                 separator: str = gs1.GS) -> None:
+        """Send GS1 element strings, e.g. ``[("01", gtin14), ("17", "261231"), ("10", "L1")]``;
+        ``aim`` None and ``separator`` act as a scanner set to send no prefix and another
+        character for FNC1."""
+        self.scan(gs1.encode_element_string(elements, separator=separator), aim)
 
     def write_raw(self, data: bytes) -> None:
         """Write bytes as they are (noise, a partial line, an over-long line)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devices.rfid.sgtin import encode_sgtin96
+from devices.rfid.epc import encode_sgtin96
 from firmware_sim.camera import CameraSim
 from firmware_sim.faults import Faults, ScenarioClock, merge_fault_specs, plug_schedule
 from firmware_sim.fridge import FridgeProfile, FridgeSim
@@ -431,8 +431,12 @@ class SimulatedStore:
 
     def _scan(self, scanner_id: str, barcode: str, aim: bool) -> None:
         scanner = self.scanners[scanner_id]
-        # ]E0 is EAN-13 in the AIM symbology identifiers (ISO/IEC 15424).
-        scanner.scan(barcode, "]E0" if aim and len(barcode) == 13 else None)
+        # ]E0 is EAN-13/UPC-A in the AIM symbology identifiers (ISO/IEC 15424), always sent as
+        # 13 digits: a UPC-A with a leading zero.
+        if aim and len(barcode) in (12, 13):
+            scanner.scan(barcode.zfill(13), "]E0")
+        else:
+            scanner.scan(barcode, None)
 
     # Planted incidents
 

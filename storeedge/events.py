@@ -112,17 +112,36 @@ class DeviceStatus(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TagRead(Event):
-    """One RFID read of a tag by a reader (``source``) antenna. ``epc`` is upper-case hex."""
+    """One RFID read of a tag by a reader (``source``) antenna. ``epc`` is upper-case hex.
+
+    ``device_ts`` is when the reader last saw the tag, ``event_ts`` when the reader reported it
+    (its event's timestamp); they differ when a reader reports a tag some time after reading it.
+    What else a reader reports, where it does: ``reads`` (times read since its previous report),
+    ``reader_mac`` and ``reader_host`` (which physical reader), ``tid`` (the TID memory bank in
+    hex: the chip's own serial), ``access_results`` (the outcome of each tag access operation, as
+    the reader words it, e.g. ``"SUCCESS"``)."""
 
     epc: str
     antenna: int | None = None
     rssi: float | None = None  # dBm
+    event_ts: float | None = None
+    reads: int | None = None
+    reader_mac: str | None = None
+    reader_host: str | None = None
+    tid: str | None = None
+    access_results: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scan(Event):
     """A barcode scan. ``gtin`` is the 14-digit GTIN when the code carries one; ``batch``,
-    ``expiry`` (ISO date) and ``serial`` come from GS1 element strings (AI 10, 17, 21)."""
+    ``expiry`` (ISO date) and ``serial`` come from GS1 data (AI 10, 17, 21).
+
+    GS1 codes (element strings, their bracketed form, Digital Link URIs) also fill ``ai``, every
+    Application Identifier read and its data as carried (``{"3103": "001250"}``), and
+    ``ai_values``, the meaning GS1 gives that data where it gives one (ISO dates, decimals with
+    the implied point applied: ``{"3103": "1.250"}``, amounts with currency as ``"978 12.50"``).
+    ``gs1_errors`` names each AI that could not be read; the rest of the scan stands."""
 
     code: str
     symbology: str | None = None
@@ -130,6 +149,9 @@ class Scan(Event):
     batch: str | None = None
     expiry: str | None = None
     serial: str | None = None
+    ai: dict[str, str] | None = None
+    ai_values: dict[str, str] | None = None
+    gs1_errors: tuple[str, ...] = ()
 
 
 class CheckoutKind(StrEnum):

@@ -1,7 +1,8 @@
 """RFID readers: fixed readers over MQTT (Zebra IoT Connector, Impinj IoT device interface) and
 M100/R200-family UHF modules over serial.
 
-- ``sgtin``: SGTIN-96 EPCs <-> GTIN + serial (GS1 EPC Tag Data Standard).
+- ``epc``: EPCs of the GS1 EPC Tag Data Standard (SGTIN-96, SGTIN-198, SSCC-96) between hex,
+  tag URI and pure identity URI.
 - ``zebra``, ``impinj``: sans-I/O JSON codecs, MQTT payload in, ``TagRead`` events out.
 - ``m100``: the serial frame codec; ``driver``: the asyncio serial driver around it.
 - ``config``: the three device config models.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,6 +87,48 @@ def epc_hex(value: Any, what: str, source: str) -> str:
         raise PayloadError(f"{what} is not an EPC of whole 16-bit words in hex: {value!r:.40}",
                            source=source)
     return value.upper()
+
+
+def memory_hex(value: Any, what: str, source: str) -> str | None:
+    """A tag memory bank (TID, USER) as upper-case hex; None for an empty or absent bank."""
+    if value is None or value == "":
+        return None
+    if type(value) is not str or len(value) % 2 or not _HEX.issuperset(value):
+        raise PayloadError(f"{what} is not hex of whole bytes: {value!r:.40}", source=source)
+    return value.upper()
+
+
+_MAC = re.compile(r"[0-9A-Fa-f]{2}([:-]?)[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")
+
+
+def mac_address(value: Any, what: str, source: str) -> str | None:
+    """A MAC address as ``84:24:8D:EE:2F:C6`` (from colons, dashes or bare hex)."""
+    if value is None:
+        return None
+    if type(value) is not str or _MAC.fullmatch(value) is None:
+        raise PayloadError(f"{what} is not a MAC address: {value!r:.40}", source=source)
+    digits = value.replace(":", "").replace("-", "").upper()
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def short_text(value: Any, what: str, source: str, limit: int = 128) -> str | None:
+    """A JSON string of at most ``limit`` characters, or None when absent."""
+    if value is None:
+        return None
+    if type(value) is not str or len(value) > limit:
+        raise PayloadError(f"{what} is not a string of at most {limit} characters: "
+                           f"{value!r:.40}", source=source)
+    return value
+
+
+def count(value: Any, what: str, source: str) -> int | None:
+    """A non-negative JSON integer, or None when absent."""
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise PayloadError(f"{what} is not a non-negative integer: {value!r:.40}",
+                           source=source)
+    return value
 
 
 def json_values(payload: bytes, source: str) -> list[Any]:

@@ -7,12 +7,15 @@ A fixed reader publishes one JSON object per tag report on its data topic::
      "timestamp": "2021-03-31T12:44:01.484+0000", "type": "CUSTOM"}
 
 (``type`` names the operating mode: SIMPLE, INVENTORY, CUSTOM...; which ``data`` members appear
-depends on the tag metadata the mode enables: only ``idHex`` is required here.) With batching a
+depends on the tag metadata the mode enables: only ``idHex`` is required here.) Kept where a rule
+can use them: ``reads`` (``seenCount`` in dataEVT), ``MAC`` and ``hostName`` of the reader,
+``TID`` memory, ``accessResults``. With batching a
 message holds several such objects, one after another or in a JSON array; handheld/FXR90 firmware
 sends ``{"data": {"tagData": [{"EPC": ..., "peakRssi": ..., "eventNum": ...}, ...]}, ...}``
 (dataEVT). All of these decode; a bad object is rejected alone and the others flow on.
 
-``eventNum`` becomes the event's ``seq``; ``timestamp`` its ``device_ts``.
+``eventNum`` becomes the event's ``seq``; ``timestamp`` its ``device_ts`` and ``event_ts`` (the
+reader reports no separate last-seen time).
 """
 
 from __future__ import annotations
@@ -21,7 +24,18 @@ import json
 import logging
 from typing import Any
 
-from devices.rfid import Decoded, decode_events, epc_hex, number, reads_or_raise, timestamp
+from devices.rfid import (
+    Decoded,
+    count,
+    decode_events,
+    epc_hex,
+    mac_address,
+    memory_hex,
+    number,
+    reads_or_raise,
+    short_text,
+    timestamp,
+)
 from devices.rfid.config import RfidZebraDevice
 from storeedge.errors import PayloadError
 from storeedge.events import TagRead
@@ -81,18 +95,29 @@ def _tag(data: Any, epc_key: str, source: str, store_id: str, received_ts: float
     rssi = data.get("peakRssi")
     if rssi is not None:
         rssi = float(number(rssi, "peakRssi", source, MIN_RSSI, MAX_RSSI))
-    seq = data.get("eventNum")
-    if seq is not None and (type(seq) is not int or seq < 0):
-        raise PayloadError(f"eventNum is not a non-negative integer: {seq!r:.40}", source=source)
+    seq = count(data.get("eventNum"), "eventNum", source)
+    # The IoT Connector names the count "reads"; dataEVT firmware "seenCount".
+    reads_key = "reads" if "reads" in data else "seenCount"
+    access = data.get("accessResults")
+    if access is not None and (type(access) is not list
+                               or not all(type(a) is str for a in access)):
+        raise PayloadError(f"accessResults is not an array of strings: {access!r:.40}",
+                           source=source)
     return TagRead(store_id=store_id, source=source, received_ts=received_ts,
-                   device_ts=device_ts, seq=seq, epc=epc, antenna=antenna, rssi=rssi)
+                   device_ts=device_ts, event_ts=device_ts, seq=seq, epc=epc, antenna=antenna,
+                   rssi=rssi, reads=count(data.get(reads_key), reads_key, source),
+                   reader_mac=mac_address(data.get("MAC"), "MAC", source),
+                   reader_host=short_text(data.get("hostName"), "hostName", source),
+                   tid=memory_hex(data.get("TID"), "TID", source),
+                   access_results=tuple(access) if access else ())
 
 
 def encode(epc: str, *, antenna: int | None = None, rssi: float | None = None,
-           event_num: int | None = None, ts: str | None = None,
-           mode: str = "SIMPLE") -> bytes:
+           event_num: int | None = None, ts: str | None = None, mode: str = "SIMPLE",
+           mac: str | None = None, host_name: str | None = None) -> bytes:
     """One tag data event as a fixed reader publishes it (lower-case ``idHex``, as readers do).
-    ``ts`` is the reader's ISO 8601 time, e.g. ``2021-03-31T12:44:01.484+0000``."""
+    ``ts`` is the reader's ISO 8601 time, e.g. ``2021-03-31T12:44:01.484+0000``; ``mac`` and
+    ``host_name`` are the reader's, as the MAC and HOSTNAME metadata report them."""
     data: dict[str, Any] = {"idHex": epc.lower(), "format": "epc"}
     if antenna is not None:
         data["antenna"] = antenna
@@ -101,6 +126,10 @@ def encode(epc: str, *, antenna: int | None = None, rssi: float | None = None,
     if event_num is not None:
         data["eventNum"] = event_num
         data["reads"] = 1
+    if mac is not None:
+        data["MAC"] = mac
+    if host_name is not None:
+        data["hostName"] = host_name
     obj: dict[str, Any] = {"data": data}
     if ts is not None:
         obj["timestamp"] = ts

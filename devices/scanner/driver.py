@@ -45,7 +45,8 @@ class ScannerDriver(ReconnectingDriver[ScannerDevice]):
     """Emits a Scan per good line of one scanner until cancelled.
 
     ``on_events`` gets the Scans decoded from each chunk read (one list per chunk); bad lines are
-    counted, logged (rate-limited) and dropped. ``on_status`` gets DeviceStatus on each change:
+    counted, logged (rate-limited) and dropped; a scan with unreadable GS1 elements is kept and
+    its ``gs1_errors`` logged (rate-limited). ``on_status`` gets DeviceStatus on each change:
     online when the port opens, offline with the reason when it cannot be opened or is lost.
 
     Counters: ``good`` (scans), ``bad`` (rejected lines), ``reconnects`` (reopens after a loss).
@@ -68,7 +69,9 @@ class ScannerDriver(ReconnectingDriver[ScannerDevice]):
         super().__init__(device, store_id, on_status, clock, target=device.port,
                          reconnect_initial=reconnect_initial, reconnect_max=reconnect_max)
         self._on_events = on_events
-        self._decoder = LineDecoder(store_id=store_id, device_id=device.id)
+        self._decoder = LineDecoder(store_id=store_id, device_id=device.id,
+                                    separator=device.gs1_separator,
+                                    gs1_without_prefix=device.gs1_without_prefix)
         self._bad_log = RateLimitedLog(log)
 
     @property
@@ -107,6 +110,10 @@ class ScannerDriver(ReconnectingDriver[ScannerDevice]):
         for item in self._decoder.feed(data, self._clock()):
             if isinstance(item, Scan):
                 events.append(item)
+                if item.gs1_errors:
+                    self._bad_log.warning(f"gs1:{self.device.id}",
+                                          "scanner %s: scan kept without what could not be "
+                                          "read: %s", self.device.id, "; ".join(item.gs1_errors))
             else:
                 self._report_bad(item)
         if events:

@@ -1,25 +1,32 @@
 """The barcode scanner's serial line protocol: a sans-I/O codec.
 
 A USB-CDC scanner sends one code per line, ended by CR or CRLF (a lone LF is taken as well). A
-line may start with an AIM symbology identifier (ISO/IEC 15424): ``]``, a code character naming
-the symbology and a modifier character, e.g.
+line may start with an AIM symbology identifier (ISO/IEC 15424, as GS1 General Specifications
+5.1.2 and 5.4.6 list them): ``]``, a code character naming the symbology and a modifier, e.g.
 
-    ]E0  EAN-13 or UPC-A (UPC-A sent as 13 digits with a leading 0)
-    ]E4  EAN-8
-    ]C1  GS1-128 (Code 128 with FNC1 in first position)
-    ]e0  GS1 DataBar
-    ]d2  GS1 DataMatrix
-    ]Q3  GS1 QR Code
+    ]E0  EAN-13, UPC-A or UPC-E, always sent as 13 digits (UPC-A with a leading 0)
+    ]E1  a 2-digit add-on alone     ]E2  a 5-digit add-on alone
+    ]E3  EAN-13 with its add-on (15 or 18 digits)
+    ]E4  EAN-8 (8 digits)
+    ]I1  ITF with check digit; 14 digits are an ITF-14 GTIN
+    ]C1  GS1-128   ]e0 GS1 DataBar   ]e1, ]e2 GS1 Composite   ]d2 GS1 DataMatrix
+    ]Q3  GS1 QR Code   ]J1 GS1 DotCode
+    ]d1, ]Q1  plain DataMatrix and QR Code (a GS1 Digital Link URI, or any text)
 
-With ]C1, ]e0, ]d2 and ]Q3 the data are GS1 element strings (``devices.scanner.gs1``). Without a
-prefix, a line of 8, 12, 13 or 14 digits is taken as a GTIN and must carry a valid check digit
-(scanners verify EAN/UPC check digits before sending, so a bad one means a garbled line), and a
-line starting with GS (FNC1 as some scanners send it) as GS1 element strings; anything else is an
-opaque code. So a scanner that does not send AIM prefixes must not be set to send ``]`` either.
+The EAN/UPC identifiers are held to their lengths. Under the GS1 identifiers the data are GS1
+element strings (``devices.scanner.gs1``). Other data are read as GS1 where they say so: a GS1
+Digital Link URI, the bracketed form ``(01)...(10)...``, a line starting with FNC1 (GS, or the
+scanner's configured separator), or, for a scanner configured with ``gs1_without_prefix``, any line
+that is not a bare GTIN. Without a prefix, a line of 8, 12, 13 or 14 digits is taken as a GTIN
+and must carry a valid check digit (scanners verify EAN/UPC check digits before sending, so a bad
+one means a garbled line); anything else is an opaque code. So a scanner that does not send AIM
+prefixes must not be set to send ``]`` either.
 
-Errors: ``FrameError`` for a line that is not a scan (too long, not UTF-8, control characters, a
-malformed prefix, nothing after the prefix); ``PayloadError`` for a scan whose content is wrong
-(check digit, unknown AI, truncated field, bad date).
+A GS1 code with some unreadable elements is still a Scan: what could be read is kept and
+``Scan.gs1_errors`` names each AI that could not be. Errors: ``FrameError`` for a line that is
+not a scan (too long, not UTF-8, control characters, a malformed prefix, nothing after the
+prefix); ``PayloadError`` for a scan whose content is wrong (a check digit, a length its
+symbology does not allow, GS1 data of which nothing could be read), naming what.
 """
 
 from __future__ import annotations
@@ -37,30 +44,46 @@ CR, LF = 0x0D, 0x0A
 # AIM identifier -> our symbology name. Identifiers not listed keep their AIM form ("]A0").
 SYMBOLOGIES = {
     "]E0": "ean-13",
+    "]E1": "ean-addon-2",
+    "]E2": "ean-addon-5",
     "]E3": "ean-13+addon",
     "]E4": "ean-8",
     "]C0": "code128",
     "]C1": "gs1-128",
     "]e0": "gs1-databar",
+    "]e1": "gs1-composite",
+    "]e2": "gs1-composite",
     "]d1": "datamatrix",
     "]d2": "gs1-datamatrix",
     "]Q1": "qr",
     "]Q3": "gs1-qr",
+    "]J1": "gs1-dotcode",
     "]A0": "code39",
     "]I0": "itf",
+    "]I1": "itf",
 }
-GS1_AIM = frozenset({"]C1", "]e0", "]d2", "]Q3"})
+GS1_AIM = frozenset({"]C1", "]e0", "]e1", "]e2", "]d2", "]Q3", "]J1"})
+# The digits each EAN/UPC identifier carries (GS1 General Specifications 5.1.2: an EAN/UPC
+# symbol is always transmitted as 13 digits, EAN-8 as 8, add-ons appended).
+EAN_LENGTHS = {"]E0": (13,), "]E1": (2,), "]E2": (5,), "]E3": (15, 18), "]E4": (8,)}
 _AIM = re.compile(r"\][A-Za-z][0-9A-Za-z]")
 # C0 controls and DEL, except GS (FNC1 separator) and TAB (a QR code may hold text with tabs).
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1c\x1e\x1f\x7f]")
+_DIGITS = re.compile(r"[0-9]+")
 _GTIN_LINE = re.compile(r"[0-9]{8}|[0-9]{12,14}")
+_HRI_LINE = re.compile(r"(\([0-9]{2,4}\)[^()]+)+")
+_URL = re.compile(r"https?://", re.IGNORECASE)
 
 
-def decode_line(line: bytes, *, store_id: str, device_id: str, received_ts: float) -> Scan:
+def decode_line(line: bytes, *, store_id: str, device_id: str, received_ts: float,
+                separator: str = gs1.GS, gs1_without_prefix: bool = False) -> Scan:
     """Decode one line (without its terminator) into a Scan.
 
-    Raises FrameError or PayloadError (see the module docstring), naming what is wrong. GS1 dates
-    resolve their century against the year of ``received_ts`` (UTC).
+    ``separator`` is the character the scanner sends for FNC1; ``gs1_without_prefix`` reads
+    every unprefixed line that is not a bare GTIN as GS1 element strings (a scanner that drops
+    both the AIM prefix and the leading FNC1). Raises FrameError or PayloadError (see the module
+    docstring), naming what is wrong. GS1 dates resolve their century against the year of
+    ``received_ts`` (UTC).
     """
     try:
         text = line.decode("utf-8")
@@ -79,45 +102,51 @@ def decode_line(line: bytes, *, store_id: str, device_id: str, received_ts: floa
         if _AIM.fullmatch(aim) is None:
             raise FrameError(f"bad AIM symbology identifier {aim!r}", source=device_id)
         data = text[3:]
-    if not data or data == gs1.GS:
+    if not data or data == separator:
         raise FrameError(f"empty code after {aim or 'nothing'}", source=device_id)
+    year = datetime.fromtimestamp(received_ts, UTC).year
     try:
-        return _scan(data, aim, store_id=store_id, device_id=device_id, received_ts=received_ts)
+        gtin, found = _read(data, aim, year, separator, gs1_without_prefix)
     except PayloadError as exc:
         raise PayloadError(str(exc), source=device_id) from None
-
-
-def _scan(data: str, aim: str | None, *, store_id: str, device_id: str,
-          received_ts: float) -> Scan:
     symbology = SYMBOLOGIES.get(aim, aim) if aim else None
-    gtin = batch = expiry = serial = None
-    if aim in GS1_AIM or (aim is None and data.startswith(gs1.GS)):
-        elements = {e.ai: e.data for e in gs1.parse_element_string(data)}
-        gtin = elements.get("01")
-        batch = elements.get("10")
-        serial = elements.get("21")
-        if "17" in elements:
-            year = datetime.fromtimestamp(received_ts, UTC).year
-            expiry = gs1.resolve_date(elements["17"], year).isoformat()
-    elif aim is not None and aim.startswith("]E"):
-        gtin = gs1.to_gtin14(_ean_digits(data, aim))
-        if aim == "]E0" and len(data) == 12:
-            symbology = "upc-a"
-    elif aim is None and _GTIN_LINE.fullmatch(data):
-        gtin = gs1.to_gtin14(data)
+    if found is None:
+        return Scan(store_id=store_id, source=device_id, received_ts=received_ts, code=data,
+                    symbology=symbology, gtin=gtin)
+    ai: dict[str, str] = {}
+    for e in found.elements:
+        ai.setdefault(e.ai, e.data)
+    values = {e.ai: e.value for e in found.elements if e.value is not None}
     return Scan(store_id=store_id, source=device_id, received_ts=received_ts, code=data,
-                symbology=symbology, gtin=gtin, batch=batch, expiry=expiry, serial=serial)
+                symbology=symbology, gtin=ai.get("01"), batch=ai.get("10"),
+                expiry=values.get("17"), serial=ai.get("21"), ai=ai, ai_values=values,
+                gs1_errors=found.errors)
 
 
-def _ean_digits(data: str, aim: str) -> str:
-    """The GTIN part of an EAN/UPC read: the whole code, or the first 13 digits with an add-on."""
-    if aim == "]E3" and len(data) in (15, 18):  # EAN-13 + 2- or 5-digit add-on
-        return data[:13]
-    if aim == "]E4" and len(data) != 8:
-        raise PayloadError(f"EAN-8 read is not 8 digits: {data[:40]!r}")
-    if aim == "]E0" and len(data) not in (12, 13):
-        raise PayloadError(f"EAN-13/UPC-A read is not 12 or 13 digits: {data[:40]!r}")
-    return data
+def _read(data: str, aim: str | None, year: int, separator: str,
+          gs1_without_prefix: bool) -> tuple[str | None, gs1.Gs1Data | None]:
+    """The GTIN of a linear code, or the GS1 data of a GS1 code (one of the two, or neither)."""
+    if aim in GS1_AIM:
+        return None, gs1.parse_element_string(data, reference_year=year, separator=separator)
+    if aim in EAN_LENGTHS:
+        if _DIGITS.fullmatch(data) is None or len(data) not in EAN_LENGTHS[aim]:
+            lengths = " or ".join(map(str, EAN_LENGTHS[aim]))
+            raise PayloadError(f"{SYMBOLOGIES[aim]} read under {aim} is not {lengths} digits: "
+                               f"{data[:40]!r}")
+        if aim in ("]E1", "]E2"):  # an add-on alone: a price or issue number, not an item
+            return None, None
+        return gs1.to_gtin14(data[:13] if aim == "]E3" else data), None
+    if aim == "]I1" and _DIGITS.fullmatch(data) and len(data) == 14:
+        return gs1.to_gtin14(data), None
+    if aim is None and _GTIN_LINE.fullmatch(data):
+        return gs1.to_gtin14(data), None
+    if _URL.match(data):
+        return None, gs1.parse_digital_link(data, reference_year=year)
+    if _HRI_LINE.fullmatch(data):
+        return None, gs1.parse_hri(data, reference_year=year)
+    if aim is None and (data.startswith(separator) or gs1_without_prefix):
+        return None, gs1.parse_element_string(data, reference_year=year, separator=separator)
+    return None, None
 
 
 class LineDecoder:
@@ -127,12 +156,19 @@ class LineDecoder:
     depend on how the stream is cut. A line longer than ``max_line`` bytes yields one FrameError
     and is skipped up to the next terminator. Empty lines (a CR after a CR) are ignored.
 
+    ``separator`` and ``gs1_without_prefix`` are the scanner's settings (see ``decode_line``).
     Counters: ``good`` (scans decoded), ``bad`` (lines rejected).
     """
 
-    def __init__(self, *, store_id: str, device_id: str, max_line: int = MAX_LINE) -> None:
+    def __init__(self, *, store_id: str, device_id: str, max_line: int = MAX_LINE,
+                 separator: str = gs1.GS, gs1_without_prefix: bool = False) -> None:
         if max_line < 1:
             raise UsageError(f"max_line must be positive, got {max_line}")
+        if len(separator) != 1 or separator in "\r\n]":
+            raise UsageError(f"the FNC1 separator is one character other than CR, LF and ']', "
+                             f"got {separator!r}")
+        self.separator = separator
+        self.gs1_without_prefix = gs1_without_prefix
         self.store_id = store_id
         self.device_id = device_id
         self.max_line = max_line
@@ -194,7 +230,8 @@ class LineDecoder:
     def _line(self, line: bytes, received_ts: float) -> Scan | PeerError:
         try:
             scan = decode_line(line, store_id=self.store_id, device_id=self.device_id,
-                               received_ts=received_ts)
+                               received_ts=received_ts, separator=self.separator,
+                               gs1_without_prefix=self.gs1_without_prefix)
         except PeerError as exc:
             self.bad += 1
             return exc

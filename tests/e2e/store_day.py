@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from devices.checkout import protocol as kiosk_codec
 from devices.rfid import zebra
-from devices.rfid.sgtin import encode_sgtin96
+from devices.rfid.epc import encode_sgtin96
 from devices.scanner import gs1
 from devices.scanner.protocol import decode_line, encode_line
 from devices.shelf_mqtt import protocol as shelf_codec

@@ -39,7 +39,7 @@ def test_kill_9_of_the_agent_mid_run_loses_and_duplicates_nothing(tmp_path):
     try:
         # Kill once the agent has accepted sales and is delivering them to the ERP.
         wait_for(lambda: (agent_health(workdir) or {}).get("counters", {}).get("sales", 0) >= 4,
-                 120, "the agent to accept sales")
+                 240, "the agent to accept sales")
         first = int((workdir / "agent.pid").read_text())
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: int((workdir / "agent.pid").read_text()) != first, 30,
@@ -90,7 +90,7 @@ def test_demo_restarts_a_killed_broker_and_erp_and_still_books_every_sale(tmp_pa
     proc = start_demo(workdir, 45)
     try:
         wait_for(lambda: (agent_health(workdir) or {}).get("counters", {}).get("sales", 0) >= 2,
-                 120, "the agent to accept sales")
+                 240, "the agent to accept sales")
         killed = {}
         for role in ("broker", "erp"):
             killed[role] = int((workdir / f"{role}.pid").read_text())

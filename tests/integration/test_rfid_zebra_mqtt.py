@@ -76,6 +76,8 @@ async def test_reads_become_presence(sim: ZebraReaderSim, client: aiomqtt.Client
     assert {r.antenna for r in reads} == {1, 2}
     assert all(r.device_ts is not None and r.device_ts < r.received_ts - 100 for r in reads)
     assert tracker.reader_offset("fx-1") == pytest.approx(120.0, abs=1.0)
+    # The reader names itself in every event, as the MAC and HOSTNAME metadata do.
+    assert {(r.reader_mac, r.reader_host, r.reads) for r in reads} == {(sim.mac, sim.host_name, 1)}
 
     # Carry EPC1 to antenna 2: it moves once, without flapping on the way.
     sim.place(EPC1, 2, rssi=-45.0, bleed={1: -75.0})

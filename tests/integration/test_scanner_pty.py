@@ -76,6 +76,38 @@ async def test_scans_flow_with_gs1_fields(sim: ScannerSim, driver: tuple[Scanner
     assert "cannot open" in (rec.statuses[0].error or "")
 
 
+async def test_gs1_as_scanners_are_set_up_in_the_field(sim: ScannerSim, store_id: str) -> None:
+    # A scanner set to send '^' for FNC1 and no AIM prefix; GS1 data with a weight, a
+    # company-internal AI, and then a code with an AI no GS1 table has, and a Digital Link.
+    device = ScannerDevice(type="scanner", id="scan-1", port=str(sim.link_path),
+                           gs1_separator="^", gs1_without_prefix=True)
+    rec = Recorder()
+    drv = ScannerDriver(device, store_id, rec.batches.append, rec.statuses.append,
+                        clock=lambda: 1_767_225_600.0, reconnect_initial=0.05)
+    sim.start()
+    task = asyncio.create_task(drv.run(), name="scanner scan-1")
+    try:
+        await until(lambda: drv.online)
+        sim.scan_gs1([("01", "09501101020917"), ("3103", "000250"), ("91", "SHELF-7"),
+                      ("10", "LOT-1")], aim=None, separator="^")
+        sim.scan("0109501101020917" "23XY^10LOT-2")
+        sim.scan("https://id.gs1.org/01/09501101020917/21/77", "]Q1")
+        await until(lambda: len(rec.scans) == 3)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    weighed, unknown, link = rec.scans
+    assert (weighed.gtin, weighed.batch, weighed.ai_values) == ("09501101020917", "LOT-1",
+                                                                {"3103": "0.250"})
+    assert weighed.ai is not None and weighed.ai["91"] == "SHELF-7"
+    assert (unknown.gtin, unknown.batch) == ("09501101020917", "LOT-2")
+    assert unknown.gs1_errors == ("unknown AI at offset 16: '23XY'; 4 characters up to the "
+                                  "next FNC1 skipped",)
+    assert (link.symbology, link.gtin, link.serial) == ("qr", "09501101020917", "77")
+    assert (drv.good, drv.bad) == (3, 0)
+
+
 async def test_corrupt_and_over_long_lines_are_counted(
         sim: ScannerSim, driver: tuple[ScannerDriver, Recorder]) -> None:
     drv, rec = driver

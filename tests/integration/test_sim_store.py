@@ -22,9 +22,9 @@ import serial
 
 from devices.checkout.config import CheckoutDevice
 from devices.checkout.protocol import decode_event
+from devices.rfid import epc as epc_codec
 from devices.rfid import m100, zebra
 from devices.rfid.config import RfidZebraDevice
-from devices.rfid.sgtin import decode_sgtin96
 from devices.scanner.protocol import decode_line
 from devices.shelf_modbus.protocol import ReadInputRegistersRequest, decode_response
 from devices.zigbee2mqtt.config import Zigbee2MqttDevice
@@ -221,14 +221,14 @@ async def test_full_store_talks_on_every_wire(mosquitto: Service, store_id: str,
              for r in zebra.decode(p, device=portal, store_id=store_id, received_ts=0)]
     assert reads
     serial_epcs = {n.epc for _, n in probes["rfid-razor"].seen if isinstance(n, m100.TagNotice)}
-    assert {decode_sgtin96(e).gtin for e in serial_epcs} == {"06901951234565"}  # type: ignore[union-attr]
+    assert {epc_codec.decode(e).gtin for e in serial_epcs} == {"06901951234565"}  # type: ignore[union-attr]
 
     planted = {p["kind"]: p for p in truth["planted"]}  # type: ignore[union-attr]
 
     # A tagged unit walked out: read at the exit antenna, then never again; no sale has it.
     walkout = planted["tag_walkout"]
     epc = walkout["epc"]
-    assert decode_sgtin96(epc).gtin == "06902083881405"  # type: ignore[union-attr]
+    assert epc_codec.decode(epc).gtin == "06902083881405"  # type: ignore[union-attr]
     its_reads = [(at, r.antenna) for at, r in reads if r.epc == epc]
     at_exit = [at for at, antenna in its_reads if antenna == 3]
     assert at_exit and its_reads[-1][1] == 3

@@ -24,6 +24,25 @@ DOC_EVENT = (b'{"timestamp":"2024-08-06T12:00:00.123Z","hostname":"impinj-14-46-
              b'"peakRssiCdbm":-5325,"lastSeenTime":"2024-08-06T12:00:00.120Z"}}')
 
 
+# An R700 tag inventory event with the optional members the reader sends when its event
+# configuration enables them (tid/tidHex, pc, frequency, transmitPowerCdbm, phaseAngle), in the
+# shape a public R700 integration documents (reelyActive barnowl-impinj, lib/testlistener.js).
+# Its EPC is no GS1 scheme (header 0x7E): a tag tracked by its hex alone.
+R700_FULL = (b'{"timestamp":"2024-08-06T12:00:00.123Z","hostname":"impinj-01-23-45",'
+             b'"eventType":"tagInventory","tagInventoryEvent":{"epc":"ftqQOAUQAnEAAsCu",'
+             b'"epcHex":"7EDA9038051002710002C0AE","tid":"4oARcCAAFM2bWgjs",'
+             b'"tidHex":"E2801170200014CD9B5A08EC","pc":"NAA=","antennaPort":1,'
+             b'"antennaName":"ANTENNA-NAME","peakRssiCdbm":-7000,"frequency":927250,'
+             b'"transmitPowerCdbm":3000,"lastSeenTime":"2024-08-06T12:00:00.120Z",'
+             b'"phaseAngle":69.0}}')
+# The same kind of event as some modes and firmware send it: no eventType, the event object
+# alone, reported 2.5 s after the tag was last seen.
+NO_TYPE_EVENT = (b'{"timestamp":"2024-08-06T12:00:02.620Z","hostname":"impinj-14-46-36",'
+                 b'"tagInventoryEvent":{"epcHex":"3074257BF7194E4000001A85","antennaPort":2,'
+                 b'"peakRssiCdbm":-6150,"tidHex":"E2801160200070F17A910998",'
+                 b'"lastSeenTime":"2024-08-06T12:00:00.120Z"}}')
+
+
 def decode(payload: bytes) -> list:
     return impinj.decode(payload, device=DEV, store_id="s1", received_ts=5.0)
 
@@ -33,6 +52,38 @@ def test_documented_event() -> None:
     assert (read.epc, read.antenna, read.rssi) == ("3074257BF7194E4000001A85", 1, -53.25)
     assert read.device_ts == pytest.approx(1722945600.120)
     assert DEV.location_of(read.antenna) == "door"
+
+
+def test_optional_members() -> None:
+    [read] = decode(R700_FULL)
+    assert (read.epc, read.tid, read.reader_host, read.rssi) == (
+        "7EDA9038051002710002C0AE", "E2801170200014CD9B5A08EC", "impinj-01-23-45", -70.0)
+    obj = json.loads(R700_FULL)
+    del obj["tagInventoryEvent"]["tidHex"]  # the base64 tid alone gives the same TID
+    assert decode(json.dumps(obj).encode())[0].tid == "E2801170200014CD9B5A08EC"
+    # The webhook posts events as a JSON array: each decodes.
+    assert len(decode(b"[" + R700_FULL + b"," + NO_TYPE_EVENT + b"]")) == 2
+
+
+def test_event_without_event_type_is_read_by_its_object() -> None:
+    [read] = decode(NO_TYPE_EVENT)
+    assert (read.epc, read.antenna, read.rssi, read.tid, read.reader_host) == (
+        "3074257BF7194E4000001A85", 2, -61.5, "E2801160200070F17A910998", "impinj-14-46-36")
+    # Both times: when the tag was last seen, and when the reader reported it.
+    assert read.device_ts == pytest.approx(1722945600.120)
+    assert read.event_ts == pytest.approx(1722945602.620)
+    [typed] = decode(DOC_EVENT)
+    assert typed.event_ts == pytest.approx(1722945600.123)
+    assert typed.device_ts == pytest.approx(1722945600.120)
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"timestamp":"2024-08-06T12:00:00Z","inventoryStatusEvent":{"inventoryStatus":"running"}}',
+    b'{"timestamp":"2024-08-06T12:00:00Z","antennaConnectedEvent":{"antennaPort":1}}',
+    b'{"timestamp":"2024-08-06T12:00:00Z","diagnosticEvent":{"type":"info"}}',
+])
+def test_other_event_objects_without_event_type_are_not_reads(payload: bytes) -> None:
+    assert decode(payload) == []
 
 
 def test_base64_epc_alone() -> None:
@@ -52,6 +103,14 @@ def test_other_event_types_are_not_reads() -> None:
 
 @pytest.mark.parametrize(("payload", "message"), [
     (b'{"eventType":1}', "eventType is not a string"),
+    (b'{"timestamp":"2024-08-06T12:00:00Z"}', "neither an eventType nor an event object"),
+    (b'{"tagInventoryEvent":[]}', "tagInventoryEvent is not a JSON object"),
+    (b'{"tagInventoryEvent":{"epcHex":"3074","tidHex":"E28"}}', "tidHex is not hex"),
+    (b'{"tagInventoryEvent":{"epcHex":"3074","tid":"!!"}}', "tid is not base64"),
+    (b'{"tagInventoryEvent":{"epcHex":"3074","lastSeenTime":"noon"}}',
+     "lastSeenTime is not an ISO 8601 time"),
+    (b'{"timestamp":5,"hostname":7,"tagInventoryEvent":{"epcHex":"3074"}}',
+     "hostname is not a string"),
     (b'{"eventType":"tagInventory"}', "no tagInventoryEvent"),
     (b'{"eventType":"tagInventory","tagInventoryEvent":{}}', "neither epcHex nor"),
     (b'{"eventType":"tagInventory","tagInventoryEvent":{"epc":"!!"}}', "not base64"),
@@ -67,12 +126,18 @@ def test_bad_events_name_the_problem(payload: bytes, message: str) -> None:
 
 
 @given(st.binary(min_size=2, max_size=62).filter(lambda b: len(b) % 2 == 0),
-       st.integers(1, 32), st.integers(-9000, 0))
-def test_round_trip(epc: bytes, antenna: int, cdbm: int) -> None:
+       st.integers(1, 32), st.integers(-9000, 0), st.booleans(), st.integers(0, 59),
+       st.binary(min_size=4, max_size=12))
+def test_round_trip(epc: bytes, antenna: int, cdbm: int, event_type: bool, lag_s: int,
+                    tid: bytes) -> None:
     payload = impinj.encode(epc.hex(), antenna=antenna, rssi=cdbm / 100,
-                            ts="2024-08-06T12:00:00Z")
+                            ts=f"2024-08-06T12:01:{lag_s:02d}Z",
+                            last_seen="2024-08-06T12:01:00Z", tid=tid.hex(),
+                            event_type=event_type)
     [read] = decode(payload)
-    assert (read.epc, read.antenna, read.rssi) == (epc.hex().upper(), antenna, cdbm / 100)
+    assert (read.epc, read.antenna, read.rssi, read.tid) == (epc.hex().upper(), antenna,
+                                                             cdbm / 100, tid.hex().upper())
+    assert read.event_ts - read.device_ts == lag_s
 
 
 @given(st.binary(max_size=200))
@@ -83,10 +148,12 @@ def test_any_bytes_decode_or_raise_payload_error(payload: bytes) -> None:
         pass
 
 
-@given(st.dictionaries(st.sampled_from(["eventType", "tagInventoryEvent", "timestamp"]),
+@given(st.dictionaries(st.sampled_from(["eventType", "tagInventoryEvent", "timestamp",
+                                        "hostname", "inventoryStatusEvent"]),
                        st.none() | st.text(max_size=12) | st.integers() |
                        st.dictionaries(st.sampled_from(["epc", "epcHex", "antennaPort",
-                                                        "peakRssiCdbm", "lastSeenTime"]),
+                                                        "peakRssiCdbm", "lastSeenTime",
+                                                        "tidHex"]),
                                        st.none() | st.text(max_size=30) | st.integers() |
                                        st.floats())))
 def test_any_event_object_decodes_or_raises_payload_error(obj: dict) -> None:

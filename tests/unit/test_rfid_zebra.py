@@ -29,6 +29,17 @@ DOC_DATAEVT = (b'{"type":"BALANCED_PERFORMANCE","timestamp":"2019-08-24T14:15:22
                b'"channel":911.75,"eventNum":1,"peakRssi":-39,"phase":0,"seenCount":1}]}}')
 
 
+# The IoT Connector's tag data event with every optional member the CUSTOM mode's tag metadata
+# can enable (IoT Connector data interface schema: TID, USER, XPC, reads, accessResults...; MAC
+# and HOSTNAME metadata name the reader), with the TDS's SGTIN-96 example as the EPC.
+DOC_FULL = (b'{"type":"CUSTOM","timestamp":"2021-03-31T12:44:01.484+0000","data":{'
+            b'"CRC":"b06a","PC":"3000","TID":"E2801160200070F17A910998","USER":"0000ABCD",'
+            b'"antenna":1,"channel":911.75,"eventNum":7,"format":"epc",'
+            b'"idHex":"3074257bf7194e4000001a85","peakRssi":-39,"phase":0,"reads":4,'
+            b'"XPC":"","MAC":"84:24:8D:EE:2F:C6","hostName":"FX9600EE2FC6",'
+            b'"userDefined":null,"accessResults":["SUCCESS"]}}')
+
+
 def decode(payload: bytes) -> list:
     return zebra.decode(payload, device=DEV, store_id="s1", received_ts=T0)
 
@@ -49,6 +60,43 @@ def test_documented_dataevt_batch() -> None:
     assert (read.epc, read.rssi, read.seq, read.antenna) == ("BEDD11112222333344445555", -39.0,
                                                              1, None)
     assert read.device_ts == pytest.approx(1566656122.0)
+
+
+def test_optional_fields_are_kept() -> None:
+    [read] = decode(DOC_FULL)
+    assert (read.epc, read.seq, read.reads, read.reader_mac, read.reader_host) == (
+        "3074257BF7194E4000001A85", 7, 4, "84:24:8D:EE:2F:C6", "FX9600EE2FC6")
+    assert (read.tid, read.access_results) == ("E2801160200070F17A910998", ("SUCCESS",))
+    assert read.event_ts == read.device_ts == pytest.approx(1617194641.484)
+    assert read.to_dict()["access_results"] == ["SUCCESS"]
+    # dataEVT firmware counts reads as seenCount.
+    [batched] = decode(DOC_DATAEVT)
+    assert batched.reads == 1
+    # Other spellings of a MAC are normalised.
+    obj = json.loads(DOC_FULL)
+    obj["data"]["MAC"] = "84-24-8d-ee-2f-c6"
+    assert decode(json.dumps(obj).encode())[0].reader_mac == "84:24:8D:EE:2F:C6"
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("MAC", "84:24:8D:EE:2F", "MAC is not a MAC address"),
+    ("MAC", 842488, "MAC is not a MAC address"),
+    ("TID", "E28011602", "TID is not hex of whole bytes"),
+    ("reads", -1, "reads is not a non-negative integer"),
+    ("reads", 1.5, "reads is not a non-negative integer"),
+    ("accessResults", "SUCCESS", "accessResults is not an array of strings"),
+    ("accessResults", [1], "accessResults is not an array of strings"),
+    ("hostName", 7, "hostName is not a string"),
+])
+def test_bad_optional_fields_name_the_field(field: str, value: object, message: str) -> None:
+    obj = json.loads(DOC_FULL)
+    obj["data"][field] = value
+    good = zebra.encode("3074257BF7194E4000001A86", antenna=2, event_num=8)
+    result = zebra.decode_all(json.dumps(obj).encode() + good, device=DEV, store_id="s1",
+                              received_ts=T0)
+    [error] = result.errors
+    assert message in str(error)
+    assert [r.epc for r in result.reads] == ["3074257BF7194E4000001A86"]  # the rest flows on
 
 
 def test_simple_mode_minimal_event() -> None:
@@ -112,7 +160,9 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["data", "idHex", "antenna", "peakRssi", "eventNum", "timestamp",
-                         "tagData", "EPC", "type"]) | st.text(max_size=4), inner, max_size=5),
+                         "tagData", "EPC", "type", "reads", "seenCount", "MAC", "hostName",
+                         "TID", "accessResults"]) | st.text(max_size=4), inner,
+        max_size=5),
     max_leaves=12)
 
 
@@ -134,12 +184,18 @@ def test_any_bytes_decode_or_raise_payload_error(payload: bytes) -> None:
         pass
 
 
+macs = st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02X}" for x in b))
+
+
 @given(st.lists(st.tuples(st.binary(min_size=2, max_size=62).filter(lambda b: len(b) % 2 == 0),
                           st.integers(0, 16), st.integers(-100, 0), st.integers(0, 2**31)),
-                min_size=1, max_size=5))
-def test_encode_decode_round_trip(tags: list[tuple[bytes, int, int, int]]) -> None:
-    payload = b"".join(zebra.encode(epc.hex(), antenna=a, rssi=r, event_num=n,
-                                    ts="2024-01-02T03:04:05.678+0000") for epc, a, r, n in tags)
+                min_size=1, max_size=5), macs, st.text(max_size=20))
+def test_encode_decode_round_trip(tags: list[tuple[bytes, int, int, int]], mac: str,
+                                  host: str) -> None:
+    payload = b"".join(zebra.encode(epc.hex(), antenna=a, rssi=r, event_num=n, mac=mac,
+                                    host_name=host, ts="2024-01-02T03:04:05.678+0000")
+                       for epc, a, r, n in tags)
     reads = decode(payload)
-    assert [(r.epc, r.antenna, r.rssi, r.seq) for r in reads] == [
-        (epc.hex().upper(), a, float(r), n) for epc, a, r, n in tags]
+    assert [(r.epc, r.antenna, r.rssi, r.seq, r.reads, r.reader_mac, r.reader_host)
+            for r in reads] == [(epc.hex().upper(), a, float(r), n, 1, mac, host)
+                                for epc, a, r, n in tags]

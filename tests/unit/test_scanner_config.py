@@ -16,8 +16,18 @@ def test_defaults_and_fields() -> None:
     assert (dev.baudrate, dev.location) == (115200, "receiving")
 
 
+def test_gs1_settings() -> None:
+    dev = ScannerDevice(type="scanner", id="scan-1", port="/dev/ttyACM0")
+    assert (dev.gs1_separator, dev.gs1_without_prefix) == ("\x1d", False)
+    dev = ScannerDevice(type="scanner", id="scan-1", port="/dev/ttyACM0", gs1_separator="^",
+                        gs1_without_prefix=True)
+    assert (dev.gs1_separator, dev.gs1_without_prefix) == ("^", True)
+
+
 @pytest.mark.parametrize("bad", [{"port": ""}, {"baudrate": 0}, {"type": "shelf"},
-                                 {"speed": 9600}])
+                                 {"speed": 9600}, {"gs1_separator": ""},
+                                 {"gs1_separator": "ab"}, {"gs1_separator": "]"},
+                                 {"gs1_separator": "\n"}])
 def test_rejects(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         ScannerDevice.model_validate({"type": "scanner", "id": "s", "port": "/dev/ttyACM0",

@@ -36,8 +36,9 @@ def fields(scan: Scan) -> tuple[str, str | None, str | None, str | None, str | N
          ("6291041500213", "ean-13", "06291041500213", None, None, None)),
         (b"]E00036000241457",
          ("0036000241457", "ean-13", "00036000241457", None, None, None)),
-        (b"]E0036000241457",
-         ("036000241457", "upc-a", "00036000241457", None, None, None)),
+        (b"]I100012345600012", ("00012345600012", "itf", "00012345600012", None, None, None)),
+        (b"]E112", ("12", "ean-addon-2", None, None, None, None)),
+        (b"]E201234", ("01234", "ean-addon-5", None, None, None, None)),
         (b"]E496385074", ("96385074", "ean-8", "00000096385074", None, None, None)),
         (b"]E3629104150021312", ("629104150021312", "ean-13+addon", "06291041500213", None,
                                  None, None)),
@@ -74,11 +75,17 @@ def test_golden_lines(line: bytes, expected: tuple[str | None, ...]) -> None:
     [
         (b"]E06291041500214", PayloadError, "scan-1: bad check digit in GTIN 6291041500214"),
         (b"6291041500214", PayloadError, "bad check digit"),
-        (b"]E4963850", PayloadError, "EAN-8 read is not 8 digits"),
-        (b"]E0123", PayloadError, "not 12 or 13 digits"),
-        (b"]d20109501101020917410123", PayloadError, r"unknown AI \('41'\)"),
-        (b"]d2010950110102", PayloadError, r"AI \(01\) GTIN truncated"),
-        (b"]d20109501101020917171302", PayloadError, r"AI \(17\) expiration date truncated"),
+        (b"]E4963850", PayloadError, "ean-8 read under ]E4 is not 8 digits: '963850'"),
+        # AIM identifiers are held to their lengths: ]E0 carries 13 digits, UPC-A included.
+        (b"]E0036000241457", PayloadError, "ean-13 read under ]E0 is not 13 digits"),
+        (b"]E0123", PayloadError, "ean-13 read under ]E0 is not 13 digits"),
+        (b"]E06291041500X13", PayloadError, "ean-13 read under ]E0 is not 13 digits"),
+        (b"]E3629104150021", PayloadError, "under ]E3 is not 15 or 18 digits"),
+        (b"]E1123", PayloadError, "ean-addon-2 read under ]E1 is not 2 digits"),
+        (b"]d2010950110102", PayloadError, r"AI \(01\) GTIN needs 14 characters, got 10"),
+        (b"]d223XYZ", PayloadError, r"unknown AI at offset 0: '23XY'"),
+        (b"(01)09501101020918", PayloadError, r"AI \(01\) GTIN: Invalid GTIN check digit"),
+        (b"]Q1https://id.gs1.org/01/09501101020918", PayloadError, r"AI \(01\) GTIN: Invalid"),
         (b"]d2", FrameError, "empty code after ]d2"),
         (b"]E", FrameError, "bad AIM symbology identifier"),
         (b"]!0123", FrameError, "bad AIM symbology identifier"),
@@ -91,6 +98,59 @@ def test_bad_lines(line: bytes, error: type[PeerError], message: str) -> None:
         decode(line)
     assert type(info.value) is error
     assert info.value.source == "scan-1"
+
+
+def test_gs1_scan_carries_every_ai_and_its_meaning() -> None:
+    # GS1-128 with a weight (3103: three implied decimals), a price with currency (3932), a
+    # best-before date with day 00 and a company-internal AI.
+    scan = decode(b"]C10109501101020917" b"3103001250" b"15260200" b"3932978599\x1d"
+                  b"91STORE-7\x1d" b"10LOT-42")
+    assert (scan.gtin, scan.batch, scan.expiry, scan.serial) == ("09501101020917", "LOT-42",
+                                                                 None, None)
+    assert scan.ai == {"01": "09501101020917", "3103": "001250", "15": "260200",
+                       "3932": "978599", "91": "STORE-7", "10": "LOT-42"}
+    assert scan.ai_values == {"3103": "1.250", "15": "2026-02-28", "3932": "978 5.99"}
+    assert scan.gs1_errors == ()
+    assert scan.to_dict()["ai_values"]["3103"] == "1.250"
+
+
+def test_unreadable_ai_keeps_the_scan() -> None:
+    # AI 410 (ship to GLN) truncated and AI 17 not a date: the GTIN and the rest stand.
+    scan = decode(b"]d20109501101020917" b"17191332" b"10LOT\x1d" b"410123")
+    assert (scan.gtin, scan.batch, scan.expiry) == ("09501101020917", "LOT", None)
+    assert scan.gs1_errors == (
+        "AI (17) USE BY or EXPIRY '191332' is not a calendar date (YYMMDD)",
+        "AI (410) SHIP TO LOC needs 13 characters, got 3: '123'")
+
+
+def test_hri_and_digital_link_lines() -> None:
+    hri = decode(b"(01)09501101020917(17)190508(10)ABCD1234(21)10")
+    dl = decode(b"]Q1https://id.gs1.org/01/09501101020917/10/ABCD1234/21/10?17=190508")
+    for scan in (hri, dl):
+        assert (scan.gtin, scan.batch, scan.expiry, scan.serial) == (
+            "09501101020917", "ABCD1234", "2019-05-08", "10")
+    assert dl.symbology == "qr" and dl.code.startswith("https://")
+    # An ordinary web address in a QR code is an opaque code, not an error.
+    web = decode(b"]Q1https://example.com/promo?id=7")
+    assert (web.gtin, web.ai, web.gs1_errors) == (None, None, ())
+
+
+def test_scanner_settings_for_fnc1() -> None:
+    data = b"0109501101020917" b"10ABCD1234^2110"
+    # A scanner sending '^' for FNC1, with no AIM prefix and no leading FNC1.
+    scan = decode_line(data, store_id="s1", device_id="scan-1", received_ts=TS, separator="^",
+                       gs1_without_prefix=True)
+    assert (scan.gtin, scan.batch, scan.serial) == ("09501101020917", "ABCD1234", "10")
+    # Without the setting the same line is an opaque code; with a leading FNC1 it is GS1.
+    assert decode_line(data, store_id="s1", device_id="scan-1", received_ts=TS,
+                       separator="^").ai is None
+    assert decode_line(b"^" + data, store_id="s1", device_id="scan-1", received_ts=TS,
+                       separator="^").serial == "10"
+    dec = LineDecoder(store_id="s1", device_id="scan-1", separator="^", gs1_without_prefix=True)
+    [fed] = dec.feed(data + b"\r\n", TS)
+    assert isinstance(fed, Scan) and fed.serial == "10"
+    with pytest.raises(UsageError, match="FNC1 separator"):
+        LineDecoder(store_id="s1", device_id="scan-1", separator="]")
 
 
 def new_decoder(max_line: int = MAX_LINE) -> LineDecoder:
@@ -195,3 +255,25 @@ def test_encoded_lines_decode_back(batch: list[str], terminator: bytes, chunk: i
     assert [x.code for x in out if isinstance(x, Scan)] == batch
     assert all(x.gtin == x.code.rjust(14, "0") for x in out
                if isinstance(x, Scan) and not x.code.startswith("X-"))
+
+
+gs1_like = st.text(alphabet="0123456789()/?=&%:.ABCxyz#\x1d^", max_size=60)
+
+
+@given(st.sampled_from(["", "]C1", "]d2", "]Q1", "]Q3", "]E0", "]E3", "]I1", "(01)", "(17)",
+                        "https://id.gs1.org/01/", "https://x.example/01/09501101020917/"]),
+       gs1_like, st.booleans())
+def test_gs1_shaped_lines_give_a_scan_or_a_peer_error(prefix: str, text: str,
+                                                      without_prefix: bool) -> None:
+    line = (prefix + text).encode()
+    try:
+        scan = decode_line(line, store_id="s1", device_id="scan-1", received_ts=TS,
+                           separator="^" if without_prefix else "\x1d",
+                           gs1_without_prefix=without_prefix)
+    except PeerError as exc:
+        assert exc.source == "scan-1"
+        return
+    assert scan.gtin is None or (len(scan.gtin) == 14 and check_digit(scan.gtin[:-1]) ==
+                                 scan.gtin[-1])
+    if scan.ai is not None:
+        assert scan.ai.get("01") == scan.gtin
