@@ -28,6 +28,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from cloud_bridge import outbox as outbox_mod
 from cloud_bridge import tsdb
+from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
+from cloud_bridge.bridge import ErpBridge
 from cloud_bridge.tryton.connector import TrytonConnector
 from devices.rfid.sgtin import decode_sgtin96
 from devices.scanner.gs1 import to_gtin14
@@ -45,7 +47,7 @@ from edge_agent.web import AlertFeed, create_app
 from rules.config import DEFAULTS, load_rules
 from rules.engine import RuleEngine
 from rules.model import LaneModel, SkuModel, StoreModel, ZoneModel
-from storeedge.errors import ConfigError, ErpUnavailable, PayloadError, StoreEdgeError
+from storeedge.errors import ConfigError, PayloadError, StoreEdgeError
 from storeedge.events import (
     Alert,
     AlertState,
@@ -63,7 +65,6 @@ from storeedge.events import (
     StockChanged,
     TagRead,
 )
-from storeedge.ids import idempotency_key
 from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,7 @@ class StoreAgent:
         self.store_id = config.store.id
         self._prefix = f"store/{self.store_id}/"
         self.clock = clock
-        self.journal = Journal(config.journal.path, extra_schemas=[outbox_mod.SCHEMA])
-        self.outbox = outbox_mod.Outbox(config.journal.path)
+        self.journal = Journal(config.journal.path, extra_schemas=ERP_SCHEMAS)
         self.feed = AlertFeed()
         self.registry = CollectorRegistry()
         self.registry.register(_AgentCollector(self))
@@ -153,10 +153,20 @@ class StoreAgent:
         self.last_scans: list[Scan] = []
         self._stopping = asyncio.Event()
         self.erp: TrytonConnector | None = None
+        self.erp_bridge: ErpBridge | None = None
         if config.erp.kind == "tryton":
             e = config.erp
             self.erp = TrytonConnector(e.url, e.database, e.username, e.password() or "",
                                        e.warehouse, e.customer, e.timeout_seconds)
+            self.erp_bridge = ErpBridge(
+                config.journal.path, self.store_id, self.erp,
+                window_s=e.summary_window_seconds, quarantine_after=e.quarantine_after,
+                limits=outbox_mod.Limits(e.outbox_max_items, e.outbox_max_bytes),
+                retry_initial_s=e.retry_initial_seconds, retry_max_s=e.retry_max_seconds,
+                clock=clock)
+        self.outbox = (self.erp_bridge.outbox if self.erp_bridge is not None
+                       else outbox_mod.Outbox(config.journal.path))
+        self.registry.register(outbox_mod.OutboxCollector(self.outbox, self.store_id))
         ts = config.timeseries
         self.sink: tsdb.TimeSeriesSink | None = None
         if ts.enabled:
@@ -512,23 +522,18 @@ class StoreAgent:
             if line.qty < 1:
                 raise PayloadError(f"lines.{i}.qty: must be at least 1", source="pos")
         enlist = []
-        if self.erp is not None:
-            key = idempotency_key(self.store_id, "sale", txn.txn_id)
-            merged: Counter[str] = Counter()
-            for line in txn.lines:
-                merged[line.sku] += line.qty
-            payload = {"key": key, "reference": txn.txn_id,
-                       "lines": [[sku, qty] for sku, qty in sorted(merged.items())]}
-            enlist.append(lambda conn: outbox_mod.enqueue(conn, key, "sale", payload,
-                                                          subject=txn.txn_id))
+        if self.erp_bridge is not None:  # the ERP's share of the sale, in the same transaction
+            enlist.append(self.erp_bridge.enlist_sale(
+                txn.txn_id, [(line.sku, line.qty) for line in txn.lines],
+                bounded=not isinstance(txn, CheckoutSale)))
         new = self.journal.accept_sale(txn, *enlist)
         if not new:
             self.counters["sales_duplicate"] += 1
             return False
         self.counters["sales"] += 1
         self.counters["sold_units"] += sum(line.qty for line in txn.lines)
-        if self.erp is not None:
-            self.outbox.notify()
+        if self.erp_bridge is not None:
+            self.erp_bridge.accepted()
         qty: Counter[str] = Counter()
         amount: Counter[str] = Counter()
         for line in txn.lines:
@@ -656,7 +661,8 @@ class StoreAgent:
                         spawn(driver.run(), f"{device.type}:{device.id}")
                 if self.erp is not None:
                     spawn(self._refresh_catalog(), "catalog")
-                    spawn(self.outbox.run(self._deliver), "erp-outbox")
+                if self.erp_bridge is not None:
+                    spawn(self.erp_bridge.run(), "erp-outbox")
                 if self.sink is not None:
                     spawn(self.sink.run(), "tsdb-sink")
                     spawn(self._sample_loop(), "tsdb-sampler")
@@ -676,20 +682,13 @@ class StoreAgent:
             await self.mqtt.aclose(final=(f"{self._prefix}state/agent", b"offline"))
             if self.erp is not None:
                 await self.erp.aclose()
+            if self.erp_bridge is not None:
+                self.erp_bridge.close()
             self.journal.close()
             log.info("stopped store %s", self.store_id)
 
     def stop(self) -> None:
         self._stopping.set()
-
-    async def _deliver(self, kind: str, payload: dict[str, Any]) -> str:
-        assert self.erp is not None
-        if kind != "sale":
-            raise ErpUnavailable(f"no delivery for command kind {kind!r}")
-        lines = [(sku, int(qty)) for sku, qty in payload["lines"]]
-        doc = await self.erp.deliver_sale(payload["key"], lines, payload["reference"])
-        self.counters["erp_delivered"] += 1
-        return doc
 
     def _snapshot(self) -> None:
         """State, not facts: written every ``snapshot_seconds`` in one transaction; the rules'

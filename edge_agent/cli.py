@@ -1,4 +1,4 @@
-"""The ``storeedge`` command: ``agent``, ``check``, ``sim`` and ``demo``."""
+"""The ``storeedge`` command: ``agent``, ``check``, ``sim``, ``demo`` and ``outbox``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="default: a fresh directory under var/demo")
     p.add_argument("--fault", action="append", default=[], metavar=FAULT_SPEC, help=FAULT_HELP)
 
+    p = sub.add_parser("outbox", help="list, show, retry or drop the ERP outbox's commands")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("action", choices=("list", "show", "retry", "drop"))
+    p.add_argument("key", nargs="?", help="the command's key (show, retry, drop)")
+    p.add_argument("--state", choices=("pending", "delivered", "rejected"), help="list only")
+    p.add_argument("--limit", type=int, default=100, help="list only")
+
     args = parser.parse_args(argv)
     from edge_agent import logs
 
@@ -86,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                 device_ports={d: int(p) for d, _, p in
                               (spec.partition("=") for spec in args.device_port)}))
             return 0
+        if args.command == "outbox":
+            from cloud_bridge.outbox import admin_command
+            from edge_agent.config import load_config
+
+            return admin_command(load_config(args.config).journal.path, args.action, args.key,
+                                 args.state, args.limit)
         if args.command == "demo":
             from edge_agent.demo import run_demo
 
