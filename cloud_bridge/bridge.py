@@ -10,6 +10,7 @@ policies (:mod:`cloud_bridge.outbox`), and how a command becomes ERP calls (:met
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -66,6 +67,13 @@ class ErpBridge:
         """A sale was committed: with per-receipt documents it goes out now."""
         if self.windows.window_s == 0:
             self.outbox.notify()
+
+    def stats(self) -> dict[str, Any]:
+        """The outbox's stats plus the window length and the sale lines not yet in a command
+        (in windows still open, or ended and about to close)."""
+        (lines,) = self._conn.execute("SELECT COUNT(*) FROM erp_sale_line").fetchone()
+        return {**dataclasses.asdict(self.outbox.stats()),
+                "summary_window_s": self.windows.window_s, "unsummarised_lines": lines}
 
     def close_due(self) -> int:
         """Close the windows that have ended; returns the commands enqueued."""

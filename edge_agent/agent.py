@@ -607,7 +607,8 @@ class StoreAgent:
         return out
 
     def health(self) -> dict[str, Any]:
-        ob = dataclasses.asdict(self.outbox.stats())
+        ob = (self.erp_bridge.stats() if self.erp_bridge is not None
+              else dataclasses.asdict(self.outbox.stats()))
         sink = self.sink.stats() if self.sink is not None else None
         broker_ok = self.mqtt.connected.is_set()
         erp_stale = ob.get("oldest_pending_age_s") or 0

@@ -88,7 +88,8 @@ def _products(pool: Any, catalog: list[dict[str, Any]]) -> dict[str, Any]:
         if item.get("unit_grams") and "weight" in Template._fields:
             template.update(weight=float(item["unit_grams"]), weight_uom=gram)
         values.append(template)
-    templates = Template.create(values)
+    # in batches: SQLite's parser overflows on Tryton's checks of about 50 records at once
+    templates = [t for i in range(0, len(values), 40) for t in Template.create(values[i:i + 40])]
     return {t.code: t.products[0] for t in templates}
 
 
@@ -108,11 +109,13 @@ def _warehouse(pool: Any, code: str) -> Any:
     input_, output, storage = Location.create([
         {"name": f"{code} {part}", "code": f"{code}-{part[:3].upper()}", "type": "storage"}
         for part in ("Input", "Output", "Storage")])
-    # Tryton makes the three children of the warehouse itself
+    # Tryton makes the three children of the warehouse itself; inventories need a lost and
+    # found: the one Tryton ships
+    (lost_found,) = Location.search([("type", "=", "lost_found")], limit=1)
     (warehouse,) = Location.create([{
         "name": f"Store {code}", "code": code, "type": "warehouse",
         "input_location": input_.id, "output_location": output.id,
-        "storage_location": storage.id,
+        "storage_location": storage.id, "lost_found_location": lost_found.id,
     }])
     return warehouse
 

@@ -194,17 +194,12 @@ def start_tryton_postgres(workdir: Path, port: int, pg_uri: str, catalog: list[d
     is Tryton's own default warehouse, other codes are created. No template is cached: the
     cluster is the caller's, usually as short-lived as a test session.
     """
-    import psycopg2  # only the chain's setup needs the PostgreSQL driver
+    import psycopg  # only the chain's setup needs the PostgreSQL driver (Tryton's own too)
 
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    admin = psycopg2.connect(f"{pg_uri.rstrip('/')}/postgres")
-    try:
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{database}" ENCODING \'UTF8\' TEMPLATE template0')
-    finally:
-        admin.close()
+    with psycopg.connect(f"{pg_uri.rstrip('/')}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}" ENCODING \'UTF8\' TEMPLATE template0')
     server = TrytonServer(workdir=workdir, port=port, database=database)
     server.conf.write_text(TRYTOND_CONF.format(uri=pg_uri, path=workdir, port=port))
     _initialise(server.conf, database, {"catalog": catalog, "initial_stock": {},

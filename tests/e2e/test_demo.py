@@ -56,6 +56,9 @@ def test_demo_books_every_sale_in_the_erp_and_raises_low_stock(tmp_path):
     report = final_report(start_demo(workdir, 35), timeout=300)
     assert report["alerts"]["low_stock"] >= 1
     assert report["erp_moves"] >= 1
+    # summarised: one ERP document per minute's window of sales, not one per receipt
+    assert report["erp_summary_window_s"] == 60
+    assert report["erp_documents"] < report["sales"]
     assert report["readings"]["total"] > 100
     assert report["readings"]["shelf_modbus"] > 0 and report["readings"]["shelf_mqtt"] > 0
     assert report["tsdb_points"] > 0
