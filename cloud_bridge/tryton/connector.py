@@ -27,8 +27,10 @@ gives customer shipments and returns a ``storeedge_key`` with a unique index. Th
 creates first; the ERP refuses a second document with the same key, and that refusal is
 recognised: the existing document is finished to done from any state a crash (or a clerk) left
 it in and the command counts as delivered. So a create that committed in the ERP while our side
-timed out is booked once, whoever else writes. A document costs five write calls (create, wait,
-assign_force, pack, do), so the agent books summarised windows, not single receipts.
+timed out is booked once, whoever else writes. A document takes five workflow steps (create,
+wait, assign_force, pack, do); the module's ``storeedge_book`` does them in one call and one ERP
+transaction, so our own booking never leaves a document half way. Even so the agent books
+summarised windows, not single receipts.
 
 Catalog fields: the SKU is the product's ``code``; the barcode its first ``ean`` identifier;
 the unit weight is ``weight`` in grams from the ``product_measurements`` module (None where the
@@ -184,7 +186,7 @@ class TrytonConnector:
     async def _book(self, model: str, key: str, lines: list[tuple[str, int]],
                     receipts: list[str]) -> str:
         try:
-            doc_id, state = await self._create(model, key, lines, receipts), "draft"
+            doc_id, state = await self._create(model, key, lines, receipts), "done"
         except _DuplicateKey:
             doc_id, state = await self._existing(model, key)
             self.duplicates_refused += 1
@@ -207,6 +209,14 @@ class TrytonConnector:
 
     async def _create(self, model: str, key: str, lines: list[tuple[str, int]],
                       receipts: list[str]) -> int:
+        values = await self._document(model, key, lines, receipts)
+        # one call, one ERP transaction: created and done, or nothing (storeedge module)
+        (doc_id,) = await self.call(model, "storeedge_book", [values])
+        return int(doc_id)
+
+    async def _document(self, model: str, key: str, lines: list[tuple[str, int]],
+                        receipts: list[str]) -> dict[str, Any]:
+        """The ``create`` values of a shipment (or return) of ``lines`` keyed by ``key``."""
         setup = await self._store_setup()
         skus = sorted({sku for sku, _ in lines})
         products = await self._products(skus)
@@ -240,8 +250,7 @@ class TrytonConnector:
                           outgoing_moves=[["create", moves]])
         else:
             values.update(warehouse_input=setup["storage"], incoming_moves=[["create", moves]])
-        (doc_id,) = await self.call(model, "create", [values])
-        return int(doc_id)
+        return values
 
     async def _products(self, skus: list[str]) -> dict[str, dict[str, Any]]:
         missing = [sku for sku in skus if sku not in self._product_cache]

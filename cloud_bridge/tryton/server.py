@@ -2,7 +2,8 @@
 
 Initialising a Tryton database (``trytond-admin -u ...``) and provisioning it takes seconds to
 tens of seconds, so a provisioned SQLite file is kept as a template under a cache directory,
-keyed by a hash of the trytond version, the module list, the catalog and the initial stock.
+keyed by a hash of the trytond version, the module list, our module's files, the catalog and the
+initial stock.
 Each new server copies the template, starts in about a second and then has its admin password
 set to the run's own (:data:`TEMPLATE_PASSWORD` is only ever the template's, so a run's random
 password does not force a rebuild).
@@ -246,6 +247,7 @@ def ensure_template(catalog: list[dict[str, Any]], initial_stock: dict[str, int]
     key = hashlib.sha256(json.dumps({
         "trytond": metadata.version("trytond"),
         "modules": mods,
+        "storeedge_module": _module_digest(),
         "catalog": catalog,
         "initial_stock": initial_stock,
     }, sort_keys=True).encode()).hexdigest()[:16]
@@ -269,6 +271,15 @@ def ensure_template(catalog: list[dict[str, Any]], initial_stock: dict[str, int]
     init_s = time.monotonic() - started
     log.info("built Tryton template %s (modules %s) in %.1f s", template, ",".join(mods), init_s)
     return template, init_s
+
+
+def _module_digest() -> str:
+    """A hash of our Tryton module's files: a changed field must not reuse an old template."""
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).parent / "module").iterdir()):
+        if path.suffix in (".py", ".xml", ".cfg"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _initialise(conf: Path, database: str, spec: dict[str, Any], admin_password: str,

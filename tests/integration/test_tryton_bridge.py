@@ -18,9 +18,10 @@ import pytest
 
 from cloud_bridge.outbox import Outbox, enqueue
 from cloud_bridge.tryton.connector import TrytonConnector
-from cloud_bridge.tryton.server import TrytonServer
-from storeedge.errors import ErpRejected
-from tests.fixtures.tryton import ADMIN_PASSWORD, CATALOG, connector_for
+from cloud_bridge.tryton.server import TrytonServer, start_tryton
+from edge_agent.services import free_port
+from storeedge.errors import ErpRejected, ErpUnavailable
+from tests.fixtures.tryton import ADMIN_PASSWORD, CATALOG, INITIAL_STOCK, connector_for
 
 SKUS = [item["sku"] for item in CATALOG]
 
@@ -138,7 +139,8 @@ async def test_a_crash_between_erp_calls_is_finished_not_duplicated(
         erp: TrytonConnector, erp_prefix: str, stop_after: str | None) -> None:
     key = f"{erp_prefix}sale-1"
     # the agent's first attempt stopped after these calls (private: this is the crash)
-    shipment_id = await erp._create("stock.shipment.out", key, [("NOODLE-BEEF", 4)], ["txn-1"])
+    values = await erp._document("stock.shipment.out", key, [("NOODLE-BEEF", 4)], ["txn-1"])
+    (shipment_id,) = await erp.call("stock.shipment.out", "create", [values])
     for step in ("wait", "assign_force", "pack"):
         if stop_after is None:
             break
@@ -377,7 +379,7 @@ async def test_a_create_committed_after_our_timeout_is_one_document_not_two(
         tryton: TrytonServer, erp: TrytonConnector, erp_prefix: str, tmp_path: Path) -> None:
     key = f"{erp_prefix}window-1"
     enqueue_sales(tmp_path / "journal.db", {key: [("CHIPS-70", 2), ("WATER-550", 1)]})
-    async with LateAnswers(tryton.port, b'"model.stock.shipment.out.create"', 4.0) as proxy:
+    async with LateAnswers(tryton.port, b'"model.stock.shipment.out.storeedge_book"', 4.0) as proxy:
         slow = TrytonConnector(f"http://127.0.0.1:{proxy.port}/", tryton.database, "admin",
                                ADMIN_PASSWORD, timeout=1.5)
         outbox = Outbox(tmp_path / "journal.db", retry_initial_s=0.05, retry_max_s=0.2)
@@ -394,7 +396,24 @@ async def test_a_create_committed_after_our_timeout_is_one_document_not_two(
             outbox.close()
             await slow.aclose()
     assert stats.delivered == 1 and stats.retries_since_start >= 1
-    assert slow.duplicates_refused == 1  # the retry's create was refused by the ERP
+    assert slow.duplicates_refused == 1  # the retry's booking was refused by the ERP
     (shipment,) = await shipments(erp, erp_prefix)
     assert shipment["state"] == "done"
     assert await erp.sold_units(erp_prefix) == {"CHIPS-70": 2, "WATER-550": 1}
+
+
+async def test_a_run_with_its_own_password_reuses_the_cached_template(
+        tryton: TrytonServer, tmp_path: Path) -> None:
+    # the session's Tryton built (or found) the template; another run's password must not
+    # rebuild it (18 s), and must be the only one that opens the copy
+    server = start_tryton(tmp_path / "tryton", free_port(), CATALOG, INITIAL_STOCK,
+                          "another-run-password")
+    own = TrytonConnector(server.url, server.database, "admin", "another-run-password")
+    try:
+        assert "init_s" not in server.timings
+        assert len(await own.fetch_catalog()) == len(CATALOG)
+        with pytest.raises(ErpUnavailable, match="refused the login"):
+            await connector_for(server).login()
+    finally:
+        await own.aclose()
+        server.stop()
