@@ -1,15 +1,17 @@
 """ERP drain benchmark: a store offline for a day of busy trading reconnects to Tryton.
 
-    .venv/bin/python bench/erp_drain.py [--receipts 20000] [--window 60] [--postgres]
-                                        [--baseline 300] [--stores 3]
+    .venv/bin/python bench/erp_drain.py [--receipts 20000] [--hours 24] [--window 60]
+                                        [--postgres] [--baseline 300] [--stores 3]
 
 A store's journal and ERP bridge (the agent's own accept path: each receipt journalled in its
 own transaction with its ERP share) take ``--receipts`` receipts spread over a simulated 24 hours
 on a simulated clock, 1-4 lines each over a 200-SKU catalog, 3% of them with a returned item;
 the windows close as the simulated day goes by, while the ERP is unreachable. Then the store
 reconnects to a real Tryton (SQLite, or PostgreSQL with ``--postgres``): the bench prints the
-time until the ERP's sold units equal the truth, the documents and ERP calls (per receipt), and
-the check itself.
+time until the ERP's sold units equal the truth, the documents and ERP calls (per receipt), the
+check itself, and the ERP server's own CPU seconds per document (from /proc: what the drain
+costs where the machine is not shared). ``--hours`` below 24 simulates a shorter stretch at the
+same density and projects the day from it.
 
 Baseline, same run: ``--baseline N`` receipts booked one document per receipt (window 0, the
 bridge before summaries), and the day's drain time that rate implies.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
@@ -36,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import commit, machine  # noqa: E402
+from bench.report import commit, cpu_seconds, machine  # noqa: E402
 from cloud_bridge.bridge import SCHEMAS, ErpBridge  # noqa: E402
 from cloud_bridge.tryton.connector import TrytonConnector  # noqa: E402
 from cloud_bridge.tryton.postgres import start_postgres  # noqa: E402
@@ -123,17 +126,20 @@ class Store:
 
 
 async def offline_day(server: TrytonServer, workdir: Path, receipts: int, window_s: int,
-                      code: str = "WH") -> dict[str, Any]:
+                      hours: float, code: str = "WH") -> dict[str, Any]:
     store = Store(code, server, workdir, window_s, SimClock(T0))
+    assert server.pid is not None
     try:
         started = time.monotonic()
-        store.trade(receipts, DAY_S, random.Random(receipts))
+        store.trade(receipts, hours * 3600.0, random.Random(receipts))
         trade_s = time.monotonic() - started
         documents = store.bridge.outbox.stats().pending
         await store.erp.login()
         before = await store.erp.stock_units()
         calls_before = store.erp.calls
+        cpu_before = cpu_seconds(server.pid)
         drain_s = await store.drain()
+        erp_cpu_s = cpu_seconds(server.pid) - cpu_before
         calls = store.erp.calls - calls_before
         after = await store.erp.stock_units()
         sold = {sku: before[sku] - after[sku] for sku in SKUS if before[sku] != after[sku]}
@@ -141,7 +147,10 @@ async def offline_day(server: TrytonServer, workdir: Path, receipts: int, window
         dead = store.bridge.outbox.stats().rejected
     finally:
         await store.aclose()
-    return {"receipts": receipts, "window_s": window_s, "documents": documents,
+    return {"receipts": receipts, "hours": hours, "window_s": window_s, "documents": documents,
+            # the ERP's own CPU per document: what the drain costs on a machine not shared
+            "erp_cpu_s": round(erp_cpu_s, 1),
+            "erp_cpu_s_per_document": round(erp_cpu_s / documents, 3) if documents else None,
             "journal_s": round(trade_s, 1), "drain_s": round(drain_s, 1),
             "erp_calls": calls, "erp_calls_per_receipt": round(calls / receipts, 3),
             "documents_per_s": round(documents / drain_s, 2) if drain_s else None,
@@ -182,14 +191,26 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         server = start_tryton(workdir / "tryton", free_port(), CATALOG, {}, PASSWORD)
     report: dict[str, Any] = {
         "bench": "erp_drain", "machine": machine(), "commit": commit(),
+        "load_average": list(os.getloadavg()),
         "erp": "tryton-postgresql" if args.postgres else "tryton-sqlite",
         "erp_start_s": round(time.monotonic() - started, 1)}
     try:
-        report["summarised"] = await offline_day(server, workdir, args.receipts, args.window)
+        day = await offline_day(server, workdir, args.receipts, args.window, args.hours)
+        scale = DAY_S / (args.hours * 3600.0)  # 1 unless a shorter stretch was simulated
+        day["projected_for_24h"] = {
+            "receipts": round(args.receipts * scale), "documents": round(day["documents"] * scale),
+            "drain_s": round(day["drain_s"] * scale),
+            "drain_s_on_one_free_core": round(day["erp_cpu_s"] * scale)}
+        report["summarised"] = day
         if args.baseline:
-            base = await offline_day(server, workdir / "baseline", args.baseline, 0, "WH")
-            base["projected_drain_s_for_the_day"] = round(
-                args.receipts / base["documents_per_s"], 0) if base["documents_per_s"] else None
+            base = await offline_day(server, workdir / "baseline", args.baseline, 0,
+                                     args.hours * args.baseline / args.receipts)
+            base["projected_for_24h"] = {
+                "drain_s": round(day["projected_for_24h"]["receipts"] / base["documents_per_s"])
+                if base["documents_per_s"] else None,
+                "drain_s_on_one_free_core": round(
+                    day["projected_for_24h"]["receipts"] * base["erp_cpu_s_per_document"])
+                if base["erp_cpu_s_per_document"] is not None else None}
             report["baseline_one_document_per_receipt"] = base
         if args.postgres and args.stores:
             report["chain"] = await chain(server, workdir, args.stores)
@@ -204,6 +225,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--receipts", type=int, default=20_000)
     parser.add_argument("--window", type=int, default=60, help="summary window, seconds")
+    parser.add_argument("--hours", type=float, default=24.0,
+                        help="simulated trading time the receipts spread over; below 24 the "
+                        "report also projects the day at the same density")
     parser.add_argument("--baseline", type=int, default=300,
                         help="receipts booked one document each for comparison (0: none)")
     parser.add_argument("--postgres", action="store_true", help="Tryton on PostgreSQL")

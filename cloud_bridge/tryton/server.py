@@ -115,6 +115,11 @@ class TrytonServer:
         return self.workdir / "trytond.conf"
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (for CPU accounting in benchmarks)."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
