@@ -103,7 +103,7 @@ def test_full_store_finds_every_planted_incident(tmp_path):
         [sys.executable, "-m", "edge_agent.cli", "--log-format", "text", "demo", "--scenario",
          "full", "--seconds", "90", "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=open(tmp_path / "demo.stderr", "w"), text=True)
-    report = final_report(proc, timeout=400)
+    report = final_report(proc, timeout=480)  # 90 s, start-up, the last 60 s sales window
     kinds = {"shelf_modbus", "shelf_mqtt", "rfid_zebra", "rfid_serial", "scanner", "checkout",
              "camera", "zigbee2mqtt"}
     assert {k for k, n in report["readings"].items() if n > 0} >= kinds
