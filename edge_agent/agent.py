@@ -31,6 +31,8 @@ from prometheus_client import CollectorRegistry
 
 from cloud_bridge import outbox as outbox_mod
 from cloud_bridge import tsdb
+from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
+from cloud_bridge.bridge import ErpBridge
 from cloud_bridge.tryton.connector import TrytonConnector
 from edge_agent import device_kinds
 from edge_agent.committer import Committed, Committer
@@ -47,7 +49,7 @@ from rules.config import DEFAULTS, load_rules
 from rules.trackers.alerts import Actor, AlertManager, Outcome
 from rules.trackers.inventory import LaneScale
 from rules.trackers.presence import PresenceTracker
-from storeedge.errors import ConfigError, ErpUnavailable, JournalUnavailable, StoreEdgeError
+from storeedge.errors import ConfigError, JournalUnavailable, StoreEdgeError
 from storeedge.events import Alert, CheckoutEvent, CheckoutKind, DeviceStatus, PosTransaction
 from storeedge.ratelimit import RateLimitedLog
 
@@ -80,15 +82,23 @@ class StoreAgent:
         self.pipeline = StorePipeline(config, load_rules(*self.rule_files),
                                       RateLimitedLog(log))
         self._rule_mtimes = self._mtimes()
-        self.journal = Journal(config.journal.path, extra_schemas=[outbox_mod.SCHEMA])
-        self.outbox = outbox_mod.Outbox(config.journal.path)
+        self.journal = Journal(config.journal.path, extra_schemas=ERP_SCHEMAS)
         self.erp: TrytonConnector | None = None
+        self.erp_bridge: ErpBridge | None = None
         if config.erp.kind == "tryton":
             e = config.erp
             self.erp = TrytonConnector(e.url, e.database, e.username, reveal(e.password()) or "",
                                        e.warehouse, e.customer, e.timeout_seconds,
                                        ca_file=str(e.ca_file) if e.ca_file else None)
-        self.committer = Committer(self.journal, self.store_id, erp=self.erp is not None)
+            self.erp_bridge = ErpBridge(
+                config.journal.path, self.store_id, self.erp,
+                window_s=e.summary_window_seconds, quarantine_after=e.quarantine_after,
+                limits=outbox_mod.Limits(e.outbox_max_items, e.outbox_max_bytes),
+                retry_initial_s=e.retry_initial_seconds, retry_max_s=e.retry_max_seconds,
+                clock=clock)
+        self.outbox = (self.erp_bridge.outbox if self.erp_bridge is not None
+                       else outbox_mod.Outbox(config.journal.path))
+        self.committer = Committer(self.journal, self.store_id, erp=self.erp_bridge)
         ts = config.timeseries
         self.sink: tsdb.TimeSeriesSink | None = None
         if ts.enabled:
@@ -241,8 +251,8 @@ class StoreAgent:
             self._sold(sale)
 
     def _sold(self, txn: PosTransaction) -> None:
-        if self.erp is not None:
-            self.outbox.notify()
+        if self.erp_bridge is not None:
+            self.erp_bridge.accepted()
         self.publisher.sales(self.pipeline.sold(txn, self.clock()), txn.received_ts)
 
     def _republish_state(self) -> None:
@@ -302,7 +312,9 @@ class StoreAgent:
         """Every component's state; ``ok`` only while the broker is connected, the ERP backlog
         is fresh, the journal writes and no task is down or crash-looping. A component that
         cannot even say how it is makes the agent degraded, never the probe fail."""
-        ob = _read(lambda: dataclasses.asdict(self.outbox.stats()))
+        bridge = self.erp_bridge
+        ob = _read(bridge.stats if bridge is not None
+                   else lambda: dataclasses.asdict(self.outbox.stats()))
         sink = _read(self.sink.stats) if self.sink is not None else None
         broker_ok = self.mqtt.connected.is_set()
         erp_ok = "error" not in ob and (ob.get("oldest_pending_age_s") or 0) < 600
@@ -367,6 +379,8 @@ class StoreAgent:
             await self.mqtt.aclose(final=(f"store/{self.store_id}/state/agent", b"offline"))
             if self.erp is not None:
                 await self.erp.aclose()
+            if self.erp_bridge is not None:
+                self.erp_bridge.close()
             self.journal.close()
             log.info("stopped store %s", self.store_id)
 
@@ -382,7 +396,8 @@ class StoreAgent:
                 add(f"{device.type}:{device.id}", driver.run)
         if self.erp is not None:
             add("catalog", self._refresh_catalog)
-            add("erp-outbox", self._run_outbox)
+        if self.erp_bridge is not None:
+            add("erp-outbox", self.erp_bridge.run)
         if self.sink is not None:
             add("tsdb-sink", self.sink.run)
             add("tsdb-sampler", self._sample_loop)
@@ -398,20 +413,8 @@ class StoreAgent:
         for task in done:
             task.result()
 
-    async def _run_outbox(self) -> None:
-        await self.outbox.run(self._deliver)
-
     def stop(self) -> None:
         self._stopping.set()
-
-    async def _deliver(self, kind: str, payload: dict[str, Any]) -> str:
-        assert self.erp is not None
-        if kind != "sale":
-            raise ErpUnavailable(f"no delivery for command kind {kind!r}")
-        lines = [(sku, int(qty)) for sku, qty in payload["lines"]]
-        doc = await self.erp.deliver_sale(payload["key"], lines, payload["reference"])
-        self.pipeline.counters["erp_delivered"] += 1
-        return doc
 
     def snapshot(self) -> None:
         """State, not facts: written every ``snapshot_seconds`` in one transaction; the rules'

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from cloud_bridge.outbox import Outbox
 from rules.trackers.alerts import Actor, Outcome
 from storeedge.events import Alert, PosTransaction
 
 
 class AgentApi(Protocol):
     store_id: str
+    outbox: Outbox  # the ERP outbox: its dead letter is operated from the manager API
 
     def accept_pos(self, txn: PosTransaction) -> bool:
         """Journal a completed POS transaction and queue it for the ERP, durably, before
         returning. True when new, False when ``txn_id`` was already accepted (idempotent).
         Raises ``PayloadError`` naming the line when a SKU is unknown or a quantity is bad,
         ``ConflictError`` naming the difference when ``txn_id`` was accepted with other content,
-        ``JournalUnavailable`` (nothing accepted) while the journal cannot write."""
+        ``JournalUnavailable`` (nothing accepted) while the journal cannot write, and
+        ``OutboxFull`` (an ``Unavailable``) when the ERP backlog is at its bound."""
         ...
 
     def alerts(self, state: str | None = None) -> list[Alert]:

@@ -1,5 +1,5 @@
 """The ``storeedge`` command: ``agent``, ``check``, ``sim``, ``demo``, ``backup``,
-``restore``, ``broker-config`` and ``certs``."""
+``restore``, ``outbox``, ``broker-config`` and ``certs``."""
 
 from __future__ import annotations
 
@@ -115,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-cert", type=Path, help="the chain's CA certificate (PEM)")
     p.add_argument("--ca-key", type=Path, help="the chain's CA key (PEM)")
 
+    p = sub.add_parser("outbox", help="list, show, retry or drop the ERP outbox's commands")
+    p.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
+    p.add_argument("action", choices=("list", "show", "retry", "drop"),
+                   help="list the commands, show one, send one from the dead letter again, or "
+                        "drop one for good")
+    p.add_argument("key", nargs="?", help="the command's key (show, retry, drop)")
+    p.add_argument("--state", choices=("pending", "delivered", "rejected"),
+                   help="list only: commands in this state")
+    p.add_argument("--limit", type=int, default=100, help="list only: at most this many")
+
     return parser
 
 
@@ -180,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"storeedge: {exc}", file=sys.stderr)
                 return 1
             return 0
+        if args.command == "outbox":
+            from cloud_bridge.outbox import admin_command
+            from edge_agent.config import load_config
+
+            return admin_command(load_config(args.config).journal.path, args.action, args.key,
+                                 args.state, args.limit)
         if args.command == "demo":
             from edge_agent.demo import run_demo
 

@@ -10,19 +10,18 @@ refuses it (``JournalUnavailable``) instead of acknowledging what it could lose.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
 import orjson
 
-from cloud_bridge import outbox as outbox_mod
+from cloud_bridge.bridge import ErpBridge
 from edge_agent.journal import Enlist, Journal
 from edge_agent.pipeline import Turn
+from rules.trackers.checkout import CheckoutSale
 from storeedge.errors import ConflictError, JournalUnavailable
 from storeedge.events import Alert, Event, PosTransaction
-from storeedge.ids import idempotency_key
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +40,10 @@ _NOTHING = Committed()  # most turns (an MQTT read of readings) make nothing to 
 
 
 class Committer:
-    def __init__(self, journal: Journal, store_id: str, *, erp: bool) -> None:
+    def __init__(self, journal: Journal, store_id: str, *, erp: ErpBridge | None) -> None:
         self.journal = journal
         self.store_id = store_id
-        self.erp = erp  # whether sales owe the ERP a command
+        self.erp = erp  # where sales owe the ERP their share, if anywhere
         self._facts: list[Event] = []
         self._alerts: list[tuple[Alert, bytes]] = []
         self._sales: list[PosTransaction] = []
@@ -116,18 +115,11 @@ class Committer:
 
     def _book(self, txn: PosTransaction) -> bool:
         enlist: list[Enlist] = []
-        if self.erp:
-            key = idempotency_key(self.store_id, "sale", txn.txn_id)
-            merged: Counter[str] = Counter()
-            for line in txn.lines:
-                merged[line.sku] += line.qty
-            payload = {"key": key, "reference": txn.txn_id,
-                       "lines": [[sku, qty] for sku, qty in sorted(merged.items())]}
-
-            def command(conn: Any) -> None:
-                outbox_mod.enqueue(conn, key, "sale", payload, subject=txn.txn_id)
-
-            enlist.append(command)
+        if self.erp is not None:  # the ERP's share of the sale, in the same transaction
+            # A paid kiosk session cannot be refused at the door, so it passes the bound.
+            enlist.append(self.erp.enlist_sale(
+                txn.txn_id, [(line.sku, line.qty) for line in txn.lines],
+                bounded=not isinstance(txn, CheckoutSale)))
         return self.journal.accept_sale(txn, *enlist)
 
     def _failed(self, exc: JournalUnavailable) -> None:

@@ -138,6 +138,12 @@ class ErpSection(Strict):
     retry_initial_seconds: Annotated[float, Field(gt=0)] = 0.5
     retry_max_seconds: Annotated[float, Field(gt=0)] = 30.0
     ca_file: Path | None = None  # the CA that signed the ERP's certificate (default: the system's)
+    # sales are booked as one ERP document per window (0: one per receipt); see cloud_bridge
+    summary_window_seconds: Annotated[int, Field(ge=0, le=86_400)] = 60
+    # the undelivered backlog's bound: beyond it new POS sales are refused with HTTP 503
+    outbox_max_items: Annotated[int, Field(ge=100)] = 100_000
+    outbox_max_bytes: Annotated[int, Field(ge=1_000_000)] = 64 * 1024 * 1024
+    quarantine_after: Annotated[int, Field(ge=1)] = 5  # identical failures before the dead letter
 
     def password(self) -> SecretStr | None:
         return _secret(self.password_env)

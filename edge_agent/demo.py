@@ -52,7 +52,7 @@ from storeedge.errors import StoreEdgeError
 
 log = logging.getLogger(__name__)
 
-DRAIN_SECONDS = 120.0
+DRAIN_SECONDS = 180.0  # the last sales window (60 s) must end, then the ERP take it
 
 
 def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_port: int,
@@ -433,8 +433,8 @@ def _revive(services: dict[str, Any], restarts: Counter[str], workdir: Path) -> 
 
 def _wait_drained(board: StatusBoard, agent: Child, services: dict[str, Any],
                   restarts: Counter[str], workdir: Path, timeout: float) -> bool:
-    """Wait until the agent's ERP outbox and time-series buffer are empty, restarting what
-    died meanwhile."""
+    """Wait until every sale is in the ERP (no line in an open window, nothing pending in the
+    outbox) and HQ's time series has every point, restarting what died meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         agent.check()
@@ -442,7 +442,8 @@ def _wait_drained(board: StatusBoard, agent: Child, services: dict[str, Any],
         board.poll()
         erp = board.health.get("erp") or {}
         series = board.health.get("timeseries") or {}
-        if (erp.get("pending") == 0 and not series.get("buffered")
+        if (erp.get("pending") == 0 and not erp.get("unsummarised_lines")
+                and not series.get("buffered")
                 and board.health.get("counters") is not None):
             return True
         time.sleep(0.5)
@@ -504,6 +505,8 @@ def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: Co
         "alerts": {"low_stock": 0, **alerts},
         "alerts_by_state": h.get("alerts") or {},
         "erp_moves": erp.get("delivered", 0),
+        "erp_documents": erp.get("delivered", 0),  # one per sales window with sales
+        "erp_summary_window_s": erp.get("summary_window_s"),
         "erp_backlog": erp.get("pending"),
         "erp_drained": drained,
         "tsdb_points": tsdb_points,

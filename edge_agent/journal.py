@@ -290,7 +290,8 @@ class Journal:
     def prune(self, before: float, keep_alerts: Iterable[str] = ()) -> dict[str, int]:
         """Delete facts, alert transitions and sales older than ``before`` (epoch seconds),
         keeping every transition of the alerts in ``keep_alerts`` (the active ones) and every
-        sale whose ERP command is not delivered yet. Returns the rows deleted per table."""
+        sale the ERP has not taken yet (in an open sales window, or in a command not
+        delivered). Returns the rows deleted per table."""
         keep = json.dumps(sorted(keep_alerts))
 
         def work(conn: sqlite3.Connection) -> dict[str, int]:
@@ -298,10 +299,18 @@ class Journal:
             out["alert_transition"] = conn.execute(
                 "DELETE FROM alert_transition WHERE ts < ?"
                 " AND alert_id NOT IN (SELECT value FROM json_each(?))", (before, keep)).rowcount
-            has_outbox = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
-            undelivered = (" AND txn_id NOT IN (SELECT subject FROM outbox"
-                           " WHERE kind = 'sale' AND state != 'delivered')" if has_outbox else "")
+            tables = {name for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            undelivered = ""
+            if "outbox" in tables:  # a receipt's own command, or a window's that lists it
+                undelivered += (
+                    " AND txn_id NOT IN (SELECT subject FROM outbox"
+                    " WHERE kind = 'sale' AND state != 'delivered')"
+                    " AND txn_id NOT IN (SELECT r.value FROM outbox,"
+                    " json_each(outbox.payload, '$.receipts') AS r"
+                    " WHERE outbox.state != 'delivered')")
+            if "erp_sale_line" in tables:  # in a sales window not closed yet
+                undelivered += " AND txn_id NOT IN (SELECT txn_id FROM erp_sale_line)"
             out["sale"] = conn.execute(
                 f"DELETE FROM sale WHERE received_ts < ?{undelivered}", (before,)).rowcount
             return out

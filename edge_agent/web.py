@@ -11,7 +11,9 @@ manager. Sign-in limits, body limits, security headers and the audit log are
 ``edge_agent.web_security``'s.
 
 Lifecycle errors map to statuses: ``AlertNotFound`` 404, ``NotPermitted`` 403,
-``IllegalTransition`` 409, ``PayloadError`` 422.
+``IllegalTransition`` 409, ``PayloadError`` 422. A POS sale the agent cannot take now (the ERP
+outbox at its bound) is a 503 with the reason and ``Retry-After``. Managers operate the ERP
+outbox's dead letter under ``/api/outbox`` (list, show, retry, drop).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
@@ -66,6 +68,7 @@ from storeedge.errors import (
     ConflictError,
     JournalUnavailable,
     PayloadError,
+    Unavailable,
     UsageError,
 )
 from storeedge.events import Alert, AlertState, PosLine, PosTransaction
@@ -317,6 +320,7 @@ lanes_router = APIRouter(prefix="/api/lanes", tags=["lanes"])
 devices_router = APIRouter(prefix="/api/devices", tags=["devices"])
 session_router = APIRouter(prefix="/api", tags=["people"], responses=_LIFECYCLE_RESPONSES)
 ops_router = APIRouter(tags=["ops"])
+outbox_router = APIRouter(prefix="/api/outbox", tags=["outbox"])
 
 
 @pos_router.post(
@@ -343,6 +347,10 @@ async def accept_transaction(
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             f"not accepted: the store's journal cannot write now ({exc}); "
                             "retry later", headers={"Retry-After": "5"}) from exc
+    except Unavailable as exc:  # e.g. the ERP outbox at its bound: the POS keeps it, retries
+        log.error("store %s: POS transaction %s refused: %s", ctx.api.store_id, body.txn_id, exc)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc),
+                            headers={"Retry-After": "60"}) from exc
     audit.info("store %s: POS transaction %s accepted from token %s (%d lines%s)",
                ctx.api.store_id, body.txn_id, caller.name, len(body.lines),
                "" if new else ", duplicate")
@@ -526,6 +534,54 @@ async def list_devices(ctx: ContextDep, _: StaffCaller) -> dict[str, dict[str, A
     return ctx.api.devices()
 
 
+@outbox_router.get("")
+async def list_outbox(
+    ctx: ContextDep, _: ManagerCaller,
+    state: Literal["pending", "delivered", "rejected"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[dict[str, Any]]:
+    """ERP commands, oldest first; ``state``: pending, delivered or rejected (the dead letter)."""
+    return ctx.api.outbox.list(state, limit)
+
+
+@outbox_router.get("/{key}")
+async def show_outbox(ctx: ContextDep, _: ManagerCaller, key: str) -> dict[str, Any]:
+    """One ERP command with its payload, attempts and last error."""
+    return _found(ctx.api.outbox.show(key), key)
+
+
+@outbox_router.post("/{key}/retry")
+async def retry_outbox(ctx: ContextDep, caller: ManagerCaller, key: str) -> dict[str, Any]:
+    """Put a dead command back in the queue: 409 unless it is dead."""
+    with _outbox_errors():
+        found = _found(ctx.api.outbox.retry(key), key)
+    audit.info("store %s: outbox retry of %s by %s", ctx.api.store_id, key, caller.name)
+    return found
+
+
+@outbox_router.delete("/{key}")
+async def drop_outbox(ctx: ContextDep, caller: ManagerCaller, key: str) -> dict[str, Any]:
+    """Drop a dead command for good: 409 unless it is dead (pending work is never dropped)."""
+    with _outbox_errors():
+        found = _found(ctx.api.outbox.drop(key), key)
+    audit.info("store %s: outbox drop of %s by %s", ctx.api.store_id, key, caller.name)
+    return found
+
+
+def _found(row: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no outbox command {key!r}")
+    return row
+
+
+@contextmanager
+def _outbox_errors() -> Iterator[None]:
+    try:
+        yield
+    except UsageError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+
+
 @ops_router.get("/healthz")
 async def liveness() -> dict[str, str]:
     """200 while the process serves HTTP."""
@@ -637,7 +693,7 @@ def create_app(
         log.warning("store %s: no HTTP tokens configured; the API is open to anyone who can "
                     "reach %s:%d", api.store_id, http.host, http.port)
     for router in (pos_router, alerts_router, lanes_router, devices_router, session_router,
-                   audit_router):
+                   audit_router, outbox_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(ops_router)
     app.openapi_schema = json_errors(app.openapi())

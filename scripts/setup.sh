@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(mosquitto victoria-metrics)
+want=(mosquitto victoria-metrics postgresql)  # postgresql: the chain's Tryton in the tests
 # The tests also drive Chromium and step the agent's clock with libfaketime (the chaos suite).
 [ "${STOREEDGE_SETUP_BROWSER:-0}" = 1 ] && want+=(chromium faketime)
 # A Python 3.11+ with venv may come from elsewhere (pyenv, a base image); else Debian's.

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.mosquitto",
     "tests.fixtures.victoria",
     "tests.fixtures.tryton",
+    "tests.fixtures.postgres",
 ]

@@ -13,20 +13,24 @@ Errors, all from :mod:`storeedge.errors`:
                      ConcurrencyException, a failed login or a store setup missing in the ERP
                      (warehouse, customer, company: a misconfiguration must not dead-letter
                      every sale, it keeps them queued until someone fixes it), and
-                     any other server exception (a crash or a locked database is retried;
-                     the outbox's ``last_error`` and ``oldest_pending_age_s`` make it visible)
+                     ``last_error`` and ``oldest_pending_age_s`` make it visible)
+        CommandFailed    (of :mod:`cloud_bridge.outbox`) any other server exception: the ERP
+                         answered but failed on this call; retried, and quarantined by the
+                         outbox when it fails the same way again and again
     ErpRejected      UserError/UserWarning (validation of our data), an unknown SKU, a
                      shipment with our key cancelled in the ERP
 
 An expired session (HTTP 401) logs in again once, then retries the call.
 
-Exactly once: a sale is one customer shipment (``stock.shipment.out``) whose ``reference`` is
-the command's idempotency key. Before creating, the connector looks the key up; a shipment
-found in any state is pushed on to done instead of creating another, so a crash between two
-ERP calls is finished on the next delivery. This relies on a single writer per key (the
-outbox delivers one command at a time). A sale costs five write transactions (create, wait,
-assign_force, pack, do): 4.6 shipments/s on Tryton with SQLite on an idle 2-core machine, so
-the agent should summarise sales per window rather than send one shipment per receipt.
+Exactly once, by construction: storeedge's own Tryton module (``cloud_bridge/tryton/module``)
+gives customer shipments and returns a ``storeedge_key`` with a unique index. The connector
+creates first; the ERP refuses a second document with the same key, and that refusal is
+recognised: the existing document is finished to done from any state a crash (or a clerk) left
+it in and the command counts as delivered. So a create that committed in the ERP while our side
+timed out is booked once, whoever else writes. A document takes five workflow steps (create,
+wait, assign_force, pack, do); the module's ``storeedge_book`` does them in one call and one ERP
+transaction, so our own booking never leaves a document half way. Even so the agent books
+summarised windows, not single receipts.
 
 Catalog fields: the SKU is the product's ``code``; the barcode its first ``ean`` identifier;
 the unit weight is ``weight`` in grams from the ``product_measurements`` module (None where the
@@ -48,6 +52,7 @@ from typing import Any
 
 import httpx
 
+from cloud_bridge.outbox import CommandFailed
 from storeedge.errors import ErpRejected, ErpUnavailable
 
 log = logging.getLogger(__name__)
@@ -55,15 +60,25 @@ log = logging.getLogger(__name__)
 # Workflow steps from each state of a customer shipment to done. A store sells from its shelves,
 # so its shipments leave from the storage location itself (Tryton's one-step shipping: no
 # inventory moves, no picking), which also saves a write transaction per sale.
-_STEPS = {
-    "draft": ("wait", "assign_force", "pack", "do"),
-    "waiting": ("assign_force", "pack", "do"),
-    "assigned": ("pack", "do"),
-    "packed": ("do",),
-    "shipped": ("do",),
-    "done": (),
-}
+# Every state a crash (or a clerk) can leave a shipment in is finished from where it stands.
 _SHIPMENT = "stock.shipment.out"
+_RETURN = "stock.shipment.out.return"
+_STEPS = {
+    _SHIPMENT: {
+        "draft": ("wait", "assign_force", "pack", "do"),
+        "waiting": ("assign_force", "pack", "do"),
+        "assigned": ("pack", "do"),
+        "picked": ("pack", "do"),
+        "packed": ("do",),
+        "shipped": ("do",),
+        "done": (),
+    },
+    _RETURN: {
+        "draft": ("receive",),  # returns go straight to storage: receiving also does it
+        "received": ("do",),
+        "done": (),
+    },
+}
 _TRANSIENT_STATUS = {423, 429, 500, 502, 503, 504}
 
 
@@ -91,6 +106,9 @@ class TrytonConnector:
         self._context: dict[str, Any] = {}
         self._request_id = 0
         self._setup: dict[str, Any] | None = None
+        self._product_cache: dict[str, dict[str, Any]] = {}
+        self.calls = 0  # ERP calls made, for the bench's calls per receipt
+        self.duplicates_refused = 0  # creates the ERP refused as already booked
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -144,75 +162,116 @@ class TrytonConnector:
             for r in rows if r["weight"] and r.get("weight_uom.")
         }
 
-    async def deliver_sale(self, key: str, lines: list[tuple[str, int]], reference: str) -> str:
-        """Book ``lines`` (sku, qty) as one done customer shipment whose reference is ``key``.
+    async def book_sales(self, key: str, lines: list[tuple[str, int]],
+                         receipts: list[str]) -> str:
+        """Book net sales per SKU as done documents keyed by ``key``; returns their ids.
 
-        Idempotent on ``key``: returns the id of the existing shipment (finished to done if a
-        previous attempt stopped half way) instead of creating a second. ``reference`` (the
-        agent's own label, e.g. the POS transaction) only goes to the log: the shipment's one
-        free-text field, ``reference``, holds the key.
+        Positive lines leave as one customer shipment (``storeedge_key`` = ``key``), negative
+        lines (returns) come back as one customer return (``storeedge_key`` = ``key/return``);
+        both carry ``receipts``. Exactly once by construction: the ERP's unique index on
+        ``storeedge_key`` refuses a second create, and a refused create is recognised and the
+        existing document finished to done from whatever state it was left in, so a create
+        that committed in the ERP but timed out on our side is booked once.
         """
-        found = await self.call(_SHIPMENT, "search_read", [("reference", "=", key)],
-                                0, None, [("id", "ASC")], ["state"])
-        if found:
-            shipment_id, state = found[0]["id"], found[0]["state"]
-            if state == "cancelled":
-                raise ErpRejected(f"shipment {shipment_id} for {key} was cancelled in the ERP",
-                                  source="tryton")
-            if state != "done":
-                log.info("finishing shipment %s for %s from state %s", shipment_id, key, state)
-        else:
-            shipment_id, state = await self._create_shipment(key, lines, reference), "draft"
-        await self._finish(shipment_id, state)
-        if state != "done":
-            log.info("shipment %s done for %s (%s)", shipment_id, key, reference)
-        return str(shipment_id)
-
-    async def _create_shipment(self, key: str, lines: list[tuple[str, int]],
-                               reference: str) -> int:
-        setup = await self._store_setup()
         if not lines:
             raise ErpRejected(f"{key}: a sale without lines", source="tryton")
+        bad = [(sku, qty) for sku, qty in lines if qty == 0]
+        if bad:
+            raise ErpRejected(f"{key}: quantities must not be zero: {bad}", source="tryton")
+        out = [(sku, qty) for sku, qty in lines if qty > 0]
+        back = [(sku, -qty) for sku, qty in lines if qty < 0]
+        ids = []
+        if out:
+            ids.append(await self._book(_SHIPMENT, key, out, receipts))
+        if back:
+            ids.append(await self._book(_RETURN, f"{key}/return", back, receipts))
+        return ",".join(ids)
+
+    async def _book(self, model: str, key: str, lines: list[tuple[str, int]],
+                    receipts: list[str]) -> str:
+        try:
+            doc_id, state = await self._create(model, key, lines, receipts), "done"
+        except _DuplicateKey:
+            doc_id, state = await self._existing(model, key)
+            self.duplicates_refused += 1
+            log.info("%s %s already holds %s (state %s): finishing it, not booking again",
+                     model, doc_id, key, state)
+        await self._finish(model, doc_id, state)
+        return str(doc_id)
+
+    async def _existing(self, model: str, key: str) -> tuple[int, str]:
+        found = await self.call(model, "search_read", [("storeedge_key", "=", key)],
+                                0, 1, None, ["state"])
+        if not found:
+            # refused as a duplicate yet not visible: another transaction is still writing it
+            raise ErpUnavailable(f"Tryton refused {key} as booked but does not show it yet")
+        doc_id, state = found[0]["id"], found[0]["state"]
+        if state == "cancelled":
+            raise ErpRejected(f"{model} {doc_id} for {key} was cancelled in the ERP",
+                              source="tryton")
+        return int(doc_id), state
+
+    async def _create(self, model: str, key: str, lines: list[tuple[str, int]],
+                      receipts: list[str]) -> int:
+        values = await self._document(model, key, lines, receipts)
+        # one call, one ERP transaction: created and done, or nothing (storeedge module)
+        (doc_id,) = await self.call(model, "storeedge_book", [values])
+        return int(doc_id)
+
+    async def _document(self, model: str, key: str, lines: list[tuple[str, int]],
+                        receipts: list[str]) -> dict[str, Any]:
+        """The ``create`` values of a shipment (or return) of ``lines`` keyed by ``key``."""
+        setup = await self._store_setup()
         skus = sorted({sku for sku, _ in lines})
-        products = await self.call("product.product", "search_read", [("code", "in", skus)],
-                                   0, None, None, ["code", "default_uom"])
-        by_sku = {p["code"]: p for p in products}
-        unknown = [sku for sku in skus if sku not in by_sku]
+        products = await self._products(skus)
+        unknown = [sku for sku in skus if sku not in products]
         if unknown:
             raise ErpRejected(f"{key}: unknown SKU {', '.join(unknown)}", source="tryton")
-        bad = [(sku, qty) for sku, qty in lines if qty <= 0]
-        if bad:
-            raise ErpRejected(f"{key}: quantities must be positive: {bad}", source="tryton")
         zero = {"__class__": "Decimal", "decimal": str(Decimal(0))}
+        outgoing = model == _SHIPMENT
         moves = [{
-            "product": by_sku[sku]["id"],
-            "unit": by_sku[sku]["default_uom"],
+            "product": products[sku]["id"],
+            "unit": products[sku]["default_uom"],
             "quantity": float(qty),
-            "from_location": setup["storage"],
-            "to_location": setup["customer_location"],
+            "from_location": setup["storage"] if outgoing else setup["customer_location"],
+            "to_location": setup["customer_location"] if outgoing else setup["storage"],
             "company": setup["company"],
             "unit_price": zero,
             "currency": setup["currency"],
         } for sku, qty in lines]
-        (shipment_id,) = await self.call(_SHIPMENT, "create", [{
+        values: dict[str, Any] = {
             "company": setup["company"],
             "customer": setup["customer"],
-            "delivery_address": setup["address"],
             "warehouse": setup["warehouse"],
             "warehouse_storage": setup["storage"],
-            "warehouse_output": setup["storage"],
             "reference": key,
-            "outgoing_moves": [["create", moves]],
-        }])
-        return int(shipment_id)
+            "storeedge_key": key,
+            "storeedge_receipts": "\n".join(receipts),
+        }
+        if outgoing:
+            # one-step shipping: the goods leave from the shelves (storage) themselves
+            values.update(delivery_address=setup["address"], warehouse_output=setup["storage"],
+                          outgoing_moves=[["create", moves]])
+        else:
+            values.update(warehouse_input=setup["storage"], incoming_moves=[["create", moves]])
+        return values
 
-    async def _finish(self, shipment_id: int, state: str) -> None:
-        if state not in _STEPS:
-            raise ErpRejected(f"shipment {shipment_id} is in unexpected state {state!r}",
+    async def _products(self, skus: list[str]) -> dict[str, dict[str, Any]]:
+        missing = [sku for sku in skus if sku not in self._product_cache]
+        if missing:
+            for p in await self.call("product.product", "search_read", [("code", "in", missing)],
+                                     0, None, None, ["code", "default_uom"]):
+                self._product_cache[p["code"]] = p
+        return {sku: self._product_cache[sku] for sku in skus if sku in self._product_cache}
+
+    async def _finish(self, model: str, doc_id: int, state: str) -> None:
+        steps = _STEPS[model]
+        if state not in steps:
+            raise ErpRejected(f"{model} {doc_id} is in unexpected state {state!r}",
                               source="tryton")
-        for step in _STEPS[state]:
+        for step in steps[state]:
             # assign_force: the goods physically left the store, whatever the ERP's stock says
-            await self.call(_SHIPMENT, step, [shipment_id])
+            await self.call(model, step, [doc_id])
 
     async def _store_setup(self) -> dict[str, Any]:
         """Ids of the warehouse, its locations, the customer and the company (looked up once)."""
@@ -248,36 +307,52 @@ class TrytonConnector:
         return self._setup
 
     async def sold_units(self, reference_prefix: str | None = None) -> dict[str, int]:
-        """Units per SKU in done customer shipments (of references starting with a prefix)."""
-        domain: list[Any] = [
-            ("shipment", "like", f"{_SHIPMENT},%"),
-            ("state", "=", "done"),
-            ("to_location.type", "=", "customer"),
-        ]
-        if reference_prefix is not None:
-            domain.append(("shipment.reference", "like", _like_prefix(reference_prefix),
-                           _SHIPMENT))
-        moves = await self.call("stock.move", "search_read", domain, 0, None, None,
-                                ["product.code", "quantity"])
+        """Net units per SKU sold through done customer shipments less done customer returns
+        (of documents whose reference starts with a prefix), across every warehouse."""
         sold: dict[str, int] = defaultdict(int)
-        for move in moves:
-            sold[move["product."]["code"]] += round(move["quantity"])
-        return dict(sold)
+        for model, sign in ((_SHIPMENT, 1), (_RETURN, -1)):
+            domain: list[Any] = [("shipment", "like", f"{model},%"), ("state", "=", "done")]
+            domain.append(("to_location.type" if sign > 0 else "from_location.type", "=",
+                           "customer"))
+            if reference_prefix is not None:
+                domain.append(("shipment.reference", "like", _like_prefix(reference_prefix),
+                               model))
+            moves = await self.call("stock.move", "search_read", domain, 0, None, None,
+                                    ["product.code", "quantity"])
+            for move in moves:
+                sold[move["product."]["code"]] += sign * round(move["quantity"])
+        return {sku: n for sku, n in sold.items() if n}
 
-    async def call(self, model: str, method: str, *args: Any) -> Any:
-        """Call ``model.<model>.<method>(*args, context)``, logging in first if needed."""
+    async def stock_units(self) -> dict[str, int]:
+        """Units per SKU on hand in this store's warehouse, as the ERP computes them."""
+        setup = await self._store_setup()
+        products = await self.call("product.product", "search_read",
+                                   [("code", "!=", None), ("type", "=", "goods")],
+                                   0, None, None, ["code", "quantity"],
+                                   context={"locations": [setup["warehouse"]],
+                                            "with_childs": True})
+        return {p["code"]: round(p["quantity"]) for p in products}
+
+    async def call(self, model: str, method: str, *args: Any,
+                   context: dict[str, Any] | None = None) -> Any:
+        """Call ``model.<model>.<method>(*args, context)``, logging in first if needed.
+
+        ``context`` adds to the user's preferences (e.g. ``locations`` for stock quantities).
+        """
         if self._auth is None:
             await self.login()
-        params = [*args, self._context]
         try:
-            return await self._post(f"model.{model}.{method}", params)
+            return await self._post(f"model.{model}.{method}",
+                                    [*args, {**self._context, **(context or {})}])
         except _SessionExpired:
             log.info("Tryton session expired; logging in again")
             await self.login()
-            return await self._post(f"model.{model}.{method}", [*args, self._context])
+            return await self._post(f"model.{model}.{method}",
+                                    [*args, {**self._context, **(context or {})}])
 
     async def _post(self, method: str, params: list[Any]) -> Any:
         self._request_id += 1
+        self.calls += 1
         headers = {"Authorization": self._auth} if self._auth else {}
         body = {"id": self._request_id, "method": method, "params": params}
         try:
@@ -306,14 +381,26 @@ class _SessionExpired(Exception):
     """HTTP 401 on a model call: log in again."""
 
 
+class _DuplicateKey(ErpRejected):
+    """The ERP refused a create because a document already holds our key (not an error of the
+    command: the document exists and is finished instead)."""
+
+
+# the text of the storeedge module's message msg_storeedge_key_unique
+_DUPLICATE_KEY_TEXT = "storeedge document with this key is already booked"
+
+
 def _translate(method: str, error: list[Any]) -> Exception:
     name = error[0] if error else "unknown"
     detail = error[1] if len(error) > 1 else None
     if name in ("UserError", "UserWarning"):
         message = " - ".join(str(part) for part in (detail or [])[:2] if part)
+        if _DUPLICATE_KEY_TEXT in message:
+            return _DuplicateKey(f"{method}: {message}", source="tryton")
         return ErpRejected(f"{method}: {message or name}", source="tryton")
     if name == "ConcurrencyException":
         return ErpUnavailable(f"Tryton {method}: concurrent update: {detail}")
     if name == "LoginException":
         return ErpUnavailable(f"Tryton {method}: login needs {detail}")
-    return ErpUnavailable(f"Tryton {method}: server error: {name}")
+    # the ERP is up but failed on this call: retried, then quarantined by the outbox
+    return CommandFailed(f"Tryton {method}: server error: {name}")

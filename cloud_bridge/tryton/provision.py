@@ -6,10 +6,13 @@ Run in a subprocess, with trytond's own Python API (trytond is imported only the
     python -m cloud_bridge.tryton.provision TRYTOND_CONF DATABASE SPEC_JSON
 
 SPEC_JSON holds ``{"catalog": [{"sku", "name", "barcode", "unit_grams"}, ...],
-"initial_stock": {sku: qty}}``. The script creates, in one transaction: the currency CNY, the
-company (set as the admin user's company), the products (template code = SKU, an EAN identifier,
-the weight in grams), the customer party ``Walk-in customer`` with an address, and a done
-``stock.inventory`` that puts the initial stock in the storage location of warehouse ``WH``.
+"initial_stock": {sku: qty}, "warehouses": {code: {sku: qty}}}`` (``warehouses`` optional: a
+chain's stores, each its own warehouse). The script creates, in one transaction: the currency
+CNY, the company (set as the admin user's company), the products (template code = SKU, an EAN
+identifier, the weight in grams), the customer party ``Walk-in customer`` with an address, each
+warehouse not there yet (Tryton's own is ``WH``) with its input, output and storage locations,
+and per warehouse a done ``stock.inventory`` that puts its initial stock in its storage location
+(``initial_stock`` goes to ``WH``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ def provision(config_file: str, database: str, spec: dict[str, Any]) -> None:
         with transaction.set_context(company=company.id):
             products = _products(pool, spec["catalog"])
             _customer(pool)
-            _initial_stock(pool, company, products, spec.get("initial_stock", {}))
+            stock = {WAREHOUSE_CODE: spec.get("initial_stock", {}), **spec.get("warehouses", {})}
+            for code, initial in stock.items():
+                _initial_stock(pool, company, products, _warehouse(pool, code), initial)
 
 
 def _company(pool: Any) -> Any:
@@ -83,7 +88,8 @@ def _products(pool: Any, catalog: list[dict[str, Any]]) -> dict[str, Any]:
         if item.get("unit_grams") and "weight" in Template._fields:
             template.update(weight=float(item["unit_grams"]), weight_uom=gram)
         values.append(template)
-    templates = Template.create(values)
+    # in batches: SQLite's parser overflows on Tryton's checks of about 50 records at once
+    templates = [t for i in range(0, len(values), 40) for t in Template.create(values[i:i + 40])]
     return {t.code: t.products[0] for t in templates}
 
 
@@ -95,14 +101,31 @@ def _customer(pool: Any) -> None:
     }])
 
 
-def _initial_stock(pool: Any, company: Any, products: dict[str, Any],
+def _warehouse(pool: Any, code: str) -> Any:
+    Location = pool.get("stock.location")
+    found = Location.search([("code", "=", code), ("type", "=", "warehouse")])
+    if found:
+        return found[0]
+    input_, output, storage = Location.create([
+        {"name": f"{code} {part}", "code": f"{code}-{part[:3].upper()}", "type": "storage"}
+        for part in ("Input", "Output", "Storage")])
+    # Tryton makes the three children of the warehouse itself; inventories need a lost and
+    # found: the one Tryton ships
+    (lost_found,) = Location.search([("type", "=", "lost_found")], limit=1)
+    (warehouse,) = Location.create([{
+        "name": f"Store {code}", "code": code, "type": "warehouse",
+        "input_location": input_.id, "output_location": output.id,
+        "storage_location": storage.id, "lost_found_location": lost_found.id,
+    }])
+    return warehouse
+
+
+def _initial_stock(pool: Any, company: Any, products: dict[str, Any], warehouse: Any,
                    initial_stock: dict[str, int]) -> None:
     if not initial_stock:
         return
-    Location = pool.get("stock.location")
     Inventory = pool.get("stock.inventory")
     Date = pool.get("ir.date")
-    (warehouse,) = Location.search([("code", "=", WAREHOUSE_CODE), ("type", "=", "warehouse")])
     (inventory,) = Inventory.create([{
         "location": warehouse.storage_location.id,
         "company": company.id,

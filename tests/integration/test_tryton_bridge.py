@@ -18,28 +18,30 @@ import pytest
 
 from cloud_bridge.outbox import Outbox, enqueue
 from cloud_bridge.tryton.connector import TrytonConnector
-from cloud_bridge.tryton.server import TrytonServer
-from storeedge.errors import ErpRejected
-from tests.fixtures.tryton import ADMIN_PASSWORD, CATALOG, connector_for
+from cloud_bridge.tryton.server import TrytonServer, start_tryton
+from edge_agent.services import free_port
+from storeedge.errors import ErpRejected, ErpUnavailable
+from tests.fixtures.tryton import ADMIN_PASSWORD, CATALOG, INITIAL_STOCK, connector_for
 
 SKUS = [item["sku"] for item in CATALOG]
 
 
-async def shipments(erp: TrytonConnector, prefix: str) -> list[dict[str, Any]]:
-    return await erp.call("stock.shipment.out", "search_read",
+async def shipments(erp: TrytonConnector, prefix: str,
+                    model: str = "stock.shipment.out") -> list[dict[str, Any]]:
+    return await erp.call(model, "search_read",
                           [("reference", "like", f"{prefix}%")], 0, None, [("id", "ASC")],
-                          ["reference", "state", "moves"])
+                          ["reference", "state", "moves", "storeedge_key", "storeedge_receipts"])
 
 
 def sale_payload(lines: list[tuple[str, int]]) -> dict[str, Any]:
-    return {"lines": [[sku, qty] for sku, qty in lines], "reference": "pos"}
+    return {"lines": [[sku, qty] for sku, qty in lines], "receipts": ["pos-1"]}
 
 
 def make_deliver(erp: TrytonConnector):
     async def deliver(kind: str, payload: dict[str, Any]) -> str:
-        assert kind == "sale"
+        assert kind == "sales"
         lines = [(sku, qty) for sku, qty in payload["lines"]]
-        return await erp.deliver_sale(payload["key"], lines, payload["reference"])
+        return await erp.book_sales(payload["key"], lines, payload["receipts"])
     return deliver
 
 
@@ -56,7 +58,8 @@ def enqueue_sales(path: Path, sales: dict[str, list[tuple[str, int]]]) -> None:
     try:
         for key, lines in sales.items():
             with conn:
-                enqueue(conn, key, "sale", sale_payload(lines), subject="store-1")
+                enqueue(conn, key, "sales", sale_payload(lines),
+                        subject=" ".join(sku for sku, _ in lines))
     finally:
         conn.close()
 
@@ -82,10 +85,13 @@ async def test_catalog_comes_from_tryton(erp: TrytonConnector) -> None:
 
 async def test_a_sale_becomes_one_done_shipment(erp: TrytonConnector, erp_prefix: str) -> None:
     key = f"{erp_prefix}sale-1"
-    shipment_id = await erp.deliver_sale(key, [("COLA-330", 2), ("CHIPS-70", 3)], "txn-1")
+    shipment_id = await erp.book_sales(key, [("COLA-330", 2), ("CHIPS-70", 3)],
+                                       ["txn-1", "txn-2"])
     assert await erp.sold_units(erp_prefix) == {"COLA-330": 2, "CHIPS-70": 3}
     (shipment,) = await shipments(erp, erp_prefix)
     assert str(shipment["id"]) == shipment_id and shipment["state"] == "done"
+    assert shipment["storeedge_key"] == key
+    assert shipment["storeedge_receipts"] == "txn-1\ntxn-2"  # the auditor's trail
     moves = await erp.call("stock.move", "read", shipment["moves"],
                            ["product.code", "quantity", "state", "to_location.type"])
     assert sorted((m["product."]["code"], m["quantity"], m["state"], m["to_location."]["type"])
@@ -95,11 +101,37 @@ async def test_a_sale_becomes_one_done_shipment(erp: TrytonConnector, erp_prefix
 
 async def test_the_same_key_twice_books_once(erp: TrytonConnector, erp_prefix: str) -> None:
     key = f"{erp_prefix}sale-1"
-    first = await erp.deliver_sale(key, [("WATER-550", 1)], "txn-1")
-    second = await erp.deliver_sale(key, [("WATER-550", 1)], "txn-1")
+    first = await erp.book_sales(key, [("WATER-550", 1)], ["txn-1"])
+    second = await erp.book_sales(key, [("WATER-550", 1)], ["txn-1"])
     assert first == second
+    assert erp.duplicates_refused == 1  # the ERP refused the second create itself
     assert len(await shipments(erp, erp_prefix)) == 1
     assert await erp.sold_units(erp_prefix) == {"WATER-550": 1}
+
+
+async def test_the_erp_refuses_a_second_document_with_our_key(
+        erp: TrytonConnector, erp_prefix: str) -> None:
+    key = f"{erp_prefix}direct"
+    setup = await erp._store_setup()
+    values = {"customer": setup["customer"], "delivery_address": setup["address"],
+              "company": setup["company"], "warehouse": setup["warehouse"],
+              "warehouse_storage": setup["storage"], "warehouse_output": setup["storage"],
+              "storeedge_key": key}
+    await erp.call("stock.shipment.out", "create", [values])
+    with pytest.raises(ErpRejected, match="already booked"):
+        await erp.call("stock.shipment.out", "create", [values])
+
+
+async def test_returns_come_back_as_a_customer_return(
+        erp: TrytonConnector, erp_prefix: str) -> None:
+    key = f"{erp_prefix}w1"
+    ids = await erp.book_sales(key, [("COLA-330", 3), ("CHIPS-70", -2)], ["r1", "r2"])
+    assert len(ids.split(",")) == 2
+    assert await erp.sold_units(erp_prefix) == {"COLA-330": 3, "CHIPS-70": -2}
+    (back,) = await shipments(erp, erp_prefix, "stock.shipment.out.return")
+    assert back["state"] == "done" and back["storeedge_key"] == f"{key}/return"
+    assert await erp.book_sales(key, [("COLA-330", 3), ("CHIPS-70", -2)], ["r1", "r2"]) == ids
+    assert await erp.sold_units(erp_prefix) == {"COLA-330": 3, "CHIPS-70": -2}
 
 
 @pytest.mark.parametrize("stop_after", [None, "wait", "assign_force", "pack"])
@@ -107,23 +139,56 @@ async def test_a_crash_between_erp_calls_is_finished_not_duplicated(
         erp: TrytonConnector, erp_prefix: str, stop_after: str | None) -> None:
     key = f"{erp_prefix}sale-1"
     # the agent's first attempt stopped after these calls (private: this is the crash)
-    shipment_id = await erp._create_shipment(key, [("NOODLE-BEEF", 4)], "txn-1")
+    values = await erp._document("stock.shipment.out", key, [("NOODLE-BEEF", 4)], ["txn-1"])
+    (shipment_id,) = await erp.call("stock.shipment.out", "create", [values])
     for step in ("wait", "assign_force", "pack"):
         if stop_after is None:
             break
         await erp.call("stock.shipment.out", step, [shipment_id])
         if step == stop_after:
             break
-    assert await erp.deliver_sale(key, [("NOODLE-BEEF", 4)], "txn-1") == str(shipment_id)
+    (left,) = await shipments(erp, erp_prefix)
+    assert left["state"] == {None: "draft", "wait": "waiting", "assign_force": "assigned",
+                             "pack": "packed"}[stop_after]
+    assert await erp.book_sales(key, [("NOODLE-BEEF", 4)], ["txn-1"]) == str(shipment_id)
     (shipment,) = await shipments(erp, erp_prefix)
     assert shipment["state"] == "done"
     assert await erp.sold_units(erp_prefix) == {"NOODLE-BEEF": 4}
 
 
+async def test_a_shipment_left_picked_is_finished(erp: TrytonConnector, erp_prefix: str) -> None:
+    # a store's own shipments skip picking; one a clerk moved to two-step shipping and picked
+    # must be finished all the same
+    key = f"{erp_prefix}picked"
+    setup = await erp._store_setup()
+    (warehouse,) = await erp.call("stock.location", "read", [setup["warehouse"]],
+                                  ["output_location"])
+    (product,) = await erp.call("product.product", "search_read", [("code", "=", "COLA-330")],
+                                0, 1, None, ["default_uom"])
+    (shipment_id,) = await erp.call("stock.shipment.out", "create", [{
+        "company": setup["company"], "customer": setup["customer"],
+        "delivery_address": setup["address"], "warehouse": setup["warehouse"],
+        "warehouse_storage": setup["storage"], "warehouse_output": warehouse["output_location"],
+        "reference": key, "storeedge_key": key,
+        "outgoing_moves": [["create", [{
+            "product": product["id"], "unit": product["default_uom"], "quantity": 2.0,
+            "from_location": warehouse["output_location"],
+            "to_location": setup["customer_location"], "company": setup["company"],
+            "unit_price": {"__class__": "Decimal", "decimal": "0"},
+            "currency": setup["currency"]}]]],
+    }])
+    for step in ("wait", "assign_force", "pick"):
+        await erp.call("stock.shipment.out", step, [shipment_id])
+    assert [s["state"] for s in await shipments(erp, erp_prefix)] == ["picked"]
+    assert await erp.book_sales(key, [("COLA-330", 2)], ["txn-1"]) == str(shipment_id)
+    assert [s["state"] for s in await shipments(erp, erp_prefix)] == ["done"]
+    assert await erp.sold_units(erp_prefix) == {"COLA-330": 2}
+
+
 async def test_an_unknown_sku_is_dead_lettered_and_the_rest_flows(
         erp: TrytonConnector, erp_prefix: str, tmp_path: Path) -> None:
     with pytest.raises(ErpRejected, match="NOPE-1"):
-        await erp.deliver_sale(f"{erp_prefix}direct", [("NOPE-1", 1)], "")
+        await erp.book_sales(f"{erp_prefix}direct", [("NOPE-1", 1)], [])
     sales = {
         f"{erp_prefix}1": [("COLA-330", 1)],
         f"{erp_prefix}2": [("COLA-330", 1), ("NOPE-1", 2)],
@@ -186,7 +251,7 @@ async def main(db, url, database, password):
     erp = TrytonConnector(url, database, "admin", password)
     async def deliver(kind, payload):
         lines = [(sku, qty) for sku, qty in payload["lines"]]
-        return await erp.deliver_sale(payload["key"], lines, payload["reference"])
+        return await erp.book_sales(payload["key"], lines, payload["receipts"])
     await Outbox(db, retry_initial_s=0.05, retry_max_s=0.5).run(deliver)
 
 asyncio.run(main(*sys.argv[1:]))
@@ -247,3 +312,108 @@ async def test_an_expired_session_logs_in_again(erp: TrytonConnector) -> None:
     await erp.login()
     await erp._post("common.db.logout", [])  # the server forgets the session, as on expiry
     assert len(await erp.fetch_catalog()) == len(CATALOG)
+
+
+class LateAnswers:
+    """A TCP proxy in front of Tryton that holds the ERP's answer to the first request carrying
+    ``marker`` for ``delay`` seconds: the ERP has committed, our side times out first."""
+
+    def __init__(self, upstream_port: int, marker: bytes, delay: float) -> None:
+        self._upstream = upstream_port
+        self._marker = marker
+        self._delay = delay
+        self._armed = True
+        self.held = asyncio.Event()  # set once the ERP's answer is in hand and being held
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> LateAnswers:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
+        hold = asyncio.Event()
+
+        async def to_erp() -> None:
+            while data := await reader.read(65536):
+                if self._armed and self._marker in data:
+                    self._armed = False
+                    hold.set()
+                up_writer.write(data)
+                await up_writer.drain()
+
+        async def to_us() -> None:
+            while data := await up_reader.read(65536):
+                if hold.is_set():
+                    hold.clear()
+                    self.held.set()
+                    await asyncio.sleep(self._delay)
+                writer.write(data)
+                await writer.drain()
+
+        try:
+            await asyncio.gather(to_erp(), to_us())
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            up_writer.close()
+
+
+async def test_a_create_committed_after_our_timeout_is_one_document_not_two(
+        tryton: TrytonServer, erp: TrytonConnector, erp_prefix: str, tmp_path: Path) -> None:
+    key = f"{erp_prefix}window-1"
+    enqueue_sales(tmp_path / "journal.db", {key: [("CHIPS-70", 2), ("WATER-550", 1)]})
+    async with LateAnswers(tryton.port, b'"model.stock.shipment.out.storeedge_book"', 4.0) as proxy:
+        slow = TrytonConnector(f"http://127.0.0.1:{proxy.port}/", tryton.database, "admin",
+                               ADMIN_PASSWORD, timeout=1.5)
+        outbox = Outbox(tmp_path / "journal.db", retry_initial_s=0.05, retry_max_s=0.2)
+        task = asyncio.create_task(outbox.run(make_deliver(slow)))
+        try:
+            async with asyncio.timeout(60):
+                await proxy.held.wait()  # the ERP answered: the shipment is committed
+            assert [s["storeedge_key"] for s in await shipments(erp, erp_prefix)] == [key]
+            assert await outbox.drained(60)
+            stats = outbox.stats()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            outbox.close()
+            await slow.aclose()
+    assert stats.delivered == 1 and stats.retries_since_start >= 1
+    assert slow.duplicates_refused == 1  # the retry's booking was refused by the ERP
+    (shipment,) = await shipments(erp, erp_prefix)
+    assert shipment["state"] == "done"
+    assert await erp.sold_units(erp_prefix) == {"CHIPS-70": 2, "WATER-550": 1}
+
+
+async def test_a_run_with_its_own_password_reuses_the_cached_template(
+        tryton: TrytonServer, tmp_path: Path) -> None:
+    # the session's Tryton built (or found) the template; another run's password must not
+    # rebuild it (18 s), and must be the only one that opens the copy
+    server = start_tryton(tmp_path / "tryton", free_port(), CATALOG, INITIAL_STOCK,
+                          "another-run-password")
+    own = TrytonConnector(server.url, server.database, "admin", "another-run-password")
+    try:
+        assert "init_s" not in server.timings
+        assert len(await own.fetch_catalog()) == len(CATALOG)
+        with pytest.raises(ErpUnavailable, match="refused the login"):
+            await connector_for(server).login()
+    finally:
+        await own.aclose()
+        server.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cloud_bridge import outbox as outbox_mod
+from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
 from edge_agent.journal import Journal, alert_from_json
 from storeedge.errors import JournalUnavailable
 from storeedge.events import (
@@ -45,7 +46,7 @@ def sale(txn_id: str, ts: float) -> PosTransaction:
 
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
-    j = Journal(tmp_path / "journal.db", extra_schemas=[outbox_mod.SCHEMA])
+    j = Journal(tmp_path / "journal.db", extra_schemas=ERP_SCHEMAS)
     yield j
     j.close()
 
@@ -74,9 +75,20 @@ def test_retention_keeps_active_alerts_and_undelivered_sales(journal: Journal) -
     def owed(conn: sqlite3.Connection) -> None:
         outbox_mod.enqueue(conn, "k-owed", "sale", {"lines": []}, subject="T-owed")
 
+    def in_window(conn: sqlite3.Connection) -> None:  # a sales window not closed yet
+        conn.execute("INSERT INTO erp_sale_line (window_start, sku, qty, txn_id)"
+                     " VALUES (60.0, 'COLA', 1, 'T-open')")
+
+    def in_summary(conn: sqlite3.Connection) -> None:  # a closed window's command, not sent
+        outbox_mod.enqueue(conn, "s1:sales:60", "sales",
+                           {"lines": [["COLA", 2]], "receipts": ["T-summed", "T-other"]},
+                           subject="COLA")
+
     journal.accept_sale(sale("T-owed", 100.0), owed)
     journal.accept_sale(sale("T-sent", 100.0))
     journal.accept_sale(sale("T-new", 5_000.0))
+    journal.accept_sale(sale("T-open", 100.0), in_window)
+    journal.accept_sale(sale("T-summed", 100.0), in_summary)
 
     deleted = journal.prune(1_000.0, keep_alerts=["A-old", "A-new"])
 
@@ -86,7 +98,7 @@ def test_retention_keeps_active_alerts_and_undelivered_sales(journal: Journal) -
     assert left == ["A-new", "A-old"]
     assert [a.alert_id for a in journal.active_alerts()] == ["A-old", "A-new"]
     assert sorted(r[0] for r in journal.execute("SELECT txn_id FROM sale")) == [
-        "T-new", "T-owed"]
+        "T-new", "T-open", "T-owed", "T-summed"]
 
 
 def test_a_full_journal_refuses_a_write_and_keeps_nothing_of_it(journal: Journal) -> None:

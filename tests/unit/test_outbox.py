@@ -10,9 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
-from cloud_bridge.outbox import Outbox, enqueue
-from storeedge.errors import ErpRejected, ErpUnavailable
+from cloud_bridge.outbox import (
+    CommandFailed,
+    Limits,
+    Outbox,
+    OutboxCollector,
+    OutboxFull,
+    admin_command,
+    enqueue,
+)
+from storeedge.errors import ErpRejected, ErpUnavailable, UsageError
 
 
 @pytest.fixture
@@ -95,8 +104,10 @@ async def test_unavailable_retries_the_same_command_without_reordering(db: Path,
         assert await outbox.drained(5)
         stats = outbox.stats()
     assert calls == ["a", "b", "b", "b", "b", "c"]
-    assert stats.delivered == 3 and stats.last_error is not None
-    assert "ERP down" in stats.last_error
+    assert stats.delivered == 3 and stats.retries_since_start == 3
+    assert stats.last_error is None  # cleared once the ERP took commands again
+    (error,) = journal.execute("SELECT last_error FROM outbox WHERE key = 'b'").fetchone()
+    assert "ERP down" in error  # the row keeps its history
 
 
 async def test_pending_stays_visible_while_the_erp_is_down(db: Path, journal) -> None:
@@ -179,3 +190,152 @@ def test_prune_removes_only_old_delivered_commands(db: Path, journal) -> None:
         outbox.close()
     keys = {k for (k,) in journal.execute("SELECT key FROM outbox")}
     assert keys == {"pending", "dead"}
+
+
+async def test_a_failing_command_is_quarantined_and_only_its_subjects_wait(
+        db: Path, journal) -> None:
+    add(journal, "bad", subject="COLA")
+    add(journal, "after-bad", subject="COLA CHIPS")  # shares COLA: must wait behind "bad"
+    add(journal, "chips-later", subject="CHIPS")  # shares CHIPS with a waiting one: waits too
+    add(journal, "water", subject="WATER")  # unrelated: flows at once
+    order: list[str] = []
+    delivered = asyncio.Event()
+
+    async def deliver(kind: str, payload: dict[str, Any]) -> str:
+        order.append(payload["key"])
+        if payload["key"] == "bad":
+            raise CommandFailed("Tryton model.stock.shipment.out.create: server error: KeyError")
+        if payload["key"] == "chips-later":
+            delivered.set()
+        return "ok"
+
+    outbox = Outbox(db, retry_initial_s=0.02, retry_max_s=0.05, quarantine_after=3)
+    async with running(outbox, deliver):
+        async with asyncio.timeout(10):
+            await delivered.wait()
+        stats, dead = outbox.stats(), outbox.rejected()
+    assert [k for k in order if k != "bad"] == ["water", "after-bad", "chips-later"]
+    assert order.index("water") < order.index("after-bad")
+    assert order.count("bad") == 3
+    assert order.index("after-bad") > max(i for i, k in enumerate(order) if k == "bad")
+    assert (stats.delivered, stats.rejected, stats.pending) == (3, 1, 0)
+    assert [d["key"] for d in dead] == ["bad"]
+    assert dead[0]["reason"] == ("quarantined after 3 identical failures: failed: Tryton "
+                                 "model.stock.shipment.out.create: server error: KeyError")
+
+
+async def test_an_unexpected_error_neither_kills_the_outbox_nor_jams_it_after_restart(
+        db: Path, journal) -> None:
+    add(journal, "poison", subject="COLA", lines=[["COLA", "1e400"]])
+    add(journal, "fine", subject="COLA")
+    seen: list[str] = []
+
+    async def deliver(kind: str, payload: dict[str, Any]) -> str:
+        seen.append(payload["key"])
+        if payload["key"] == "poison":
+            int(float(payload["lines"][0][1]))  # OverflowError, as a connector would raise
+        return "ok"
+
+    first = Outbox(db, retry_initial_s=0.01, retry_max_s=0.02, quarantine_after=4)
+    async with running(first, deliver):
+        while seen.count("poison") < 2:
+            await asyncio.sleep(0.01)
+    # restarted: the failures so far count, the task survives, the queue moves on
+    second = Outbox(db, retry_initial_s=0.01, retry_max_s=0.02, quarantine_after=4)
+    async with running(second, deliver):
+        assert await second.drained(5)
+        stats, dead = second.stats(), second.rejected()
+    assert seen.count("poison") == 4 and seen[-1] == "fine"
+    assert (stats.delivered, stats.rejected) == (1, 1)
+    assert dead[0]["reason"].startswith("quarantined after 4 identical failures: OverflowError")
+
+
+async def test_different_failures_are_not_counted_as_the_same(db: Path, journal) -> None:
+    add(journal, "flaky")
+    failures = iter(["lock timeout", "deadlock", "lock timeout"])
+
+    async def deliver(kind: str, payload: dict[str, Any]) -> str:
+        reason = next(failures, None)
+        if reason is not None:
+            raise CommandFailed(reason)
+        return "ok"
+
+    outbox = Outbox(db, retry_initial_s=0.01, retry_max_s=0.02, quarantine_after=2)
+    async with running(outbox, deliver):
+        assert await outbox.drained(5)
+        assert outbox.stats().delivered == 1
+
+
+def test_the_bound_refuses_new_work_and_rolls_the_callers_transaction_back(
+        db: Path, journal) -> None:
+    limits = Limits(max_rows=2, max_bytes=10_000)
+    journal.execute("CREATE TABLE sale (txn TEXT)")
+
+    def sale(key: str) -> None:
+        with journal:
+            journal.execute("INSERT INTO sale VALUES (?)", (key,))
+            enqueue(journal, key, "sale", {"lines": [["COLA", 1]]}, "COLA", limits)
+
+    sale("a")
+    sale("b")
+    with pytest.raises(OutboxFull, match=r"2 of 2 items.*new sales are refused"):
+        sale("c")
+    assert [k for (k,) in journal.execute("SELECT txn FROM sale")] == ["a", "b"]
+    with journal:  # delivered work frees its room
+        journal.execute("UPDATE outbox SET state = 'delivered' WHERE key = 'a'")
+    sale("c")
+    with pytest.raises(OutboxFull, match="bytes"):
+        with journal:
+            enqueue(journal, "big", "sale", {"x": "y" * 20_000}, "COLA", limits)
+    (rows, nbytes) = journal.execute("SELECT rows, bytes FROM outbox_usage").fetchone()
+    expected = journal.execute("SELECT COUNT(*), SUM(LENGTH(payload)) FROM outbox"
+                               " WHERE state = 'pending'").fetchone()
+    assert (rows, nbytes) == expected
+
+
+async def test_the_dead_letter_is_operated_by_key(db: Path, journal, capsys) -> None:
+    add(journal, "dead")
+    add(journal, "pending")
+    with journal:
+        journal.execute("UPDATE outbox SET state = 'rejected', last_error = 'rejected: NOPE'"
+                        " WHERE key = 'dead'")
+    outbox = Outbox(db)
+    try:
+        assert [r["key"] for r in outbox.list("rejected")] == ["dead"]
+        assert outbox.show("dead")["payload"] == {"n": "dead"}
+        assert outbox.show("nope") is None
+        with pytest.raises(UsageError, match="pending: only dead"):
+            outbox.drop("pending")
+        with pytest.raises(UsageError):
+            outbox.retry("pending")
+        assert outbox.retry("dead")["state"] == "pending"
+    finally:
+        outbox.close()
+    with journal:
+        journal.execute("UPDATE outbox SET state = 'rejected' WHERE key = 'dead'")
+    assert admin_command(db, "drop", "pending") == 2
+    assert admin_command(db, "show", "nope") == 1
+    assert admin_command(db, "drop", "dead") == 0
+    assert admin_command(db, "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert '"key": "dead"' in lines[0] and len(lines) == 2 and '"key": "pending"' in lines[1]
+    assert [k for (k,) in journal.execute("SELECT key FROM outbox")] == ["pending"]
+
+
+async def test_metrics_show_backlog_age_delivered_retried_and_dead(db: Path, journal) -> None:
+    add(journal, "a")
+    add(journal, "b", subject="OTHER")
+    with journal:
+        journal.execute("UPDATE outbox SET state = 'rejected' WHERE key = 'b'")
+    outbox = Outbox(db)
+    registry = CollectorRegistry()
+    registry.register(OutboxCollector(outbox, "s1"))
+    try:
+        text = generate_latest(registry).decode()
+    finally:
+        outbox.close()
+    assert 'storeedge_outbox_backlog{store="s1"} 1.0' in text
+    assert 'storeedge_outbox_dead{store="s1"} 1.0' in text
+    assert 'storeedge_outbox_delivered_total{store="s1"} 0.0' in text
+    assert 'storeedge_outbox_retried_total{store="s1"} 0.0' in text
+    assert 'storeedge_outbox_oldest_age_seconds{store="s1"}' in text

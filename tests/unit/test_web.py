@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from cloud_bridge.outbox import Outbox
 from edge_agent.config import HttpSection, HttpToken
 from edge_agent.web import RESYNC, AlertFeed, create_app
 from storeedge.errors import ConfigError, PayloadError
@@ -31,6 +33,15 @@ class FakeAgent:
         self.accepted: dict[str, PosTransaction] = {}
         self.latest: dict[str, Alert] = {}
         self.status: dict[str, Any] = {"status": "ok", "broker": "connected"}
+        self._outboxes = threading.local()
+
+    @property
+    def outbox(self) -> Outbox:
+        """A real, empty ERP outbox for the manager's routes; SQLite wants one per thread, and
+        some test clients serve the app from another."""
+        if not hasattr(self._outboxes, "outbox"):
+            self._outboxes.outbox = Outbox(":memory:")
+        return self._outboxes.outbox
 
     def accept_pos(self, txn: PosTransaction) -> bool:
         for i, line in enumerate(txn.lines):

@@ -1,0 +1,109 @@
+"""A store's ERP bridge: sales into windows, closed windows into the outbox, the outbox to the ERP.
+
+The agent calls three things: :meth:`ErpBridge.enlist_sale` inside the journal transaction of
+each accepted sale, :meth:`ErpBridge.accepted` after that commit, and :meth:`ErpBridge.run` as
+one background task (it closes windows as they end and delivers the outbox). Everything else
+here is the bridge's own: the summariser (:mod:`cloud_bridge.summary`), the outbox and its
+policies (:mod:`cloud_bridge.outbox`), and how a command becomes ERP calls (:meth:`deliver`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from cloud_bridge import outbox as outbox_mod
+from cloud_bridge import summary
+from storeedge.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+SCHEMAS = (outbox_mod.SCHEMA, summary.SCHEMA)  # in this order, on the journal's database
+
+
+class SalesBooker(Protocol):
+    async def book_sales(self, key: str, lines: list[tuple[str, int]],
+                         receipts: list[str]) -> str: ...
+
+
+class ErpBridge:
+    """Owns the outbox and the sales windows of one store's journal at ``db_path``."""
+
+    def __init__(self, db_path: Path | str, store_id: str, erp: SalesBooker, *,
+                 window_s: int = 60, limits: outbox_mod.Limits | None = None,
+                 quarantine_after: int = 5, retry_initial_s: float = 0.5,
+                 retry_max_s: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+        self.erp = erp
+        self.clock = clock
+        self.outbox = outbox_mod.Outbox(db_path, retry_initial_s=retry_initial_s,
+                                        retry_max_s=retry_max_s,
+                                        quarantine_after=quarantine_after, limits=limits)
+        self._conn = sqlite3.connect(db_path, isolation_level=None, timeout=30.0)
+        self._conn.executescript(summary.SCHEMA)
+        self.windows = summary.SalesWindows(store_id, window_s)
+
+    def close(self) -> None:
+        """Close the bridge's connections (after ``run`` has stopped)."""
+        self._conn.close()
+        self.outbox.close()
+
+    def enlist_sale(self, txn_id: str, lines: list[tuple[str, int]],
+                    bounded: bool = True) -> summary.Enlist:
+        """The journal callback that records a sale for the ERP in the sale's transaction.
+
+        ``bounded``: refuse it with ``OutboxFull`` when the backlog is at its bound (a POS
+        retries a refused sale; a sale that cannot be refused, a paid kiosk session, passes).
+        """
+        return self.windows.enlist(txn_id, lines, self.clock(),
+                                   self.outbox.limits if bounded else None)
+
+    def accepted(self) -> None:
+        """A sale was committed: with per-receipt documents it goes out now."""
+        if self.windows.window_s == 0:
+            self.outbox.notify()
+
+    def stats(self) -> dict[str, Any]:
+        """The outbox's stats plus the window length and the sale lines not yet in a command
+        (in windows still open, or ended and about to close)."""
+        (lines,) = self._conn.execute("SELECT COUNT(*) FROM erp_sale_line").fetchone()
+        return {**dataclasses.asdict(self.outbox.stats()),
+                "summary_window_s": self.windows.window_s, "unsummarised_lines": lines}
+
+    def close_due(self) -> int:
+        """Close the windows that have ended; returns the commands enqueued."""
+        enqueued = self.windows.close_due(self._conn, self.clock())
+        if enqueued:
+            self.outbox.notify()
+        return enqueued
+
+    async def run(self) -> None:
+        """Close windows as they end and deliver the outbox, until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.outbox.run(self.deliver), name="erp-outbox-deliver")
+            tg.create_task(self._close_windows(), name="erp-sales-windows")
+
+    async def _close_windows(self) -> None:
+        while True:
+            try:
+                self.close_due()
+            except sqlite3.Error:
+                log.exception("closing sales windows failed; trying again in a second")
+                await asyncio.sleep(1.0)
+                continue
+            # a hair past the end, so the window is really over by our clock
+            await asyncio.sleep(min(self.windows.seconds_to_close(self.clock()) + 0.05, 60.0))
+
+    async def deliver(self, kind: str, payload: dict[str, Any]) -> str:
+        """One outbox command to the ERP; returns the ERP's document id(s)."""
+        lines = [(str(sku), int(qty)) for sku, qty in payload["lines"]]
+        if kind == summary.KIND:
+            return await self.erp.book_sales(payload["key"], lines, list(payload["receipts"]))
+        if kind == "sale":  # one receipt, as enqueued before sales were summarised
+            return await self.erp.book_sales(payload["key"], lines, [payload["reference"]])
+        raise UsageError(f"no delivery for command kind {kind!r}")
