@@ -168,7 +168,7 @@ class StoreAgent:
             subscriptions=self._subscriptions(), on_batch=self.on_batch,
             username=config.broker.username, password=config.broker.password(),
             tls=config.broker.tls, tls_ca=str(config.broker.ca_file or "") or None,
-            keepalive=config.broker.keepalive,
+            keepalive=config.broker.keepalive, max_packet_size=config.broker.max_packet_bytes,
             will=(f"{self._prefix}state/agent", b"offline"),
             online=(f"{self._prefix}state/agent", b"online"),
             on_connected=self._republish_state)
@@ -604,14 +604,13 @@ class StoreAgent:
     def health(self) -> dict[str, Any]:
         ob = dataclasses.asdict(self.outbox.stats())
         sink = self.sink.stats() if self.sink is not None else None
-        broker_ok = self.mqtt.connected.is_set()
+        broker_ok = self.mqtt.healthy
         erp_stale = ob.get("oldest_pending_age_s") or 0
         status = "ok" if broker_ok and erp_stale < 600 else "degraded"
         return {
             "status": status,
             "store": self.store_id,
-            "broker": {"connected": broker_ok, "received": self.mqtt.received,
-                       "publish_failures": self.mqtt.publish_failures},
+            "broker": self.mqtt.stats(),
             "erp": ob,
             "timeseries": sink,
             "devices": self.device_health.view(),
