@@ -542,9 +542,12 @@ class MqttConnection:
             raise MqttFrameError(f"unexpected {type(packet).__name__} on an open connection")
 
     def _ping_if_due(self, conn: _Connection, now: float) -> None:
-        if now - conn.last_sent >= self.keepalive / 2 and not conn.ping_outstanding:
-            conn.ping_outstanding = True
-            conn.ping_sent = now
+        # Even with a PINGREQ unanswered: its PINGRESP may wait behind a backlog we have not
+        # read, and the broker needs a packet from us every keep alive all the same.
+        if now - conn.last_sent >= self.keepalive / 2:
+            if not conn.ping_outstanding:
+                conn.ping_outstanding = True
+                conn.ping_sent = now
             self._write(conn, encode_pingreq())
 
     async def _ping_loop(self, conn: _Connection) -> None:

@@ -231,24 +231,28 @@ async def test_keepalive_holds_while_a_slow_handler_works_through_a_backlog(
         mosquitto: Service, store_id: str, paho_client: PahoClient,
         opened: list[MqttConnection]) -> None:
     """QoS 0 sends no PUBACK, so during a backlog only PINGREQs keep the connection: with a 1 s
-    keep alive the broker drops a client silent for 1.5 s (3.1.2.10)."""
+    keep alive the broker drops a client silent for 1.5 s (3.1.2.10). A backlog already read
+    from the socket is handed over without the loop ever waiting, which starved a ping task."""
     topic = f"store/{store_id}/dev/s/weight"
     sink = Sink()
 
     def slow(batch: Batch) -> None:
-        time.sleep(0.05)  # a long batch of agent work, holding the event loop
+        # Agent work holding the event loop: long at first, so the backlog piles up unread.
+        time.sleep(0.9 if not sink.batches else 0.1)
         sink(batch)
 
-    connects: list[bool] = []
     conn = make(mosquitto.port, opened, client_id=f"{store_id}-slow", clean_session=True,
-                keepalive=1, read_size=4096, subscriptions=[(topic, 0)], on_batch=slow,
-                on_connect=connects.append)
+                keepalive=1, read_size=8192, subscriptions=[(topic, 0)], on_batch=slow)
     assert await conn.wait_connected(10)
-    sent = [(topic, b"%05d" % i + bytes(90)) for i in range(2500)]  # ~3 s of reads
+    link = conn._conn
+    sent = [(topic, b"%05d" % i + bytes(90)) for i in range(3000)]  # ~4 s of reads
     await asyncio.to_thread(paho_client.publish_all, sent, 0)
     await sink.wait_for(len(sent), within=30)
-    assert sink.messages == sent
-    assert conn.reconnects == 0 and len(connects) == 1
+    # Still the same connection: one message more arrives on it.
+    await asyncio.to_thread(paho_client.publish_all, [(topic, b"after")], 0)
+    await sink.wait_for(len(sent) + 1)
+    assert sink.messages == [*sent, (topic, b"after")]
+    assert conn._conn is link and conn.reconnects == 0
 
 
 async def test_a_broker_that_accepts_and_drops_us_is_retried_ever_more_slowly(

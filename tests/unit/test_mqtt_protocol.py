@@ -262,7 +262,9 @@ def test_oversized_publishes_skipped_across_any_split(packets: list[Publish],
     expected: list[Packet] = []
     for p in packets:
         packet = encode(p)
-        header = 2 + sum(1 for b in packet[1:5] if b & 0x80)  # 2.2.3: bit 7 = more follow
+        header = 2
+        while packet[header - 1] & 0x80:  # 2.2.3: bit 7 of a length byte = another follows
+            header += 1
         size = len(packet) - header
         expected.append(p if size <= limit else OversizedPublish(
             p.topic, size, p.qos, p.retain, p.dup, p.packet_id))
