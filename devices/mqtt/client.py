@@ -477,12 +477,12 @@ class MqttConnection:
                     # give the other tasks (the agent's web app, drivers, our pings) a turn.
                     await asyncio.sleep(0)
             messages, acks, others = decoder.feed_batch(data)
+            for packet in others:  # first: a batch not committed must not lose our PUBACKs
+                self._handle(conn, packet)
             if messages:
                 self.received += len(messages)
                 if self.on_batch is not None:
                     self._deliver(messages)
-            for packet in others:
-                self._handle(conn, packet)
             if acks:
                 self._write(conn, encode_pubacks(acks))
             elif self.keepalive:
