@@ -49,6 +49,7 @@ import logging
 import random
 import socket
 import ssl as ssl_mod
+import time
 from collections.abc import Callable, Iterable
 
 from devices.mqtt.protocol import (
@@ -96,8 +97,8 @@ class _Connection:
         self.ping_outstanding = False
         self.ping_sent = 0.0
         self.leftover = b""
-        now = asyncio.get_running_loop().time()
-        self.last_sent = now  # loop time of our last write: the keep alive counts from it
+        now = time.monotonic()
+        self.last_sent = now  # monotonic time of our last write: the keep alive counts from it
         self.waiting_since: float | None = None  # since when the read loop waits for bytes
         self.up_since: float | None = None
 
@@ -197,7 +198,6 @@ class MqttConnection:
 
     async def run(self) -> None:
         """Connect, serve, and reconnect after a random, capped, growing delay, until closed."""
-        loop = asyncio.get_running_loop()
         while not self._closing:
             try:
                 await self._serve_once()
@@ -209,7 +209,7 @@ class MqttConnection:
                     break
                 conn = self._conn
                 if conn is not None and conn.up_since is not None \
-                        and loop.time() - conn.up_since >= self.reconnect_max:
+                        and time.monotonic() - conn.up_since >= self.reconnect_max:
                     self.attempt = 0  # up long enough: a new outage, not a flapping broker
                 self.attempt += 1
                 delay = backoff_delay(self.attempt, self.reconnect_initial, self.reconnect_max)
@@ -389,7 +389,7 @@ class MqttConnection:
             conn.writer.write(data)
         except (OSError, RuntimeError) as exc:  # the reader notices and reconnects
             log.debug("MQTT write failed (client %s): %s", self.client_id, exc)
-        conn.last_sent = asyncio.get_running_loop().time()
+        conn.last_sent = time.monotonic()
 
     def _backlogged(self, conn: _Connection) -> bool:
         return conn.writer.transport.get_write_buffer_size() > self.max_write_buffer
@@ -446,7 +446,7 @@ class MqttConnection:
                     entry[1] = True
                 if resend:
                     self._write(conn, b"".join(resend))
-                conn.up_since = asyncio.get_running_loop().time()
+                conn.up_since = time.monotonic()
                 self.connected.set()
                 log.info("MQTT connected to %s:%s (client %s, session present: %s, %d re-sent)",
                          self.host, self.port, self.client_id, self.session_present, len(resend))
@@ -462,12 +462,11 @@ class MqttConnection:
 
     async def _read_loop(self, conn: _Connection) -> None:
         reader, writer, decoder = conn.reader, conn.writer, conn.decoder
-        loop = asyncio.get_running_loop()
         size = self.read_size
         while True:
             data, conn.leftover = conn.leftover, b""
             if not data:
-                conn.waiting_since = loop.time()
+                conn.waiting_since = time.monotonic()
                 data = await reader.read(size)
                 conn.waiting_since = None
                 if not data:
@@ -488,7 +487,7 @@ class MqttConnection:
             elif self.keepalive:
                 # A long run of QoS 0 batches writes nothing: keep the keep alive here too,
                 # whatever the ping task's turn on the loop (3.1.2.10).
-                self._ping_if_due(conn, loop.time())
+                self._ping_if_due(conn, time.monotonic())
             if writer.transport.get_write_buffer_size():
                 await writer.drain()  # the broker must take our acks before we read on
 
@@ -555,10 +554,9 @@ class MqttConnection:
         went out). The connection is dead when a PINGREQ stays unanswered a whole keep alive
         while the read loop waits for bytes; a read loop busy with a backlog is not a dead
         broker, however long the PINGRESP waits behind it."""
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.keepalive / 4)
-            now = loop.time()
+            now = time.monotonic()
             waiting = conn.waiting_since
             if conn.ping_outstanding and waiting is not None \
                     and now - max(waiting, conn.ping_sent) >= self.keepalive:
