@@ -39,7 +39,7 @@ from edge_agent.committer import Committed, Committer
 from edge_agent.config import StoreConfig, reveal
 from edge_agent.journal import Journal, alert_from_json
 from edge_agent.metrics import AgentCollector
-from edge_agent.mqtt import Batch, MqttLink
+from edge_agent.mqtt import Batch, BatchNotCommitted, MqttLink
 from edge_agent.pipeline import StorePipeline
 from edge_agent.publisher import Publisher
 from edge_agent.supervisor import Supervisor
@@ -112,7 +112,7 @@ class StoreAgent:
             subscriptions=self.pipeline.subscriptions(), on_batch=self.on_batch,
             username=config.broker.username, password=reveal(config.broker.password()),
             tls=config.broker.tls, tls_ca=str(config.broker.ca_file or "") or None,
-            keepalive=config.broker.keepalive,
+            keepalive=config.broker.keepalive, max_packet_size=config.broker.max_packet_bytes,
             will=(f"{prefix}state/agent", b"offline"),
             online=(f"{prefix}state/agent", b"online"),
             on_connected=self._republish_state)
@@ -199,11 +199,14 @@ class StoreAgent:
         return wall
 
     def on_batch(self, batch: Batch) -> None:
-        """One MQTT read. Raises JournalUnavailable when what it produced could not be
-        journaled: it waits in memory for the journal, and the messages must not be
-        acknowledged until a later call returns."""
+        """One MQTT read. Raises BatchNotCommitted when what it produced could not be
+        journaled: it waits in memory for the journal, and the link withholds the messages'
+        acknowledgements (the broker sends them again) until a later call returns."""
         self.pipeline.handle_batch(batch, self._now())
-        self._flush(raising=True)
+        try:
+            self._flush(raising=True)
+        except JournalUnavailable as exc:
+            raise BatchNotCommitted(str(exc)) from exc
 
     def on_events(self, events: list[Any]) -> None:
         """Events from a driver task (serial ports, cameras)."""
@@ -316,7 +319,7 @@ class StoreAgent:
         ob = _read(bridge.stats if bridge is not None
                    else lambda: dataclasses.asdict(self.outbox.stats()))
         sink = _read(self.sink.stats) if self.sink is not None else None
-        broker_ok = self.mqtt.connected.is_set()
+        broker_ok = self.mqtt.healthy
         erp_ok = "error" not in ob and (ob.get("oldest_pending_age_s") or 0) < 600
         down = self.supervisor.unhealthy()
         journal_ok = self.committer.writable
@@ -325,8 +328,7 @@ class StoreAgent:
         return {
             "status": status,
             "store": self.store_id,
-            "broker": {"connected": broker_ok, "received": self.mqtt.received,
-                       "publish_failures": self.mqtt.publish_failures},
+            "broker": self.mqtt.stats(),
             "journal": {"writable": journal_ok, "pending": self.committer.pending,
                         "last_error": self.committer.last_error,
                         "failures": self.committer.failures,

@@ -75,6 +75,8 @@ class BrokerSection(Strict):
     ca_file: Path | None = None
     client_id: str | None = None  # default: storeedge-agent-{store.id}
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+    # A bigger message from the broker is skipped unread, acknowledged, counted and logged.
+    max_packet_bytes: Annotated[int, Field(ge=1024, le=268_435_455)] = 1024 * 1024
 
     def password(self) -> SecretStr | None:
         return _secret(self.password_env)

@@ -10,6 +10,13 @@ reading. aiomqtt caps near 15,000 msg/s with a future and a queue item per messa
 decodes a PUBLISH in ~0.6 us inside one ``Decoder.feed_batch`` call per read, with no thread, so
 the transport costs a few us a message and the agent's own work sets the pace (see the report of
 bench/ingest.py for the figures of the current commit).
+
+The alert and state publisher stays on our client too. Measured 2026-11-28 with bench/ingest.py
+(--readings 60000 --rate 2000, three interleaved runs each, same machine and load), the
+publisher on aiomqtt 2.5 (one QoS 1 ``publish`` call per alert, up to 1,000 at once) cost the
+agent 240-245 us of CPU per reading against 53-58 us with ours, and fell seconds behind at
+2,000 readings/s: the flood makes ~0.45 alerts per reading, so the "low-rate" publisher carries
+thousands of messages a second, each costing aiomqtt a future, a paho message and a callback.
 """
 
 from __future__ import annotations
@@ -20,18 +27,23 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from devices.mqtt.client import MqttConnection
-from devices.mqtt.protocol import Will
+from devices.mqtt.client import BatchNotCommitted, MqttConnection
+from devices.mqtt.protocol import DEFAULT_MAX_PACKET_SIZE, Batch, Will
 
 log = logging.getLogger(__name__)
 
-Batch = list[tuple[str, bytes]]
+__all__ = ["Batch", "BatchNotCommitted", "MqttLink"]
 
 
 class MqttLink:
     """Subscribes to ``subscriptions`` (QoS 1, persistent session) and calls ``on_batch`` on the
     event loop with every message of one socket read; QoS 1 messages are acknowledged after
-    ``on_batch`` returned.
+    ``on_batch`` returned. ``on_batch`` raises ``BatchNotCommitted`` when it could not make the
+    batch durable: nothing of it is acknowledged and the broker sends it again after the link
+    reconnects; any other exception makes the link hand the batch over again one message at a
+    time and reject (acknowledge, count, log) the messages that still fail alone. The whole
+    contract is ``devices.mqtt.client``'s docstring. Messages above ``max_packet_size`` bytes
+    are skipped, acknowledged and counted.
 
     Two connections: ``connection`` (client ``client_id``) reads the devices, ``publisher``
     (``{client_id}-pub``, holding the will) sends alerts and state. On one connection the
@@ -46,7 +58,8 @@ class MqttLink:
                  password: str | None = None, tls_ca: str | None = None, tls: bool = False,
                  keepalive: int = 30, will: tuple[str, bytes] | None = None,
                  online: tuple[str, bytes] | None = None,
-                 on_connected: Callable[[], None] | None = None) -> None:
+                 on_connected: Callable[[], None] | None = None,
+                 max_packet_size: int = DEFAULT_MAX_PACKET_SIZE) -> None:
         self.host, self.port, self.keepalive = host, port, keepalive
         self.subscriptions = subscriptions
         self.on_batch = on_batch
@@ -62,7 +75,7 @@ class MqttLink:
         self.connection = MqttConnection(
             host, port, client_id=client_id, clean_session=False,
             subscriptions=[(topic, 1) for topic in subscriptions], on_batch=self._on_batch,
-            read_size=262_144, **common)
+            read_size=262_144, max_packet_size=max_packet_size, **common)
         self.publisher = MqttConnection(
             host, port, client_id=f"{client_id}-pub", clean_session=False,
             will=Will(will[0], will[1], qos=1, retain=True) if will else None,
@@ -73,6 +86,17 @@ class MqttLink:
     @property
     def received(self) -> int:
         return self.connection.received
+
+    @property
+    def healthy(self) -> bool:
+        """Both connections up and every subscription granted."""
+        return self.connection.healthy and self.publisher.connected.is_set()
+
+    def stats(self) -> dict[str, Any]:
+        """The device connection's counters (``MqttConnection.stats``) and ``publish_failures``."""
+        return {**self.connection.stats(), "healthy": self.healthy,
+                "publisher_connected": self.publisher.connected.is_set(),
+                "publish_failures": self.publish_failures}
 
     def _on_batch(self, batch: Batch) -> None:
         self.on_batch(batch)

@@ -102,7 +102,7 @@ class Supervisor:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"
+                    error = _describe(exc)
                     log.exception("task %s failed (store %s)", name, self.store_id)
                 now = self._monotonic()
                 if now - started >= self.stable_after:
@@ -127,3 +127,10 @@ class Supervisor:
         now = self._monotonic()
         return [name for name, s in self.tasks.items()
                 if s.state == "restarting" or s.crash_looping(now, self)]
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, in one line; a task group's failure is told by its first cause."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"

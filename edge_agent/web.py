@@ -320,12 +320,20 @@ lanes_router = APIRouter(prefix="/api/lanes", tags=["lanes"])
 devices_router = APIRouter(prefix="/api/devices", tags=["devices"])
 session_router = APIRouter(prefix="/api", tags=["people"], responses=_LIFECYCLE_RESPONSES)
 ops_router = APIRouter(tags=["ops"])
-outbox_router = APIRouter(prefix="/api/outbox", tags=["outbox"])
+outbox_router = APIRouter(prefix="/api/outbox", tags=["outbox"], responses={
+    404: {"model": Problem, "description": "No such command"},
+    409: {"model": Problem, "description": "Only a dead command can be retried or dropped"},
+})
 
 
 @pos_router.post(
     "/transactions", status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": PosAccepted, "description": "Already accepted; nothing changed"}},
+    responses={
+        200: {"model": PosAccepted, "description": "Already accepted; nothing changed"},
+        409: {"model": Problem, "description": "This txn_id was accepted with other content"},
+        503: {"model": Problem, "description": "Not accepted now (the journal cannot write, "
+              "or the ERP backlog is at its bound); retry after Retry-After"},
+    },
 )
 async def accept_transaction(
     body: PosTransactionCreate, response: Response, ctx: ContextDep, caller: PosCaller,

@@ -1,9 +1,8 @@
 """``MqttConnection``: an MQTT 3.1.1 client on the asyncio event loop, around the sans-I/O codec.
 
 Built for a subscriber that must keep up with a store's devices: every socket read is decoded
-in one call and handed to ``on_batch`` as one list of ``(topic, payload)``; QoS 1 messages are
-acknowledged only after ``on_batch`` returned, so a crash never acks what was not processed.
-No thread, no per-message future or task.
+in one call and handed to ``on_batch`` as one ``Batch`` of ``(topic, payload)``. No thread, no
+per-message future or task.
 
     conn = MqttConnection("127.0.0.1", 1883, client_id="agent-1", clean_session=False,
                           subscriptions=[("store/s1/dev/+/+", 1)], on_batch=handle)
@@ -12,8 +11,34 @@ No thread, no per-message future or task.
     conn.publish("store/s1/alerts", b"...", qos=1)
     await conn.aclose()
 
+The ``on_batch`` contract (QoS 1 messages are acknowledged only after it answered):
+- it returns: every message of the batch is acknowledged (PUBACK, in order, 4.6);
+- it raises ``BatchNotCommitted`` (it could not make the batch durable, e.g. the journal cannot
+  write): nothing of the batch is acknowledged, the connection is closed and reopened after the
+  reconnect delay, and the broker sends the unacknowledged messages again (4.4; this needs a
+  persistent session, ``clean_session=False``). Messages at QoS 0 are not sent again;
+- it raises anything else: the batch is handed to it again one message at a time, so one bad
+  message cannot hold back the others; a message it still fails on alone is rejected: counted
+  in ``rejected``, logged (rate-limited) and acknowledged, so the broker does not send it again.
+  ``BatchNotCommitted`` during that pass stops it and acts as above.
+So a message may reach ``on_batch`` more than once (after a reconnect, with ``Batch.dup`` set, or
+in the one-at-a-time pass); handle messages idempotently.
+
+A PUBLISH above ``max_packet_size`` is skipped without being held in memory, counted in
+``oversized``, logged (rate-limited) and acknowledged. A SUBSCRIBE the broker refuses (SUBACK
+0x80, 3.9.3) is logged and listed in ``refused_subscriptions``; ``healthy`` is false until it
+is granted. Subscriptions are QoS 0 or 1: QoS 2 is refused when configured (see ``_check_qos``).
+
 Outgoing QoS 1 messages stay in flight (by packet id) until their PUBACK; after a reconnect the
 ones already sent are re-sent with DUP set (MQTT 3.1.1 section 4.4), those never sent without.
+Writes are flow-controlled: the read loop waits for the socket to drain before reading on, and a
+QoS 0 publish is refused while more than ``max_write_buffer`` bytes wait to be sent.
+
+Reconnecting waits a random delay in [d/2, d], d = ``reconnect_initial`` doubled per failed
+attempt up to ``reconnect_max``; only a connection that stayed up ``reconnect_max`` seconds
+starts the count again, so a broker that accepts and then drops us is retried ever more slowly.
+Every loss is logged (rate-limited) with its attempt and delay, counted in ``reconnects``, and
+kept in ``last_error``.
 """
 
 from __future__ import annotations
@@ -24,13 +49,17 @@ import logging
 import random
 import socket
 import ssl as ssl_mod
+import time
 from collections.abc import Callable, Iterable
 
 from devices.mqtt.protocol import (
     CONNACK_REASONS,
+    DEFAULT_MAX_PACKET_SIZE,
+    Batch,
     ConnAck,
     Decoder,
     MqttFrameError,
+    OversizedPublish,
     Packet,
     PingResp,
     PubAck,
@@ -44,23 +73,34 @@ from devices.mqtt.protocol import (
     encode_subscribe,
 )
 from storeedge.errors import BrokerUnavailable, UsageError
+from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-Batch = list[tuple[str, bytes]]
+
+class BatchNotCommitted(Exception):
+    """Raised by ``on_batch``: the batch could not be made durable. Its QoS 1 messages are not
+    acknowledged and the connection is reopened later, so the broker sends them again."""
 
 
 class _Connection:
     """One network connection's state: dropped whole on disconnect."""
 
-    __slots__ = ("decoder", "leftover", "ping_outstanding", "reader", "writer")
+    __slots__ = ("decoder", "last_sent", "leftover", "ping_outstanding", "ping_sent", "reader",
+                 "up_since", "waiting_since", "writer")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 max_packet_size: int) -> None:
         self.reader = reader
         self.writer = writer
-        self.decoder = Decoder()
+        self.decoder = Decoder(max_packet_size)
         self.ping_outstanding = False
+        self.ping_sent = 0.0
         self.leftover = b""
+        now = time.monotonic()
+        self.last_sent = now  # monotonic time of our last write: the keep alive counts from it
+        self.waiting_since: float | None = None  # since when the read loop waits for bytes
+        self.up_since: float | None = None
 
 
 class MqttConnection:
@@ -76,9 +116,13 @@ class MqttConnection:
                  on_connect: Callable[[bool], None] | None = None,
                  reconnect_initial: float = 0.5, reconnect_max: float = 30.0,
                  connect_timeout: float = 10.0, max_inflight: int = 65_535,
-                 read_size: int = 65_536) -> None:
+                 read_size: int = 65_536, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+                 max_write_buffer: int = 8 * 1024 * 1024) -> None:
         if not 0 < max_inflight <= 65_535:
             raise UsageError("max_inflight must be 1..65535 (the packet id space)")
+        self.subscriptions: list[tuple[str, int]] = []
+        _check_qos(list(subscriptions or []), "subscriptions")
+        Decoder(max_packet_size)  # refuses a size it cannot use, now rather than on connect
         self.host, self.port = host, port
         self.client_id = client_id
         self.clean_session = clean_session
@@ -86,16 +130,27 @@ class MqttConnection:
         self.username, self.password = username, password
         self.will = will
         self.ssl = ssl
-        self.subscriptions: list[tuple[str, int]] = list(subscriptions or [])
+        self.subscriptions = list(subscriptions or [])
         self.on_batch = on_batch
         self.on_connect = on_connect
         self.reconnect_initial, self.reconnect_max = reconnect_initial, reconnect_max
         self.connect_timeout = connect_timeout
         self.max_inflight = max_inflight
         self.read_size = read_size
+        self.max_packet_size = max_packet_size
+        self.max_write_buffer = max_write_buffer
         self.connected = asyncio.Event()
-        self.received = 0
         self.session_present = False
+        # Counters since this object was made (see the module docstring).
+        self.received = 0
+        self.oversized = 0
+        self.rejected = 0
+        self.not_committed = 0
+        self.reconnects = 0
+        self.attempt = 0  # failed attempts since the last connection that stayed up
+        self.last_error: str | None = None
+        self.refused_subscriptions: list[tuple[str, int]] = []
+        self._rlog = RateLimitedLog(log)
         # packet id -> [encoded PUBLISH without DUP, sent on the current or an earlier link]
         self._inflight: dict[int, list[object]] = {}
         self._next_id = 0
@@ -112,6 +167,19 @@ class MqttConnection:
     def inflight(self) -> int:
         """QoS 1 messages published and not yet acknowledged by the broker."""
         return len(self._inflight)
+
+    @property
+    def healthy(self) -> bool:
+        """Connected, and every subscription granted."""
+        return self.connected.is_set() and not self.refused_subscriptions
+
+    def stats(self) -> dict[str, object]:
+        """The counters and state above, for health pages and metrics."""
+        return {"connected": self.connected.is_set(), "healthy": self.healthy,
+                "received": self.received, "oversized": self.oversized,
+                "rejected": self.rejected, "not_committed": self.not_committed,
+                "reconnects": self.reconnects, "last_error": self.last_error,
+                "refused_subscriptions": [f for f, _ in self.refused_subscriptions]}
 
     def start(self) -> asyncio.Task[None]:
         """Run ``run()`` as a named task on the running loop."""
@@ -130,26 +198,34 @@ class MqttConnection:
 
     async def run(self) -> None:
         """Connect, serve, and reconnect after a random, capped, growing delay, until closed."""
-        attempt = 0
         while not self._closing:
             try:
                 await self._serve_once()
-                attempt = 0
             except asyncio.CancelledError:
                 raise
-            except (OSError, EOFError, TimeoutError, BrokerUnavailable, MqttFrameError) as exc:
+            except (OSError, EOFError, TimeoutError, BrokerUnavailable, MqttFrameError,
+                    BatchNotCommitted) as exc:
                 if self._closing:
                     break
-                if self.connected.is_set() or attempt == 0:
-                    log.warning("MQTT %s:%s (client %s): %s; reconnecting", self.host, self.port,
-                                self.client_id, exc or type(exc).__name__)
-                attempt = attempt + 1 if not isinstance(exc, _Served) else 1
+                conn = self._conn
+                if conn is not None and conn.up_since is not None \
+                        and time.monotonic() - conn.up_since >= self.reconnect_max:
+                    self.attempt = 0  # up long enough: a new outage, not a flapping broker
+                self.attempt += 1
+                delay = backoff_delay(self.attempt, self.reconnect_initial, self.reconnect_max)
+                self.reconnects += 1
+                self.last_error = str(exc) or type(exc).__name__
+                self._rlog.log("reconnect", logging.WARNING,
+                               "MQTT %s:%s (client %s): %s; reconnecting in %.1fs (attempt %d)",
+                               self.host, self.port, self.client_id, self.last_error, delay,
+                               self.attempt)
+            else:
+                delay = 0.0
             finally:
                 self._drop()
             if self._closing:
                 break
-            cap = min(self.reconnect_max, self.reconnect_initial * 2 ** min(attempt, 16))
-            await asyncio.sleep(random.uniform(self.reconnect_initial / 2, cap))
+            await asyncio.sleep(delay)
 
     async def connect(self) -> bool:
         """Open the network connection and exchange CONNECT/CONNACK (3.1, 3.2). Returns the
@@ -166,7 +242,7 @@ class MqttConnection:
             with contextlib.suppress(OSError):
                 # Nagle plus delayed ACK adds 20-40 ms per message at store rates (DESIGN.md).
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Connection(reader, writer)
+        conn = _Connection(reader, writer, self.max_packet_size)
         try:
             writer.write(encode_connect(self.client_id, clean_session=self.clean_session,
                                         keepalive=self.keepalive, username=self.username,
@@ -203,10 +279,11 @@ class MqttConnection:
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
         """Send now, or (QoS 1) keep until acknowledged and send after reconnecting. False when
-        not accepted: the in-flight window is full, or QoS 0 while disconnected."""
+        not accepted: the in-flight window is full, or QoS 0 while disconnected or while the
+        socket's unsent bytes exceed ``max_write_buffer``."""
         conn = self._conn if self.connected.is_set() else None
         if qos == 0:
-            if conn is None:
+            if conn is None or self._backlogged(conn):
                 return False
             self._write(conn, encode_publish(topic, payload, retain=retain))
             return True
@@ -227,7 +304,7 @@ class MqttConnection:
         per message cost more than encoding it). Returns how many were accepted: all of them,
         or (QoS 1, the in-flight window full) the ones before the first refused."""
         conn = self._conn if self.connected.is_set() else None
-        if qos == 0 and conn is None:
+        if qos == 0 and (conn is None or self._backlogged(conn)):
             return 0
         packets = []
         inflight = self._inflight
@@ -251,6 +328,7 @@ class MqttConnection:
     async def subscribe(self, filters: list[tuple[str, int]],
                         timeout: float = 10.0) -> tuple[int, ...]:
         """Add subscriptions (kept for reconnects) and, when connected, wait for their SUBACK."""
+        _check_qos(filters, "filters")
         for f in filters:
             if f not in self.subscriptions:
                 self.subscriptions.append(f)
@@ -311,6 +389,10 @@ class MqttConnection:
             conn.writer.write(data)
         except (OSError, RuntimeError) as exc:  # the reader notices and reconnects
             log.debug("MQTT write failed (client %s): %s", self.client_id, exc)
+        conn.last_sent = time.monotonic()
+
+    def _backlogged(self, conn: _Connection) -> bool:
+        return conn.writer.transport.get_write_buffer_size() > self.max_write_buffer
 
     async def _subscribe(self, conn: _Connection, filters: list[tuple[str, int]],
                          timeout: float) -> tuple[int, ...]:
@@ -318,14 +400,23 @@ class MqttConnection:
         fut: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
         self._sub_waiters[pid] = fut
         try:
-            conn.writer.write(encode_subscribe(pid, filters))
+            self._write(conn, encode_subscribe(pid, filters))
+            await conn.writer.drain()
             async with asyncio.timeout(timeout):
                 granted = await fut
         finally:
             self._sub_waiters.pop(pid, None)
+        for f, g in zip(filters, granted, strict=False):
+            if g == 0x80:  # 3.9.3: failure
+                if f not in self.refused_subscriptions:
+                    self.refused_subscriptions.append(f)
+            elif f in self.refused_subscriptions:
+                self.refused_subscriptions.remove(f)
         refused = [f for f, g in zip(filters, granted, strict=False) if g == 0x80]
         if refused:
-            log.error("MQTT broker refused subscriptions %s (client %s)", refused, self.client_id)
+            log.error("MQTT broker %s:%s refused subscriptions %s (client %s): their messages "
+                      "will not arrive; the link reports itself unhealthy", self.host,
+                      self.port, ", ".join(f for f, _ in refused), self.client_id)
         return granted
 
     def _allocate_sub_id(self) -> int:
@@ -342,6 +433,8 @@ class MqttConnection:
         try:
             async with asyncio.TaskGroup() as tg:
                 reader = tg.create_task(self._read_loop(conn), name=f"mqtt-read:{self.client_id}")
+                if self.keepalive:
+                    tg.create_task(self._ping_loop(conn), name=f"mqtt-ping:{self.client_id}")
                 if self.subscriptions:
                     await self._subscribe(conn, list(self.subscriptions), self.connect_timeout)
                 # 4.4: re-send unacknowledged PUBLISHes; DUP on those sent before.
@@ -352,45 +445,92 @@ class MqttConnection:
                     resend.append(bytes((packet[0] | 0x08,)) + packet[1:] if entry[1] else packet)
                     entry[1] = True
                 if resend:
-                    conn.writer.write(b"".join(resend))
+                    self._write(conn, b"".join(resend))
+                conn.up_since = time.monotonic()
                 self.connected.set()
                 log.info("MQTT connected to %s:%s (client %s, session present: %s, %d re-sent)",
                          self.host, self.port, self.client_id, self.session_present, len(resend))
                 if self.on_connect is not None:
                     self.on_connect(self.session_present)
-                if self.keepalive:
-                    tg.create_task(self._ping_loop(conn), name=f"mqtt-ping:{self.client_id}")
                 await reader
-        except* (OSError, EOFError, TimeoutError, MqttFrameError, BrokerUnavailable) as eg:
-            raise _Served(str(eg.exceptions[0]) or type(eg.exceptions[0]).__name__) from eg
+        except* (OSError, EOFError, TimeoutError, MqttFrameError, BrokerUnavailable,
+                 BatchNotCommitted) as eg:
+            first = eg.exceptions[0]
+            if isinstance(first, BatchNotCommitted):
+                raise BatchNotCommitted(str(first)) from first
+            raise _LinkLost(str(first) or type(first).__name__) from first
 
     async def _read_loop(self, conn: _Connection) -> None:
         reader, writer, decoder = conn.reader, conn.writer, conn.decoder
         size = self.read_size
         while True:
-            data, conn.leftover = conn.leftover or await reader.read(size), b""
+            data, conn.leftover = conn.leftover, b""
             if not data:
-                raise EOFError("broker closed the connection")
+                conn.waiting_since = time.monotonic()
+                data = await reader.read(size)
+                conn.waiting_since = None
+                if not data:
+                    raise EOFError("broker closed the connection")
+                if len(data) == size:
+                    # More is likely buffered, and reading it would not yield to the loop:
+                    # give the other tasks (the agent's web app, drivers, our pings) a turn.
+                    await asyncio.sleep(0)
             messages, acks, others = decoder.feed_batch(data)
+            for packet in others:  # first: a batch not committed must not lose our PUBACKs
+                self._handle(conn, packet)
             if messages:
                 self.received += len(messages)
                 if self.on_batch is not None:
-                    try:
-                        self.on_batch(messages)
-                    except Exception:
-                        # Not acknowledged: the broker redelivers them on the next connection.
-                        log.exception("on_batch failed on %d MQTT messages (client %s); not "
-                                      "acknowledged", len(messages), self.client_id)
-                        acks = []
-                if acks:
-                    writer.write(encode_pubacks(acks))
-            for packet in others:
-                self._handle(conn, packet)
+                    self._deliver(messages)
+            if acks:
+                self._write(conn, encode_pubacks(acks))
+            elif self.keepalive:
+                # A long run of QoS 0 batches writes nothing: keep the keep alive here too,
+                # whatever the ping task's turn on the loop (3.1.2.10).
+                self._ping_if_due(conn, time.monotonic())
+            if writer.transport.get_write_buffer_size():
+                await writer.drain()  # the broker must take our acks before we read on
+
+    def _deliver(self, messages: Batch) -> None:
+        """``on_batch`` under the contract of the module docstring."""
+        assert self.on_batch is not None
+        try:
+            self.on_batch(messages)
+            return
+        except BatchNotCommitted as exc:
+            self._not_committed(messages, exc)
+        except Exception as exc:
+            self._rlog.log("batch-failed", logging.ERROR,
+                           "on_batch failed on %d MQTT messages (client %s): %r; handing them "
+                           "over one at a time", len(messages), self.client_id, exc)
+        for i in range(len(messages)):
+            try:
+                self.on_batch(messages.subset((i,)))
+            except BatchNotCommitted as exc:
+                self._not_committed(messages, exc)
+            except Exception as exc:
+                self.rejected += 1
+                self._rlog.log("rejected", logging.ERROR,
+                               "MQTT message on %s rejected (client %s): on_batch raised %r; "
+                               "acknowledged, not delivered again", messages[i][0],
+                               self.client_id, exc)
+
+    def _not_committed(self, messages: Batch, exc: BatchNotCommitted) -> None:
+        self.not_committed += 1
+        raise BatchNotCommitted(f"a batch of {len(messages)} MQTT messages was not committed "
+                                f"({exc or 'no reason given'}); not acknowledged, the broker "
+                                "sends it again after reconnecting") from exc
 
     def _handle(self, conn: _Connection, packet: Packet) -> None:
         if isinstance(packet, PubAck):
             if self._inflight.pop(packet.packet_id, None) is not None and not self._inflight:
                 self._drained.set()
+        elif isinstance(packet, OversizedPublish):
+            self.oversized += 1
+            self._rlog.log("oversized", logging.ERROR,
+                           "MQTT message on %s of %d bytes exceeds the %d-byte limit (client %s):"
+                           " skipped%s", packet.topic, packet.size, self.max_packet_size,
+                           self.client_id, " and acknowledged" if packet.qos else "")
         elif isinstance(packet, SubAck):
             fut = self._sub_waiters.get(packet.packet_id)
             if fut is not None and not fut.done():
@@ -400,16 +540,28 @@ class MqttConnection:
         else:  # a second CONNACK
             raise MqttFrameError(f"unexpected {type(packet).__name__} on an open connection")
 
+    def _ping_if_due(self, conn: _Connection, now: float) -> None:
+        # Even with a PINGREQ unanswered: its PINGRESP may wait behind a backlog we have not
+        # read, and the broker needs a packet from us every keep alive all the same.
+        if now - conn.last_sent >= self.keepalive / 2:
+            if not conn.ping_outstanding:
+                conn.ping_outstanding = True
+                conn.ping_sent = now
+            self._write(conn, encode_pingreq())
+
     async def _ping_loop(self, conn: _Connection) -> None:
-        """3.1.2.10: a PINGREQ well within the keep alive; no PINGRESP by the next one means
-        the connection is dead."""
-        interval = self.keepalive / 2
+        """3.1.2.10: a control packet at least every half keep alive (PINGREQ when nothing else
+        went out). The connection is dead when a PINGREQ stays unanswered a whole keep alive
+        while the read loop waits for bytes; a read loop busy with a backlog is not a dead
+        broker, however long the PINGRESP waits behind it."""
         while True:
-            await asyncio.sleep(interval)
-            if conn.ping_outstanding:
-                raise TimeoutError(f"no PINGRESP within {interval:.0f}s")
-            conn.ping_outstanding = True
-            conn.writer.write(encode_pingreq())
+            await asyncio.sleep(self.keepalive / 4)
+            now = time.monotonic()
+            waiting = conn.waiting_since
+            if conn.ping_outstanding and waiting is not None \
+                    and now - max(waiting, conn.ping_sent) >= self.keepalive:
+                raise TimeoutError(f"no PINGRESP within {self.keepalive}s")
+            self._ping_if_due(conn, now)
 
     def _drop(self) -> None:
         self.connected.clear()
@@ -421,8 +573,28 @@ class MqttConnection:
                 fut.cancel()
 
 
-class _Served(ConnectionError):
-    """A connection that was established and then lost (resets the backoff)."""
+def backoff_delay(attempt: int, initial: float, ceiling: float) -> float:
+    """The wait before reconnect ``attempt`` (1, 2, ...): random in [d/2, d], d = ``initial``
+    doubled per attempt up to ``ceiling``."""
+    d = min(ceiling, initial * 2 ** min(attempt - 1, 30))
+    return random.uniform(d / 2, d)
 
 
-__all__ = ["CONNACK_REASONS", "Batch", "MqttConnection", "Will"]
+def _check_qos(filters: list[tuple[str, int]], key: str) -> None:
+    """Subscriptions are QoS 0 or 1. QoS 2 (4.3.3) would promise exactly once, which only holds
+    if the ids of received packets (4.3.3 Method B) were committed with what the agent made of
+    them; kept in memory they are lost with the process and a redelivered message counts twice
+    anyway, at the price of two more packets per message. At least once plus the devices'
+    sequence numbers and transaction ids is the store's contract."""
+    for i, (topic_filter, qos) in enumerate(filters):
+        if qos not in (0, 1):
+            raise UsageError(f"{key}[{i}]: {topic_filter!r} at QoS {qos}: subscriptions are "
+                             "QoS 0 or 1 (QoS 2 is not supported; use 1)")
+
+
+class _LinkLost(ConnectionError):
+    """A connection that was established and then lost."""
+
+
+__all__ = ["CONNACK_REASONS", "Batch", "BatchNotCommitted", "MqttConnection", "Will",
+           "backoff_delay"]

@@ -6,16 +6,26 @@ client (CONNACK, PUBLISH, PUBACK, SUBACK, PINGRESP) as frozen dataclasses, acros
 splits. Malformed input raises ``MqttFrameError`` (a ``storeedge.errors.FrameError``); after it
 the connection must be closed (section 4.8), so the decoder is not meant to be fed again.
 
+A PUBLISH larger than the decoder's ``max_packet_size`` is not an error: its topic and packet id
+are read, its payload is discarded as it arrives without being held, and it comes out as one
+``OversizedPublish`` (to be acknowledged like any other, so the broker does not send it again).
+Any other packet that large is garbage and raises ``MqttFrameError``.
+
 QoS 2 is not implemented: we never subscribe above QoS 1, so a server never sends it (3.8.4);
 PUBREC/PUBREL/PUBCOMP from a server are treated as a protocol violation.
 
 The hot path is ``Decoder.feed_batch``: one call per socket read, returning every PUBLISH as a
-plain ``(topic, payload)`` tuple plus the packet ids to acknowledge, with no per-message object
-beyond those two strings. ``feed`` is the typed, h11-style view of the same parser.
+plain ``(topic, payload)`` tuple in a ``Batch`` plus the packet ids to acknowledge, with no
+per-message object beyond those two strings (the few messages with RETAIN or DUP set have them
+in ``Batch.flags``). ``feed`` is the typed, h11-style view of the same parser.
+
+Bytes of a packet not yet complete are appended to one ``bytearray`` and parsed once the packet
+is whole, so a packet arriving in many reads costs time linear in its size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from storeedge.errors import FrameError, UsageError
@@ -26,6 +36,12 @@ SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 
 
 # 2.2.3: the largest Remaining Length four bytes can carry.
 MAX_REMAINING_LENGTH = 268_435_455
+
+# What a decoder accepts unless told otherwise: device messages are a few hundred bytes.
+DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
+
+# 3.3.1.1 DUP and 3.3.1.3 RETAIN: bits of a PUBLISH's first byte.
+DUP_FLAG, RETAIN_FLAG = 0x08, 0x01
 
 # 3.2.2.3 Table 3.1: CONNACK return codes.
 CONNACK_REASONS = {
@@ -73,6 +89,19 @@ class Publish(Packet):
 
 
 @dataclass(frozen=True, slots=True)
+class OversizedPublish(Packet):
+    """A PUBLISH above the decoder's ``max_packet_size``: its payload was discarded unread.
+    ``size`` is its Remaining Length (2.2.3)."""
+
+    topic: str
+    size: int
+    qos: int = 0
+    retain: bool = False
+    dup: bool = False
+    packet_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PubAck(Packet):
     packet_id: int
 
@@ -96,6 +125,35 @@ class Will:
     payload: bytes
     qos: int = 0
     retain: bool = False
+
+
+class Batch(list[tuple[str, bytes]]):
+    """The PUBLISHes of one read, in order, as ``(topic, payload)``. ``flags`` maps the index
+    of each message with DUP (3.3.1.1) or RETAIN (3.3.1.3) set to those bits (``DUP_FLAG``,
+    ``RETAIN_FLAG``); most messages have neither, and no entry."""
+
+    __slots__ = ("flags",)
+
+    def __init__(self, messages: Iterable[tuple[str, bytes]] = ()) -> None:
+        super().__init__(messages)
+        self.flags: dict[int, int] = {}
+
+    def retain(self, index: int) -> bool:
+        """Whether message ``index`` is a retained message the broker held (3.3.1.3)."""
+        return bool(self.flags.get(index, 0) & RETAIN_FLAG)
+
+    def dup(self, index: int) -> bool:
+        """Whether message ``index`` may have been delivered before (3.3.1.1)."""
+        return bool(self.flags.get(index, 0) & DUP_FLAG)
+
+    def subset(self, indexes: Iterable[int]) -> Batch:
+        """The messages at ``indexes``, in that order, with their flags."""
+        out = Batch()
+        for i in indexes:
+            if i in self.flags:
+                out.flags[len(out)] = self.flags[i]
+            out.append(self[i])
+        return out
 
 
 # Encoders
@@ -241,44 +299,77 @@ _REJECTED = {
 class Decoder:
     """Incremental decoder of server-to-client packets. Feed it every byte received, in order."""
 
-    __slots__ = ("_rest", "_topics", "max_packet_size")
+    __slots__ = ("_buf", "_need", "_skip", "_skipped", "_topics", "max_packet_size")
 
-    def __init__(self, max_packet_size: int = 16 * 1024 * 1024) -> None:
-        self._rest = b""
+    def __init__(self, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE) -> None:
+        if not 2 <= max_packet_size <= MAX_REMAINING_LENGTH:
+            raise UsageError(f"max_packet_size must be 2..{MAX_REMAINING_LENGTH} bytes, "
+                             f"not {max_packet_size}")
         self.max_packet_size = max_packet_size
+        # The start of a packet not yet complete, and how long it must grow before it is
+        # worth parsing again (the whole packet once its header is known).
+        self._buf = bytearray()
+        self._need = 0
+        # Bytes of an oversized PUBLISH still to discard, and the packet they end.
+        self._skip = 0
+        self._skipped: OversizedPublish | None = None
         # Topics repeat (a store has a few hundred devices): decode each one's UTF-8 once.
         self._topics: dict[bytes, str] = {}
 
     @property
     def pending(self) -> int:
-        """Bytes held of a packet not yet complete."""
-        return len(self._rest)
+        """Bytes held of a packet not yet complete (an oversized one's discarded bytes are
+        not held)."""
+        return len(self._buf)
 
     def feed(self, data: bytes) -> list[Packet]:
         """Every packet completed by ``data``, in order, typed."""
         return self._parse(data, None, None)
 
-    def feed_batch(self, data: bytes) -> tuple[list[tuple[str, bytes]], list[int], list[Packet]]:
+    def feed_batch(self, data: bytes) -> tuple[Batch, list[int], list[Packet]]:
         """The hot path: ``(messages, ack_ids, others)``: every PUBLISH completed by ``data`` as
         ``(topic, payload)`` in order, the packet ids of those at QoS 1 (to PUBACK once they
-        are processed), and every other packet typed."""
-        messages: list[tuple[str, bytes]] = []
+        are processed, in this order, 4.6), and every other packet typed, ``OversizedPublish``
+        included (its id, if any, is among ``ack_ids`` in its place)."""
+        messages = Batch()
         acks: list[int] = []
         others = self._parse(data, messages, acks)
         return messages, acks, others
 
-    def _parse(self, data: bytes, messages: list[tuple[str, bytes]] | None,
+    def _emit_skipped(self, out: list[Packet], acks: list[int] | None) -> None:
+        skipped, self._skipped = self._skipped, None
+        assert skipped is not None
+        out.append(skipped)
+        if acks is not None and skipped.packet_id is not None:
+            acks.append(skipped.packet_id)
+
+    def _parse(self, data: bytes, messages: Batch | None,
                acks: list[int] | None) -> list[Packet]:
-        if self._rest:
-            data = self._rest + data
+        out: list[Packet] = []
+        if self._skip:
+            # Discarding the payload of an oversized PUBLISH: nothing of it is kept.
+            if len(data) < self._skip:
+                self._skip -= len(data)
+                return out
+            data = data[self._skip:]
+            self._skip = 0
+            self._emit_skipped(out, acks)
+        buf = self._buf
+        if buf:
+            buf += data
+            if len(buf) < self._need:
+                return out
+            data = bytes(buf)
+            buf.clear()
         elif type(data) is not bytes:
             data = bytes(data)
-        out: list[Packet] = []
         topics = self._topics
         end = len(data)
         pos = 0
+        need = 0
         while pos < end:
             if end - pos < 2:
+                need = 2
                 break
             first = data[pos]
             # 2.2.3 Remaining Length; one byte in the common case.
@@ -305,15 +396,29 @@ class Decoder:
                         raise MqttFrameError("remaining length longer than 4 bytes")
                     shift += 7
                 if length < 0:
+                    need = end - pos + 1
                     break
                 start = i
+            kind = first >> 4
             if length > self.max_packet_size:
-                raise MqttFrameError(f"packet of {length} bytes exceeds the "
-                                     f"{self.max_packet_size}-byte limit")
+                if kind != PUBLISH:
+                    raise MqttFrameError(f"packet of type {kind} and {length} bytes exceeds the "
+                                         f"{self.max_packet_size}-byte limit")
+                head = self._oversized(data, first, start, length)
+                if head < 0:  # its topic or packet id not here yet
+                    need = start - pos - head
+                    break
+                if start + length <= end:
+                    self._emit_skipped(out, acks)
+                    pos = start + length
+                    continue
+                self._skip = start + length - end
+                pos = end
+                break
             stop = start + length
             if stop > end:
+                need = stop - pos
                 break
-            kind = first >> 4
             if kind == PUBLISH:
                 # 3.3.1: DUP (bit 3), QoS (bits 2-1), RETAIN (bit 0); 3.3.2.1 topic name.
                 qos = (first >> 1) & 0x03
@@ -332,28 +437,42 @@ class Decoder:
                     if len(topics) < 4096:
                         topics[raw] = topic
                 payload = data[p0:stop]
-                if qos:
-                    if qos == 3:
-                        raise MqttFrameError("PUBLISH with QoS 3")  # 3.3.1.2
-                    if qos == 2:
-                        raise MqttFrameError("PUBLISH at QoS 2, which we never subscribe to")
-                    pid = (data[t1] << 8) | data[t1 + 1]
-                    if pid == 0:
-                        raise MqttFrameError("PUBLISH with packet id 0")  # 2.3.1
-                else:
-                    pid = None
+                pid = _publish_packet_id(data, first, t1) if qos else None
                 if messages is not None:
+                    if first & 0x09:
+                        messages.flags[len(messages)] = first & 0x09
                     messages.append((topic, payload))
                     if pid is not None:
                         acks.append(pid)  # type: ignore[union-attr]
                 else:
-                    out.append(Publish(topic, payload, qos, bool(first & 0x01),
-                                       bool(first & 0x08), pid))
+                    out.append(Publish(topic, payload, qos, bool(first & RETAIN_FLAG),
+                                       bool(first & DUP_FLAG), pid))
             else:
                 out.append(self._control(first, kind, data, start, length))
             pos = stop
-        self._rest = data[pos:] if pos < end else b""
+        if pos < end:
+            buf += memoryview(data)[pos:]
+            self._need = need
         return out
+
+    def _oversized(self, data: bytes, first: int, start: int, length: int) -> int:
+        """Read an oversized PUBLISH's topic and packet id (3.3.2) into ``_skipped``. Returns
+        how many body bytes that took, or minus how many are needed when not all are here."""
+        have = len(data) - start
+        if have < 2:
+            return -2
+        qos = (first >> 1) & 0x03
+        t1 = start + 2 + ((data[start] << 8) | data[start + 1])
+        head = t1 - start + (2 if qos else 0)
+        if head > length:
+            raise MqttFrameError("PUBLISH truncated inside its topic or packet id")
+        if have < head:
+            return -head
+        pid = _publish_packet_id(data, first, t1) if qos else None
+        self._skipped = OversizedPublish(
+            _decode_topic(data[start + 2:t1]), length, qos, bool(first & RETAIN_FLAG),
+            bool(first & DUP_FLAG), pid)
+        return head
 
     @staticmethod
     def _control(first: int, kind: int, data: bytes, start: int, length: int) -> Packet:
@@ -384,6 +503,19 @@ class Decoder:
         if length != 0:
             raise MqttFrameError(f"PINGRESP remaining length {length}, expected 0")
         return PingResp()
+
+
+def _publish_packet_id(data: bytes, first: int, at: int) -> int:
+    """The packet id of a PUBLISH at QoS 1 (3.3.2.2), whose first byte is ``first``."""
+    qos = (first >> 1) & 0x03
+    if qos == 3:
+        raise MqttFrameError("PUBLISH with QoS 3")  # 3.3.1.2
+    if qos == 2:
+        raise MqttFrameError("PUBLISH at QoS 2, which we never subscribe to")  # 3.8.4
+    pid = (data[at] << 8) | data[at + 1]
+    if pid == 0:
+        raise MqttFrameError("PUBLISH with packet id 0")  # 2.3.1
+    return pid
 
 
 def _decode_topic(raw: bytes) -> str:

@@ -20,9 +20,9 @@ from cloud_bridge import outbox as outbox_mod
 from devices.checkout import protocol as checkout
 from edge_agent.agent import StoreAgent
 from edge_agent.config import StoreConfig
+from edge_agent.mqtt import BatchNotCommitted
 from edge_agent.services import free_port
 from edge_agent.web import create_app
-from storeedge.errors import JournalUnavailable
 from storeedge.events import TagRead
 
 UNIT = 100.0
@@ -90,7 +90,8 @@ async def test_a_journal_that_cannot_write_loses_nothing_and_acknowledges_nothin
     agent.journal.limit_pages(agent.journal.page_count())  # full: no page more
 
     # 40 lanes drop to 2 units: 40 low-stock alerts that cannot be written.
-    with pytest.raises(JournalUnavailable, match="full"):
+    # The link is told not to acknowledge the batch: the broker will send it again.
+    with pytest.raises(BatchNotCommitted, match="full"):
         agent.on_batch(weights(store_id, 2))
     health = agent.health()
     assert health["status"] == "degraded"
@@ -103,7 +104,7 @@ async def test_a_journal_that_cannot_write_loses_nothing_and_acknowledges_nothin
         assert "journal cannot write" in refused.json()["detail"]
         assert refused.headers["retry-after"]
         # A later batch is not acknowledged either: what it makes queues behind.
-        with pytest.raises(JournalUnavailable):
+        with pytest.raises(BatchNotCommitted):
             agent.on_batch(weights(store_id, 1))
         assert journal_rows(journal, "SELECT COUNT(*) FROM sale") == [(0,)]
 

@@ -4,8 +4,12 @@ sessions, reconnects after a broker restart, the retained last will."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import signal
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,10 +17,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.mqtt.client import MqttConnection
-from devices.mqtt.protocol import Will
-from edge_agent.services import Service, free_port, start_mosquitto
-from storeedge.errors import BrokerUnavailable
+from devices.mqtt.client import BatchNotCommitted, MqttConnection, backoff_delay
+from devices.mqtt.protocol import Batch, Will
+from edge_agent.services import Service, free_port, mosquitto_path, spawn, start_mosquitto
+from storeedge.errors import BrokerUnavailable, UsageError
+from tests.waiting import until
 
 
 class PahoClient:
@@ -119,34 +124,230 @@ async def test_receives_batches(mosquitto: Service, store_id: str, paho_client: 
     assert conn.received == len(sent)
 
 
-async def test_qos1_not_acked_when_the_batch_fails_then_redelivered(
+async def test_batch_not_committed_is_not_acknowledged_and_comes_again(
         mosquitto: Service, store_id: str, paho_client: PahoClient,
         opened: list[MqttConnection]) -> None:
-    seen: list[tuple[str, bytes]] = []
-    failing = True
+    """The agent's journal cannot write: the batch's PUBACKs are withheld, the link reconnects
+    by itself and the broker sends the batch again (4.4), marked DUP (3.3.1.1)."""
+    topic = f"store/{store_id}/dev/s/weight"
+    committed: list[tuple[str, bytes, bool]] = []
+    refusals = 2
 
-    def on_batch(batch: list[tuple[str, bytes]]) -> None:
-        seen.extend(batch)
-        if failing:
-            raise RuntimeError("agent bug")
+    def on_batch(batch: Batch) -> None:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise BatchNotCommitted("journal: disk I/O error")
+        committed.extend((t, p, batch.dup(i)) for i, (t, p) in enumerate(batch))
 
-    cid = f"{store_id}-fail"
-    conn = make(mosquitto.port, opened, client_id=cid, subscriptions=[(f"store/{store_id}/x", 1)],
+    conn = make(mosquitto.port, opened, client_id=f"{store_id}-nc", subscriptions=[(topic, 1)],
                 on_batch=on_batch)
     assert await conn.wait_connected(10)
-    await asyncio.to_thread(paho_client.publish_all, [(f"store/{store_id}/x", b"1")], 1)
-    async with asyncio.timeout(10):
-        while not seen:
-            await asyncio.sleep(0.01)
+    await asyncio.to_thread(paho_client.publish_all, [(topic, b"1"), (topic, b"2")], 1)
+    await until(lambda: len({p for _, p, _ in committed}) == 2, within=15)
+    assert conn.not_committed == 2 and conn.reconnects == 2
+    assert "not committed" in (conn.last_error or "")
+    assert [p for _, p, _ in committed] == [b"1", b"2"]
+    assert committed[0][2]  # sent before and not acknowledged: DUP (3.3.1.1)
+    # Acknowledged now: a new connection of the same session gets only what comes next.
     await conn.aclose()
-    failing = False
-    seen.clear()
-    conn2 = make(mosquitto.port, opened, client_id=cid, on_batch=on_batch)
-    assert await conn2.wait_connected(10)
-    async with asyncio.timeout(10):
-        while not seen:
-            await asyncio.sleep(0.01)
-    assert seen == [(f"store/{store_id}/x", b"1")]
+    await asyncio.to_thread(paho_client.publish_all, [(topic, b"3")], 1)
+    sink = Sink()
+    again = make(mosquitto.port, opened, client_id=f"{store_id}-nc", on_batch=sink)
+    await sink.wait_for(1)
+    assert sink.messages == [(topic, b"3")] and again.session_present
+
+
+async def test_a_message_the_handler_fails_on_is_rejected_and_the_rest_flows(
+        mosquitto: Service, store_id: str, paho_client: PahoClient,
+        opened: list[MqttConnection]) -> None:
+    """A handler bug on one message neither holds back the others nor leaves QoS 1 ids
+    unacknowledged (which would stall ingest at the broker's in-flight window)."""
+    topic = f"store/{store_id}/dev/s/weight"
+    handled: list[bytes] = []
+
+    def on_batch(batch: Batch) -> None:
+        if any(p == b"poison" for _, p in batch):
+            raise ValueError("cannot handle poison")
+        handled.extend(p for _, p in batch)
+
+    cid = f"{store_id}-poison"
+    conn = make(mosquitto.port, opened, client_id=cid, subscriptions=[(topic, 1)],
+                on_batch=on_batch)
+    assert await conn.wait_connected(10)
+    sent = [b"%d" % i for i in range(300)]
+    await asyncio.to_thread(paho_client.publish_all,
+                            [(topic, p) for p in sent[:150] + [b"poison"] + sent[150:]], 1)
+    await until(lambda: len(handled) == 300, within=20)
+    assert handled == sent
+    assert conn.rejected == 1 and conn.reconnects == 0
+    # Everything was acknowledged, the poison included: the session has nothing to send again.
+    await conn.aclose()
+    await asyncio.to_thread(paho_client.publish_all, [(topic, b"after")], 1)
+    sink = Sink()
+    make(mosquitto.port, opened, client_id=cid, on_batch=sink)
+    await sink.wait_for(1)
+    assert sink.messages == [(topic, b"after")]
+
+
+async def test_oversized_retained_message_is_skipped_acknowledged_and_ingest_goes_on(
+        mosquitto: Service, store_id: str, paho_client: PahoClient,
+        opened: list[MqttConnection], caplog: pytest.LogCaptureFixture) -> None:
+    """A 20 MB retained QoS 1 message on a device topic, queued for a persistent session: the
+    client skips it without holding it, acknowledges it, and reads on; it is not sent again."""
+    topic = f"store/{store_id}/dev/cam/image"
+    cid = f"{store_id}-big"
+    first = make(mosquitto.port, opened, client_id=cid, subscriptions=[(topic, 1)])
+    assert await first.wait_connected(10)
+    await first.aclose()
+    big = bytes(20 * 1024 * 1024)
+    await asyncio.to_thread(paho_client.client.publish(topic, big, qos=1, retain=True)
+                            .wait_for_publish, 30)
+    await asyncio.to_thread(paho_client.publish_all, [(topic, bytes(2 * 1024 * 1024)),
+                                                      (topic, b"after")], 1)
+    sink = Sink()
+    conn = make(mosquitto.port, opened, client_id=cid, on_batch=sink)
+    await sink.wait_for(1, within=30)
+    assert sink.messages == [(topic, b"after")]
+    assert conn.oversized == 2 and conn.reconnects == 0
+    assert conn.healthy
+    logged = [r for r in caplog.records if "exceeds the 1048576-byte limit" in r.getMessage()]
+    assert len(logged) == 1  # rate-limited: the second one is counted, not logged
+    assert conn._conn is not None and conn._conn.decoder.pending < 1024
+    await conn.aclose()
+    # Clear the retained message (an empty retained PUBLISH, 3.3.1.3), then come back: the
+    # session holds nothing unacknowledged, so only the clearing message and what follows come.
+    await asyncio.to_thread(paho_client.client.publish(topic, b"", qos=1, retain=True)
+                            .wait_for_publish, 10)
+    await asyncio.to_thread(paho_client.publish_all, [(topic, b"later")], 1)
+    sink = Sink()
+    again = make(mosquitto.port, opened, client_id=cid, on_batch=sink)
+    await sink.wait_for(2, within=15)
+    assert sink.messages == [(topic, b""), (topic, b"later")]
+    assert again.oversized == 0
+
+
+async def test_keepalive_holds_while_a_slow_handler_works_through_a_backlog(
+        mosquitto: Service, store_id: str, paho_client: PahoClient,
+        opened: list[MqttConnection]) -> None:
+    """QoS 0 sends no PUBACK, so during a backlog only PINGREQs keep the connection: with a 1 s
+    keep alive the broker drops a client silent for 1.5 s (3.1.2.10). A backlog already read
+    from the socket is handed over without the loop ever waiting, which starved a ping task."""
+    topic = f"store/{store_id}/dev/s/weight"
+    sink = Sink()
+
+    def slow(batch: Batch) -> None:
+        # Agent work holding the event loop: long at first, so the backlog piles up unread.
+        time.sleep(0.9 if not sink.batches else 0.1)
+        sink(batch)
+
+    conn = make(mosquitto.port, opened, client_id=f"{store_id}-slow", clean_session=True,
+                keepalive=1, read_size=8192, subscriptions=[(topic, 0)], on_batch=slow)
+    assert await conn.wait_connected(10)
+    link = conn._conn
+    sent = [(topic, b"%05d" % i + bytes(90)) for i in range(3000)]  # ~4 s of reads
+    await asyncio.to_thread(paho_client.publish_all, sent, 0)
+    await sink.wait_for(len(sent), within=30)
+    # Still the same connection: one message more arrives on it.
+    await asyncio.to_thread(paho_client.publish_all, [(topic, b"after")], 0)
+    await sink.wait_for(len(sent) + 1)
+    assert sink.messages == [*sent, (topic, b"after")]
+    assert conn._conn is link and conn.reconnects == 0
+
+
+async def test_a_broker_that_accepts_and_drops_us_is_retried_ever_more_slowly(
+        mosquitto: Service, store_id: str, opened: list[MqttConnection],
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Mosquitto closes the connection of a client that subscribes to an invalid filter
+    # (4.7.1.2: "#" must be last), right after accepting it with CONNACK.
+    caplog.set_level(logging.WARNING, logger="devices.mqtt.client")
+    conn = make(mosquitto.port, opened, client_id=f"{store_id}-flap",
+                subscriptions=[(f"store/{store_id}/#/x", 1)],
+                reconnect_initial=0.05, reconnect_max=0.4)
+    await until(lambda: conn.reconnects >= 6, within=15)
+    assert not conn.connected.is_set()
+    assert conn.attempt == conn.reconnects  # never reset: it never stayed up
+    lines = [r.getMessage() for r in caplog.records if "reconnecting in" in r.getMessage()]
+    assert 1 <= len(lines) < conn.reconnects  # logged, and rate-limited
+    assert "broker closed the connection" in lines[0] and "(attempt 1)" in lines[0]
+
+
+@pytest.mark.parametrize("attempt", range(1, 12))
+def test_reconnect_delay_is_jittered_growing_and_capped(attempt: int) -> None:
+    ceiling = min(30.0, 0.5 * 2 ** (attempt - 1))
+    delays = [backoff_delay(attempt, 0.5, 30.0) for _ in range(200)]
+    assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert len(set(delays)) > 100  # jittered: clients restarted together do not retry together
+
+
+def mosquitto_plugin(name: str) -> Path | None:
+    return next((p for p in Path("/usr/lib").glob(f"**/{name}")), None)
+
+
+async def test_refused_subscription_leaves_the_link_unhealthy(
+        tmp_path: Path, store_id: str, opened: list[MqttConnection],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Mosquitto's dynamic security plugin refuses a SUBSCRIBE its ACL denies (SUBACK 0x80,
+    3.9.3): the link says so in its log and its health."""
+    plugin = mosquitto_plugin("mosquitto_dynamic_security.so")
+    if plugin is None:
+        pytest.skip("Mosquitto's dynamic security plugin is not installed")
+    denied = f"hq/{store_id}/#"
+    (tmp_path / "dynsec.json").write_text(json.dumps({
+        "defaultACLAccess": {"publishClientSend": True, "publishClientReceive": True,
+                             "subscribe": True, "unsubscribe": True},
+        "clients": [], "groups": [{"groupname": "anon", "roles": [{"rolename": "anon"}]}],
+        "roles": [{"rolename": "anon", "acls": [
+            {"acltype": "subscribePattern", "topic": denied, "priority": 0, "allow": False}]}],
+        "anonymousGroup": "anon"}))
+    port = free_port()
+    # "user root": started as root, Mosquitto would drop to its own user, which cannot read the
+    # test's private directory; as anyone else, the line is ignored.
+    (tmp_path / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nuser root\nallow_anonymous true\nplugin {plugin}\n"
+        f"plugin_opt_config_file {tmp_path / 'dynsec.json'}\nlog_dest stdout\n")
+    broker = spawn("mosquitto", [str(mosquitto_path()), "-c", str(tmp_path / "mosquitto.conf")],
+                   tmp_path, port)
+    try:
+        ok = (f"store/{store_id}/dev/+/+", 1)
+        conn = make(port, opened, client_id=f"{store_id}-acl", subscriptions=[ok, (denied, 1)])
+        assert await conn.wait_connected(10)
+        assert conn.refused_subscriptions == [(denied, 1)]
+        assert not conn.healthy and conn.stats()["refused_subscriptions"] == [denied]
+        assert any("refused subscriptions" in r.getMessage() and denied in r.getMessage()
+                   for r in caplog.records if r.levelno == logging.ERROR)
+        await conn.aclose()
+    finally:
+        broker.stop()
+
+
+def test_qos2_subscriptions_are_refused_naming_the_key() -> None:
+    with pytest.raises(UsageError, match=r"subscriptions\[1\]: 'b/#' at QoS 2"):
+        MqttConnection("127.0.0.1", 1883, client_id="x", subscriptions=[("a", 1), ("b/#", 2)])
+
+
+async def test_qos0_publish_refused_while_the_broker_does_not_read(
+        own_broker: list[Service], store_id: str, opened: list[MqttConnection]) -> None:
+    """A hung broker (SIGSTOP) stops reading: unsent bytes stop growing at the write buffer's
+    limit instead of taking the agent's memory."""
+    broker = own_broker[0]
+    conn = make(broker.port, opened, client_id=f"{store_id}-hung",
+                max_write_buffer=1024 * 1024)
+    assert await conn.wait_connected(10)
+    broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        chunk = bytes(64 * 1024)
+        accepted = 0
+        for _ in range(2000):  # 128 MB if nothing pushed back
+            if not conn.publish(f"store/{store_id}/cam", chunk, qos=0):
+                break
+            accepted += 1
+            await asyncio.sleep(0)
+        assert accepted < 2000
+        assert conn._conn is not None
+        assert conn._conn.writer.transport.get_write_buffer_size() <= 1024 * 1024 + len(chunk)
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
 
 
 async def test_publishes_qos1_to_a_paho_subscriber(mosquitto: Service, store_id: str,

@@ -8,9 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices.mqtt.protocol import (
+    DUP_FLAG,
     ConnAck,
     Decoder,
     MqttFrameError,
+    OversizedPublish,
+    Packet,
     PingResp,
     PubAck,
     Publish,
@@ -130,9 +133,59 @@ def test_malformed_input_raises_frame_error(data: bytes, why: str) -> None:
     assert issubclass(MqttFrameError, FrameError)
 
 
-def test_oversized_packet_refused_before_buffering_it() -> None:
-    with pytest.raises(MqttFrameError, match="limit"):
-        Decoder(max_packet_size=1000).feed(b"\x30\x80\x10")
+def test_oversized_publish_is_skipped_without_holding_its_payload() -> None:
+    # 3.3.1: 0x33 = PUBLISH, QoS 1 (bits 2-1), RETAIN (bit 0); 3.3.2: topic "t/x", packet id 7.
+    big = b"\x33\x87\x08\x00\x03t/x\x00\x07" + bytes(1024)  # Remaining Length 1031 (2.2.3)
+    after = encode_publish("t/y", b"next", qos=1, packet_id=8)
+    d = Decoder(max_packet_size=1000)
+    out: list[object] = []
+    held = 0
+    for byte in big:
+        out += d.feed(bytes((byte,)))
+        held = max(held, d.pending)
+    for byte in after:
+        out += d.feed(bytes((byte,)))
+    assert out == [OversizedPublish("t/x", 1031, 1, True, False, 7),
+                   Publish("t/y", b"next", 1, False, False, 8)]
+    assert held <= 9  # the fixed header, topic and packet id at most: never the payload
+    assert d.pending == 0
+
+
+def test_oversized_publish_ack_keeps_its_place_in_a_batch() -> None:
+    # 4.6: PUBACKs go in the order the PUBLISHes came; the skipped one is acknowledged too.
+    d = Decoder(max_packet_size=100)
+    data = (encode_publish("a", b"1", qos=1, packet_id=5)
+            + encode_publish("big", bytes(500), qos=1, packet_id=6)
+            + encode_publish("b", b"2", qos=1, packet_id=9)
+            + encode_publish("big", bytes(500)))
+    msgs, acks, others = d.feed_batch(data[:150])
+    msgs2, acks2, others2 = d.feed_batch(data[150:])
+    assert msgs + msgs2 == [("a", b"1"), ("b", b"2")]
+    assert acks + acks2 == [5, 6, 9]
+    assert others + others2 == [OversizedPublish("big", 507, 1, False, False, 6),
+                                OversizedPublish("big", 505)]
+
+
+def test_oversized_packet_other_than_publish_is_garbage() -> None:
+    with pytest.raises(MqttFrameError, match=r"type 9 .* exceeds the 1000-byte limit"):
+        Decoder(max_packet_size=1000).feed(b"\x90\x80\x10")
+    with pytest.raises(UsageError, match="max_packet_size"):
+        Decoder(max_packet_size=1)
+
+
+def test_retain_and_dup_flags_are_kept() -> None:
+    # 3.3.1.3 RETAIN is bit 0, 3.3.1.1 DUP bit 3 of the fixed header: 0x31 retained QoS 0,
+    # 0x3a a re-delivered QoS 1 PUBLISH (packet id 3), 0x30 neither.
+    data = (b"\x31\x04\x00\x01ap" + b"\x3a\x06\x00\x01b\x00\x03q"
+            + b"\x30\x04\x00\x01cr")
+    assert one_byte_at_a_time(data) == [Publish("a", b"p", 0, True, False, None),
+                                        Publish("b", b"q", 1, False, True, 3),
+                                        Publish("c", b"r")]
+    msgs, acks, _ = Decoder().feed_batch(data)
+    assert msgs == [("a", b"p"), ("b", b"q"), ("c", b"r")] and acks == [3]
+    assert [msgs.retain(i) for i in range(3)] == [True, False, False]
+    assert [msgs.dup(i) for i in range(3)] == [False, True, False]
+    assert msgs.subset([1, 2]).flags == {0: DUP_FLAG}
 
 
 def test_encoders_refuse_misuse() -> None:
@@ -198,3 +251,27 @@ def test_garbage_raises_only_frame_error(garbage: bytes, step: int) -> None:
                 assert isinstance(p, (ConnAck, Publish, PubAck, SubAck, PingResp))
     except FrameError:
         pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(publishes, max_size=8), st.data())
+def test_oversized_publishes_skipped_across_any_split(packets: list[Publish],
+                                                      data: st.DataObject) -> None:
+    limit = 64
+    raw = b"".join(encode(p) for p in packets)
+    expected: list[Packet] = []
+    for p in packets:
+        packet = encode(p)
+        header = 2
+        while packet[header - 1] & 0x80:  # 2.2.3: bit 7 of a length byte = another follows
+            header += 1
+        size = len(packet) - header
+        expected.append(p if size <= limit else OversizedPublish(
+            p.topic, size, p.qos, p.retain, p.dup, p.packet_id))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=6)))
+    d = Decoder(max_packet_size=limit)
+    got: list[Packet] = []
+    for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=False):
+        got += d.feed(raw[a:b])
+    assert got == expected
+    assert d.pending == 0
