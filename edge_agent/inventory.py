@@ -103,12 +103,38 @@ class LaneScale:
         return whole if whole >= 0 and abs(ratio - whole) <= tolerance else _AMBIGUOUS
 
     def update(self, grams: float, ts: float, s: Settling) -> Change | None:
+        """One sample; a change when it makes one. Called for every reading: kept lean."""
         self.last_grams = grams
         self.last_ts = ts
-        units = self.count_of(grams, s.tolerance)
-        if self.window_n and min(self.window_min, grams) >= max(self.window_max, grams) - s.band:
-            self.window_min = min(self.window_min, grams)
-            self.window_max = max(self.window_max, grams)
+        unit = self.unit_grams
+        ratio = (grams - self.tare_grams) / unit
+        units = round(ratio)
+        if units < 0 or abs(ratio - units) > s.tolerance:
+            units = _AMBIGUOUS
+        settle = s.settle_seconds
+        if not settle:  # every sample is a stable weight of its own
+            self.committed = self.run_committed = True
+            change = self._commit(grams, 1, ts, s, units)
+        else:
+            change = self._settle(grams, ts, s, units, settle)
+        if units == self.units and units != _AMBIGUOUS:
+            self.tare_grams += (ratio - units) * unit * _ZERO_GAIN
+        if change is not None:
+            return change
+        since = self.ambiguous_since
+        if (since is not None and not self.ambiguous_reported and self.units is not None
+                and ts - since >= s.ambiguous_seconds):
+            self.ambiguous_reported = True
+            return Change(self.units, self.units, StockCause.AMBIGUOUS, grams)
+        return None
+
+    def _settle(self, grams: float, ts: float, s: Settling, units: int,
+                settle: float) -> Change | None:
+        lo = grams if grams < self.window_min else self.window_min
+        hi = grams if grams > self.window_max else self.window_max
+        if self.window_n and lo >= hi - s.band:
+            self.window_min = lo
+            self.window_max = hi
             self.window_sum += grams
             self.window_n += 1
         else:
@@ -125,33 +151,28 @@ class LaneScale:
             self.run_sum = grams
             self.run_n = 1
             self.run_committed = False
-        change = None
-        if not self.committed and ts - self.window_start >= s.settle_seconds:
+        if not self.committed and ts - self.window_start >= settle:
             self.committed = self.run_committed = True
-            change = self._commit(self.window_sum / self.window_n, self.window_n, ts, s)
-        elif not self.run_committed and ts - self.run_start >= s.settle_seconds:
+            n = self.window_n
+            return self._commit(self.window_sum / n, n, ts, s, None)
+        if not self.run_committed and ts - self.run_start >= settle:
             self.run_committed = True
             if units != _AMBIGUOUS:
-                change = self._commit(self.run_sum / self.run_n, 1, ts, s)
-            elif self.ambiguous_since is None:
+                return self._commit(self.run_sum / self.run_n, 1, ts, s, units)
+            if self.ambiguous_since is None:
                 self.ambiguous_since = self.run_start
-        if units == self.units and units != _AMBIGUOUS:
-            self.tare_grams += (grams - self.tare_grams - units * self.unit_grams) * _ZERO_GAIN
-        if change is not None:
-            return change
-        if (self.ambiguous_since is not None and not self.ambiguous_reported
-                and self.units is not None and ts - self.ambiguous_since >= s.ambiguous_seconds):
-            self.ambiguous_reported = True
-            return Change(self.units, self.units, StockCause.AMBIGUOUS, grams)
         return None
 
-    def _commit(self, grams: float, n: int, ts: float, s: Settling) -> Change | None:
-        """A stable weight, the mean of ``n`` samples (n > 1 only for a quiet band window)."""
+    def _commit(self, grams: float, n: int, ts: float, s: Settling,
+                units: int | None) -> Change | None:
+        """A stable weight, the mean of ``n`` samples (n > 1 only for a quiet band window), and
+        its count class when known."""
         before = self.units
         reference = self.reference_grams
         self.reference_grams = grams
         net = grams - self.tare_grams
-        units = self.count_of(grams, s.tolerance)
+        if units is None:
+            units = self.count_of(grams, s.tolerance)
         if units != _AMBIGUOUS:
             return self._resolved(units, None, grams)
         if n > 1 and before == 0 and abs(net) <= s.retare_below:
