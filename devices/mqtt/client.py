@@ -371,6 +371,7 @@ class MqttConnection:
             data, conn.leftover = conn.leftover or await reader.read(size), b""
             if not data:
                 raise EOFError("broker closed the connection")
+            conn.ping_outstanding = False  # alive: its PINGRESP may queue behind a backlog
             messages, acks, others = decoder.feed_batch(data)
             if messages:
                 self.received += len(messages)
