@@ -220,7 +220,7 @@ class AlertListener:
             self.arrivals.clear()
             self.total = 0
 
-    def wait_for(self, n: int, timeout: float, quiet: float = 10.0) -> None:
+    def wait_for(self, n: int, timeout: float, quiet: float = 60.0) -> None:
         """Until ``n`` alerts arrived, ``timeout`` passed, or none arrived for ``quiet`` s."""
         deadline = time.monotonic() + timeout
         last, last_change = self.total, time.monotonic()
