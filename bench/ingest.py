@@ -2,13 +2,15 @@
 published alerts.
 
     .venv/bin/python bench/ingest.py [--readings 200000] [--lanes 200] [--rate 5000]
+        [--rates 1000,5000] [--profile DIR]
 
 It starts its own Mosquitto and a real agent process (the default inventory configuration but
 settling 0, since every reading steps its lane; no ERP, no time series), then:
 1. flood: publishes --readings readings as fast as one socket can, waits until every expected
    alert arrived; prints readings/s, the rate after the sender stopped and the agent's peak RSS;
-2. paced: publishes at --rate readings/s for --paced-seconds and prints the p50/p99 latency from a
-   reading's publish to its alert on ``store/{sid}/alerts``.
+2. paced: publishes at --rate readings/s (or each of --rates) for --paced-seconds and prints the
+   p50/p99 latency from a reading's publish to its alert on ``store/{sid}/alerts``; with
+   --profile, py-spy samples the agent meanwhile (folded stacks in DIR).
 Every lane walks 10 -> 0 units a unit at a time, then is restocked to 10, each reading carrying
 load-cell noise of up to +/-20% of a unit, through the default rules: the alert transitions
 expected are known exactly (see ``Workload.expected``) and each is checked (missing, extra,
@@ -26,6 +28,8 @@ import contextlib
 import json
 import math
 import random
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -318,6 +323,27 @@ def flood(pub: RawPublisher, listener: AlertListener, workload: Workload, cycles
             **tally(listener, expected)}
 
 
+@contextlib.contextmanager
+def profiled(pid: int, out: Path | None) -> Iterator[None]:
+    """py-spy samples ``pid`` into ``out`` (folded stacks, for speedscope or flamegraph.pl)
+    while the block runs; nothing when ``out`` is None."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
+        raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+    proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+                             "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
 def paced(pub: RawPublisher, listener: AlertListener, workload: Workload, rate: int,
           seconds: float, pid: int, all_rules: bool = False) -> dict:
     """Publish whole cycles at ``rate`` readings/s (a batch every millisecond, stamped with the
@@ -422,7 +448,14 @@ def main() -> int:
     ap.add_argument("--paced-seconds", type=float, default=10.0)
     ap.add_argument("--all-rules", action="store_true",
                     help="run the whole rule library, not only low_stock")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="sample the agent with py-spy during each paced phase, into DIR")
+    ap.add_argument("--rates", default="",
+                    help="comma-separated paced rates (default: --rate)")
     args = ap.parse_args()
+    rates = [int(r) for r in args.rates.split(",") if r] or [args.rate]
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     workload = Workload(args.lanes)
     cycles = max(1, args.readings // workload.per_cycle)
     workdir = Path(tempfile.mkdtemp(prefix="storeedge-bench-"))
@@ -441,18 +474,23 @@ def main() -> int:
         if processed != result_flood["readings"]:
             failures.append(f"agent counted {processed} readings of {result_flood['readings']}")
         print(json.dumps({"flood": result_flood}), file=sys.stderr, flush=True)
-        result_paced = paced(pub, listener, workload, args.rate, args.paced_seconds, agent.pid,
-                             args.all_rules)
+        results_paced = []
+        for rate in rates:
+            out = args.profile / f"agent-{rate}.folded" if args.profile else None
+            with profiled(agent.pid, out):
+                results_paced.append(paced(pub, listener, workload, rate, args.paced_seconds,
+                                           agent.pid, args.all_rules))
     finally:
         with contextlib.suppress(OSError):
             pub.close()
         listener.close()
         stop(agent)
         broker.stop()
-    for phase in (result_flood, result_paced):
+    for phase in (result_flood, *results_paced):
         failures += phase["wrong"]
     report = {"bench": "ingest", "commit": commit(), "machine": machine(), "lanes": args.lanes,
-              "noise_of_a_unit": workload.noise, "flood": result_flood, "paced": result_paced,
+              "noise_of_a_unit": workload.noise, "flood": result_flood,
+              "paced": results_paced[0] if len(results_paced) == 1 else results_paced,
               "wrong": failures[:20], "ok": not failures}
     print(json.dumps(report, indent=2))
     return 0 if not failures else 1

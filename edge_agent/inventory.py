@@ -5,9 +5,10 @@ within ``tolerance`` of a whole number of units. So a count always converges: wh
 missed or misread before, the next stable weight that is a whole number of units re-anchors it.
 
 A lane is stable when, for ``settle_seconds``, either successive samples stay within a band of
-``settle_band`` grams (a quiet load cell) or every sample reads the same whole number of units (a
-noisy one: noise up to ``tolerance`` minus a margin per sample never moves the count). The
-stable weight is the mean of those samples.
+``band`` grams (a quiet load cell) or every sample reads the same whole number of units (a noisy
+one). The stable weight is the mean of those samples. With ``settle_seconds`` 0 every sample is a
+stable weight of its own. Either way, with the default tolerance of a quarter of a unit, noise of
+up to a fifth of a unit per sample gives exact counts: the remaining twentieth is the zero's.
 
 A stable weight that is no whole number of units (a foreign or misplaced item, a hand resting on
 the shelf, drift beyond the tolerance) leaves the count where it was, except for a change since
@@ -18,10 +19,10 @@ the lane report an ``ambiguous`` change (a finding for the rules); the weight th
 then reports a ``recount``.
 
 The zero follows slow drift: every sample that reads the lane's current count moves it by
-1/64 of its remainder (an average over the last ~64 such samples, so noise of a fifth of a
-unit moves it by about 1% of a unit). An empty lane whose quiet stable weight (two samples or
-more, all within the band) is no whole number of units but within ``retare_below`` grams of zero
-is re-tared on it at once (a ``tare`` change).
+1/64 of its remainder (an average over the last ~64 such samples, so noise of a fifth of a unit
+leaves it off by about 1% of a unit, one standard deviation). An empty lane whose quiet stable
+weight (two samples or more, all within the band) is no whole number of units but within
+``retare_below`` grams of zero is re-tared on it at once (a ``tare`` change).
 
 Counts are state, not facts: the agent snapshots them periodically, never per sample.
 """
