@@ -215,7 +215,9 @@ class LaneScale:
     def snapshot(self) -> dict[str, object]:
         return {"units": self.units, "tare_grams": self.tare_grams,
                 "reference_grams": self.reference_grams,
-                "last_grams": self.last_grams, "last_ts": self.last_ts}
+                "last_grams": self.last_grams, "last_ts": self.last_ts,
+                "ambiguous_since": self.ambiguous_since,
+                "ambiguous_reported": self.ambiguous_reported}
 
     def restore(self, snap: dict[str, object]) -> None:
         units = snap.get("units")
@@ -226,3 +228,6 @@ class LaneScale:
         self.tare_grams = float(tare) if isinstance(tare, (int, float)) else 0.0
         last = snap.get("last_grams")
         self.last_grams = float(last) if isinstance(last, (int, float)) else 0.0
+        since = snap.get("ambiguous_since")
+        self.ambiguous_since = float(since) if isinstance(since, (int, float)) else None
+        self.ambiguous_reported = snap.get("ambiguous_reported") is True

@@ -121,6 +121,19 @@ def test_snapshot_restores_the_count_and_the_zero():
     assert (change.before, change.after) == (10, 9)
 
 
+def test_a_reported_ambiguity_survives_a_restart_and_its_end_is_still_a_recount():
+    s = Settling(settle_seconds=1.0, band=3.0, tolerance=0.25, ambiguous_seconds=5.0)
+    lane = scale(100.0)
+    feed(lane, 500.0, 0.0, 1.5, s=s)
+    [change] = feed(lane, 550.0, 2.0, 6.0, s=s)
+    assert change.cause is StockCause.AMBIGUOUS
+    other = scale(100.0)
+    other.restore(lane.snapshot())
+    assert feed(other, 550.0, 9.0, 2.0, s=s) == []  # still the same finding, not a new one
+    [change] = feed(other, 500.0, 12.0, 1.5, s=s)
+    assert (change.cause, change.after) == (StockCause.RECOUNT, 5)
+
+
 @settings(max_examples=200, deadline=None)
 @given(units=st.integers(0, 30), unit=st.floats(20, 1000),
        noise=st.lists(st.floats(-1.4, 1.4), min_size=30, max_size=200))
