@@ -2,16 +2,23 @@
 published alerts.
 
     .venv/bin/python bench/ingest.py [--readings 200000] [--lanes 200] [--rate 5000]
+        [--rates 1000,5000] [--profile DIR]
 
-It starts its own Mosquitto and a real agent process (settling 0, no ERP, no time series), then:
-1. flood: publishes --readings readings as fast as one socket can, waits until the agent has
-   counted them all and every expected alert arrived; prints readings/s and the agent's peak RSS;
-2. paced: publishes at --rate readings/s for --paced-seconds and prints the p50/p99 latency from a
-   reading's publish to its alert on ``store/{sid}/alerts``.
-Every lane walks 10 -> 0 units a unit at a time, then is restocked to 10, through the default
-rules: the alert transitions expected are known exactly (see ``expected_alerts``) and each is
-checked. The agent's CPU time per reading is reported next to the wall-clock figures. Figures
+It starts its own Mosquitto and a real agent process (the default inventory configuration but
+settling 0, since every reading steps its lane; no ERP, no time series), then:
+1. flood: publishes --readings readings as fast as one socket can, waits until every expected
+   alert arrived; prints readings/s, the rate after the sender stopped and the agent's peak RSS;
+2. paced: publishes at --rate readings/s (or each of --rates) for --paced-seconds and prints the
+   p50/p99 latency from a reading's publish to its alert on ``store/{sid}/alerts``; with
+   --profile, py-spy samples the agent meanwhile (folded stacks in DIR).
+Every lane walks 10 -> 0 units a unit at a time, then is restocked to 10, each reading carrying
+load-cell noise of up to +/-20% of a unit, through the default rules: the alert transitions
+expected are known exactly (see ``Workload.expected``) and each is checked (missing, extra,
+duplicate). The agent's CPU time per reading is reported next to the wall-clock figures. Figures
 are printed with the machine and the commit; nothing is asserted on speed.
+
+The pieces here (``Workload``, ``RawPublisher``, ``AlertListener``, ``flood``, ``paced``) know
+only the MQTT topics and payloads, so ``bench/peer`` drives another system with them.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ import argparse
 import contextlib
 import json
 import math
+import random
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -27,6 +37,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -41,35 +53,37 @@ from edge_agent.services import free_port, start_mosquitto  # noqa: E402
 from rules.config import DEFAULTS  # noqa: E402
 
 STORE = "bench-01"
+ALERTS = f"store/{STORE}/alerts"
 UNIT = 100.0
+NOISE = 0.2  # load-cell noise per reading, of a unit weight
 CAPACITY, THRESHOLD = 10, 3
 LANES_PER_SHELF = 20
 CYCLE = list(range(CAPACITY - 1, -1, -1)) + [CAPACITY]  # 9..0 then restock to 10
+# Flood readings carry device timestamps this far apart (ms), so that an alert's device_ts says
+# which reading it came from.
+FLOOD_TS_STEP_MS = 0.01
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+def lane_id(index: int) -> str:
+    return f"L{index:05d}"
 
 
-def _publish_packet(topic: bytes, payload: bytes) -> bytes:
-    """An MQTT 3.1.1 PUBLISH at QoS 0: the load generator writes these straight to its socket so
-    that it, not the agent, is never the bottleneck."""
-    body = len(topic).to_bytes(2, "big") + topic + payload
-    return b"\x30" + _remaining_length(len(body)) + body
+def reading(lane_index: int, grams: float, ts_ms: float) -> bytes:
+    """A wireless shelf's weight reading (DESIGN.md), as an MQTT PUBLISH at QoS 0."""
+    shelf = lane_index // LANES_PER_SHELF
+    payload = (b'{"lane":"%s","grams":%.1f,"ts":%.2f}' % (lane_id(lane_index).encode(), grams,
+                                                          ts_ms))
+    return mqtt.encode_publish(f"store/{STORE}/dev/shelf-{shelf:03d}/weight", payload)
 
 
 class RawPublisher:
+    """The load generator's connection: packets written straight to the socket, so that it, not
+    the system under test, is never the bottleneck."""
+
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client_id = b"bench-load"
-        body = (b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id)
-        self.sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
+        self.sock.sendall(mqtt.encode_connect("bench-load", keepalive=0))
         ack = self.sock.recv(4)
         if ack[:1] != b"\x20" or ack[3:4] != b"\x00":
             raise RuntimeError(f"broker refused the load generator: {ack!r}")
@@ -78,65 +92,103 @@ class RawPublisher:
         self.sock.sendall(data)
 
     def close(self) -> None:
-        self.sock.sendall(b"\xe0\x00")
+        self.sock.sendall(mqtt.encode_disconnect())
         self.sock.close()
 
 
-def reading(lane_index: int, grams: float, ts_ms: float) -> bytes:
-    shelf, lane = divmod(lane_index, LANES_PER_SHELF)
-    topic = f"store/{STORE}/dev/shelf-{shelf:03d}/weight".encode()
-    payload = (b'{"lane":"L%05d","grams":%.1f,"ts":%.3f}' % (lane_index, grams, ts_ms))
-    del lane
-    return _publish_packet(topic, payload)
+class Workload:
+    """``lanes`` lanes of one SKU (``UNIT`` grams, low stock at ``THRESHOLD``), their noisy
+    readings, and the alerts those must produce. One more lane, the probe, tells when a system
+    is subscribed and answering; its alerts are not counted."""
+
+    def __init__(self, lanes: int, noise: float = NOISE, seed: int = 11) -> None:
+        self.lanes = lanes
+        self.noise = noise
+        self.rng = random.Random(seed)
+        self.probe = lane_id(lanes)
+
+    @property
+    def per_cycle(self) -> int:
+        return self.lanes * len(CYCLE)
+
+    def _units(self, lane: int, step: int) -> int:
+        # Lanes start the cycle at different steps, so that alerts are spread evenly over the
+        # readings rather than bunched where every lane runs low at once.
+        return CYCLE[(step + lane) % len(CYCLE)]
+
+    def _grams(self, units: int) -> float:
+        return units * UNIT + self.rng.uniform(-self.noise * UNIT, self.noise * UNIT)
+
+    def prime(self, all_rules: bool = False) -> tuple[list[tuple[int, float]],
+                                                      dict[tuple[str, str, str], int]]:
+        """Each lane's reading just before its first cycle, and the alerts those open: from
+        then on every cycle makes the same alerts (``expected``)."""
+        plan = [(lane, self._grams(self._units(lane, -1))) for lane in range(self.lanes)]
+        out: dict[tuple[str, str, str], int] = {}
+        for lane in range(self.lanes):
+            units = self._units(lane, -1)
+            if units <= THRESHOLD:
+                out[("low_stock", lane_id(lane), "opened")] = 1
+            if all_rules and units == 0:
+                out[("out_of_stock", lane_id(lane), "opened")] = 1
+        return plan, out
+
+    def plan(self, cycles: int) -> list[tuple[int, float]]:
+        """Readings in an order that interleaves lanes: (lane index, grams with noise)."""
+        return [(lane, self._grams(self._units(lane, step)))
+                for _ in range(cycles) for step in range(len(CYCLE))
+                for lane in range(self.lanes)]
+
+    def expected(self, cycles: int, first: bool,
+                 all_rules: bool = False) -> dict[tuple[str, str, str], int]:
+        """The transitions the rules make, exactly, once ``prime`` has set every lane's count.
+        Each cycle makes, per lane, low_stock opened at 3 units, worsened at 2, 1 and 0, and
+        cleared at the restock to 10. With the whole library, also out_of_stock opened at 0 and
+        cleared at the restock, and, since a lane stepping 100 g every sample is noisy by
+        sensor_noisy's measure (median step over 20 samples > 5 g), that opens once per lane in
+        the ``first`` phase and never clears."""
+        out: dict[tuple[str, str, str], int] = {}
+        for i in range(self.lanes):
+            lane = lane_id(i)
+            out[("low_stock", lane, "opened")] = cycles
+            out[("low_stock", lane, "worsened")] = 3 * cycles
+            out[("low_stock", lane, "cleared")] = cycles
+            if not all_rules:
+                continue
+            out[("out_of_stock", lane, "opened")] = cycles
+            out[("out_of_stock", lane, "cleared")] = cycles
+            if first and cycles * len(CYCLE) > 20:
+                shelf = i // LANES_PER_SHELF
+                out[("sensor_noisy", f"shelf-{shelf:03d}/{lane}", "opened")] = 1
+        return out
 
 
-def store_config(workdir: Path, lanes: int, broker_port: int, http_port: int,
-                 all_rules: bool) -> Path:
-    shelves = (lanes + LANES_PER_SHELF - 1) // LANES_PER_SHELF
-    rules_file = workdir / "rules.yaml"
-    # The figure the targets compare with is one low-stock rule; --all-rules runs the library.
-    names = yaml.safe_load(DEFAULTS.read_text())["rules"]
-    rules_file.write_text(yaml.safe_dump({"rules": {
-        name: {"enabled": all_rules or name == "low_stock"} for name in names}}))
-    config = {
-        "store": {"id": STORE},
-        "broker": {"port": broker_port},
-        "journal": {"path": str(workdir / "journal.db"), "snapshot_seconds": 5},
-        "http": {"port": http_port},
-        "inventory": {"settle_seconds": 0},
-        "rules": {"file": str(rules_file)},
-        "catalog": [{"sku": "SKU-BENCH", "unit_grams": UNIT, "low_stock": THRESHOLD}],
-        "lanes": [{"id": f"L{i:05d}", "sku": "SKU-BENCH", "capacity": CAPACITY}
-                  for i in range(lanes)],
-        "devices": [{"type": "shelf_mqtt", "id": f"shelf-{s:03d}",
-                     "lanes": [f"L{i:05d}" for i in range(s * LANES_PER_SHELF,
-                                                           min(lanes, (s + 1) * LANES_PER_SHELF))]}
-                    for s in range(shelves)],
-    }
-    path = workdir / "store.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+@dataclass(slots=True)
+class Arrival:
+    at: float  # this host's clock when the alert arrived
+    device_ts: float | None  # the device timestamp of the reading that made it
 
 
 class AlertListener:
-    """Counts alerts per (rule, subject, transition) and the latency of each from its reading's
-    timestamp.
+    """Counts alerts per (rule, subject, transition) and keeps when each arrived.
 
     A bare socket and our own MQTT decoder on a thread, subscribed at QoS 0: the listener shares
-    the 2 cores with the agent and the broker, so it avoids paho's per-message objects and
-    callbacks and the PUBACK round trips of QoS 1. Loopback TCP loses nothing, so every alert is
-    still checked."""
+    the 2 cores with the system under test and the broker, so it avoids paho's per-message
+    objects and callbacks and the PUBACK round trips of QoS 1. Loopback TCP loses nothing, so
+    every alert is still checked."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, probe: str) -> None:
+        self.probe = probe
+        self.probed = threading.Event()
         self.lock = threading.Lock()
         self.seen: dict[tuple[str, str, str], int] = {}
-        self.latencies: list[float] = []
+        self.arrivals: list[Arrival] = []
         self.total = 0
         self.ready = threading.Event()
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.sendall(mqtt.encode_connect("bench-alerts", keepalive=0))
-        self.sock.sendall(mqtt.encode_subscribe(1, [(f"store/{STORE}/alerts", 0)]))
+        self.sock.sendall(mqtt.encode_subscribe(1, [(ALERTS, 0)]))
         self.thread = threading.Thread(target=self._run, name="bench-alerts", daemon=True)
         self.thread.start()
 
@@ -159,17 +211,30 @@ class AlertListener:
             with self.lock:
                 for _topic, payload in messages:
                     alert = loads(payload)
+                    if alert["subject"] == self.probe:
+                        self.probed.set()
+                        continue
                     key = (alert["rule"], alert["subject"], alert["detail"]["transition"])
                     self.seen[key] = self.seen.get(key, 0) + 1
                     self.total += 1
-                    if alert.get("device_ts"):
-                        self.latencies.append(now - alert["device_ts"])
+                    self.arrivals.append(Arrival(now, alert.get("device_ts")))
 
     def reset(self) -> None:
         with self.lock:
             self.seen.clear()
-            self.latencies.clear()
+            self.arrivals.clear()
             self.total = 0
+
+    def wait_for(self, n: int, timeout: float, quiet: float = 60.0) -> None:
+        """Until ``n`` alerts arrived, ``timeout`` passed, or none arrived for ``quiet`` s."""
+        deadline = time.monotonic() + timeout
+        last, last_change = self.total, time.monotonic()
+        while self.total < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+            if self.total != last:
+                last, last_change = self.total, time.monotonic()
+            elif time.monotonic() - last_change > quiet:
+                return
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -180,45 +245,40 @@ class AlertListener:
         self.thread.join(5)
 
 
-def agent_counter(url: str, name: str) -> int:
-    try:
-        return int(httpx.get(url + "/readyz", timeout=5).json()["counters"].get(name, 0))
-    except (httpx.HTTPError, KeyError, ValueError):
-        return -1
+def wait_ready(pub: RawPublisher, listener: AlertListener, workload: Workload,
+               all_rules: bool = False, timeout: float = 60.0) -> list[str]:
+    """Publish the probe lane empty until its low-stock alert comes back (the system is
+    subscribed, counting and publishing), then prime every lane. Returns what was wrong with
+    the priming alerts."""
+    if not listener.ready.wait(10):
+        raise RuntimeError("the alert listener was not subscribed")
+    probe = reading(workload.lanes, 0.0, time.time() * 1000)
+    deadline = time.monotonic() + timeout
+    while not listener.probed.wait(0.25):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the system under test never answered the probe reading")
+        pub.send(probe)
+    plan, expected = workload.prime(all_rules)
+    listener.reset()
+    now_ms = time.time() * 1000
+    pub.send(b"".join(reading(lane, grams, now_ms) for lane, grams in plan))
+    listener.wait_for(sum(expected.values()), 30)
+    time.sleep(0.3)
+    return tally(listener, expected)["wrong"]
 
 
-def build_readings(lanes: int, cycles: int) -> list[tuple[int, float]]:
-    """Readings in an order that interleaves lanes: (lane index, grams)."""
-    out = []
-    for _ in range(cycles):
-        for units in CYCLE:
-            for lane in range(lanes):
-                out.append((lane, units * UNIT))
-    return out
-
-
-def expected_alerts(lanes: int, cycles: int, first: bool,
-                    all_rules: bool) -> dict[tuple[str, str, str], int]:
-    """The transitions the rules make, exactly. The first sample of each lane sets its count
-    (9 units: nothing); each cycle then makes, per lane, low_stock opened at 3 units, worsened at
-    2, 1 and 0, and cleared at the restock. With the whole library, also out_of_stock opened at 0
-    and cleared at the restock, and, since a lane stepping 100 g every sample is noisy by
-    sensor_noisy's measure (median step over 20 samples > 5 g), that opens once per lane in the
-    ``first`` phase and never clears."""
-    out: dict[tuple[str, str, str], int] = {}
-    for i in range(lanes):
-        lane = f"L{i:05d}"
-        out[("low_stock", lane, "opened")] = cycles
-        out[("low_stock", lane, "worsened")] = 3 * cycles
-        out[("low_stock", lane, "cleared")] = cycles
-        if not all_rules:
-            continue
-        out[("out_of_stock", lane, "opened")] = cycles
-        out[("out_of_stock", lane, "cleared")] = cycles
-        if first and cycles * len(CYCLE) > 20:
-            shelf = i // LANES_PER_SHELF
-            out[("sensor_noisy", f"shelf-{shelf:03d}/{lane}", "opened")] = 1
-    return out
+def tally(listener: AlertListener, expected: dict[tuple[str, str, str], int]) -> dict:
+    """Missing, extra (a transition never expected) and duplicate (one expected, seen more
+    often) alerts, with the first few keys that were wrong."""
+    with listener.lock:
+        seen = dict(listener.seen)
+    missing = sum(max(0, n - seen.get(k, 0)) for k, n in expected.items())
+    duplicate = sum(max(0, seen.get(k, 0) - n) for k, n in expected.items())
+    extra = sum(n for k, n in seen.items() if k not in expected)
+    wrong = [f"{k}: expected {v}, got {seen.get(k, 0)}" for k, v in expected.items()
+             if seen.get(k, 0) != v]
+    wrong += [f"{k}: unexpected {v}" for k, v in seen.items() if k not in expected]
+    return {"missing": missing, "extra": extra, "duplicate": duplicate, "wrong": wrong[:10]}
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -226,13 +286,158 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def check(listener: AlertListener, expected: dict[tuple[str, str], int]) -> list[str]:
+def flood(pub: RawPublisher, listener: AlertListener, workload: Workload, cycles: int,
+          pid: int, all_rules: bool = False, first: bool = True, timeout: float = 180.0) -> dict:
+    """Publish ``cycles`` cycles as fast as one socket takes them. Readings carry device
+    timestamps ``FLOOD_TS_STEP_MS`` apart, so each alert tells how far the system had got when
+    it arrived: hence the rate at which it worked off what was still queued when the sender
+    stopped."""
+    plan = workload.plan(cycles)
+    base_ms = time.time() * 1000 - len(plan) * FLOOD_TS_STEP_MS
+    packets = [reading(lane, grams, base_ms + i * FLOOD_TS_STEP_MS)
+               for i, (lane, grams) in enumerate(plan)]
+    expected = workload.expected(cycles, first, all_rules)
+    listener.reset()
+    cpu0 = cpu_seconds(pid)
+    start = time.time()
+    chunk = 2000
+    for i in range(0, len(packets), chunk):
+        pub.send(b"".join(packets[i:i + chunk]))
+    sent = time.time()
+    listener.wait_for(sum(expected.values()), timeout)
+    cpu = cpu_seconds(pid) - cpu0
     with listener.lock:
-        seen = dict(listener.seen)
-    wrong = [f"{k}: expected {v}, got {seen.get(k, 0)}" for k, v in expected.items()
-             if seen.get(k, 0) != v]
-    wrong += [f"{k}: unexpected {v}" for k, v in seen.items() if k not in expected]
-    return wrong
+        arrivals = list(listener.arrivals)
+    end = arrivals[-1].at if arrivals else time.time()
+    done = max((round((a.device_ts * 1000 - base_ms) / FLOOD_TS_STEP_MS) + 1
+                for a in arrivals if a.at <= sent and a.device_ts), default=0)
+    after = len(plan) - done
+    return {"readings": len(plan), "seconds": round(end - start, 3),
+            "readings_per_s": round(len(plan) / (end - start)),
+            "publish_seconds": round(sent - start, 3),
+            "queued_when_sender_stopped": after,
+            "rate_after_sender_stopped": round(after / (end - sent)) if end > sent else None,
+            "alerts": listener.total, "alerts_expected": sum(expected.values()),
+            "cpu_us_per_reading": round(cpu / len(plan) * 1e6, 1),
+            "rss_peak_mb": round(memory_kb(pid).get("VmHWM", 0) / 1024, 1),
+            **tally(listener, expected)}
+
+
+@contextlib.contextmanager
+def profiled(pid: int, out: Path | None) -> Iterator[None]:
+    """py-spy samples ``pid`` into ``out`` (folded stacks, for speedscope or flamegraph.pl)
+    while the block runs; nothing when ``out`` is None."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
+        raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+    proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+                             "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
+def paced(pub: RawPublisher, listener: AlertListener, workload: Workload, rate: int,
+          seconds: float, pid: int, all_rules: bool = False) -> dict:
+    """Publish whole cycles at ``rate`` readings/s (a batch every millisecond, stamped with the
+    time it is sent) for about ``seconds``: the latency from a reading's publish to its alert,
+    and the CPU a reading costs when readings arrive at a store's pace."""
+    cycles = max(1, round(rate * seconds / workload.per_cycle))
+    plan = workload.plan(cycles)
+    expected = workload.expected(cycles, first=False, all_rules=all_rules)
+    listener.reset()
+    interval = 1.0 / rate
+    batch = max(1, rate // 1000)
+    cpu0 = cpu_seconds(pid)
+    t0 = time.perf_counter()
+    for i in range(0, len(plan), batch):
+        delay = t0 + i * interval - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        now_ms = time.time() * 1000
+        pub.send(b"".join(reading(lane, g, now_ms) for lane, g in plan[i:i + batch]))
+    pace_s = time.perf_counter() - t0
+    listener.wait_for(sum(expected.values()), 30)
+    cpu = cpu_seconds(pid) - cpu0  # to the last alert: a system that fell behind still works
+    time.sleep(0.3)
+    with listener.lock:
+        lat = sorted(a.at - a.device_ts for a in listener.arrivals if a.device_ts)
+    return {"rate_target": rate, "rate_achieved": round(len(plan) / pace_s),
+            "readings": len(plan), "alerts": len(lat),
+            "latency_ms_p50": round(statistics.median(lat) * 1000, 3) if lat else None,
+            "latency_ms_p99": round(percentile(lat, 0.99) * 1000, 3) if lat else None,
+            "latency_ms_max": round(lat[-1] * 1000, 3) if lat else None,
+            "cpu_us_per_reading": round(cpu / len(plan) * 1e6, 1),
+            "cpu_share": round(cpu / pace_s, 3),  # of one core, over the pacing time
+            "rss_peak_mb": round(memory_kb(pid).get("VmHWM", 0) / 1024, 1),
+            **tally(listener, expected)}
+
+
+def store_config(workdir: Path, workload: Workload, broker_port: int, http_port: int,
+                 all_rules: bool) -> Path:
+    """The agent's store: the workload's lanes and its probe, the default inventory settings
+    but settling 0 (each reading steps its lane), the low-stock rule alone unless
+    ``all_rules``."""
+    lanes = workload.lanes + 1
+    shelves = (lanes + LANES_PER_SHELF - 1) // LANES_PER_SHELF
+    rules_file = workdir / "rules.yaml"
+    names = yaml.safe_load(DEFAULTS.read_text())["rules"]
+    rules_file.write_text(yaml.safe_dump({"rules": {
+        name: {"enabled": all_rules or name == "low_stock"} for name in names}}))
+    config = {
+        "store": {"id": STORE},
+        "broker": {"port": broker_port},
+        "journal": {"path": str(workdir / "journal.db"), "snapshot_seconds": 5},
+        "http": {"port": http_port},
+        "inventory": {"settle_seconds": 0},
+        "rules": {"file": str(rules_file)},
+        "catalog": [{"sku": "SKU-BENCH", "unit_grams": UNIT, "low_stock": THRESHOLD}],
+        "lanes": [{"id": lane_id(i), "sku": "SKU-BENCH", "capacity": CAPACITY}
+                  for i in range(lanes)],
+        "devices": [{"type": "shelf_mqtt", "id": f"shelf-{s:03d}",
+                     "lanes": [lane_id(i) for i in range(s * LANES_PER_SHELF,
+                                                         min(lanes, (s + 1) * LANES_PER_SHELF))]}
+                    for s in range(shelves)],
+    }
+    path = workdir / "store.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start_agent(workdir: Path, workload: Workload, broker_port: int,
+                all_rules: bool = False, extra_args: tuple[str, ...] = ()) -> tuple[
+                    subprocess.Popen, str]:
+    """A real agent process on ``store_config``; returns it and its HTTP address."""
+    http_port = free_port()
+    config = store_config(workdir, workload, broker_port, http_port, all_rules)
+    agent = subprocess.Popen([sys.executable, *extra_args, "-m", "edge_agent.cli",
+                              "--log-level", "WARNING", "agent", "--config", str(config)],
+                             cwd=ROOT, stdout=open(workdir / "agent.log", "wb"),
+                             stderr=subprocess.STDOUT)
+    return agent, f"http://127.0.0.1:{http_port}"
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def agent_counter(url: str, name: str) -> int:
+    try:
+        return int(httpx.get(url + "/readyz", timeout=5).json()["counters"].get(name, 0))
+    except (httpx.HTTPError, KeyError, ValueError):
+        return -1
 
 
 def main() -> int:
@@ -243,107 +448,50 @@ def main() -> int:
     ap.add_argument("--paced-seconds", type=float, default=10.0)
     ap.add_argument("--all-rules", action="store_true",
                     help="run the whole rule library, not only low_stock")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="sample the agent with py-spy during each paced phase, into DIR")
+    ap.add_argument("--rates", default="",
+                    help="comma-separated paced rates (default: --rate)")
     args = ap.parse_args()
-    per_cycle = args.lanes * len(CYCLE)
-    cycles = max(1, args.readings // per_cycle)
+    rates = [int(r) for r in args.rates.split(",") if r] or [args.rate]
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    workload = Workload(args.lanes)
+    cycles = max(1, args.readings // workload.per_cycle)
     workdir = Path(tempfile.mkdtemp(prefix="storeedge-bench-"))
     broker = start_mosquitto(workdir / "broker")
-    http_port = free_port()
-    url = f"http://127.0.0.1:{http_port}"
-    config = store_config(workdir, args.lanes, broker.port, http_port, args.all_rules)
-    agent = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "--log-level", "WARNING",
-                              "agent", "--config", str(config)], cwd=ROOT,
-                             stdout=open(workdir / "agent.log", "wb"), stderr=subprocess.STDOUT)
-    listener = AlertListener(broker.port)
+    agent, url = start_agent(workdir, workload, broker.port, args.all_rules)
+    listener = AlertListener(broker.port, workload.probe)
+    pub = RawPublisher(broker.port)
     failures: list[str] = []
     try:
-        deadline = time.monotonic() + 30
-        while agent_counter(url, "readings") < 0:
-            if time.monotonic() > deadline or agent.poll() is not None:
-                raise RuntimeError(f"agent did not start; see {workdir / 'agent.log'}")
-            time.sleep(0.2)
-        if not listener.ready.wait(10):
-            raise RuntimeError("the alert listener was not subscribed")
-        time.sleep(1.0)  # the agent's subscription is live once it reports connected
+        failures += wait_ready(pub, listener, workload, args.all_rules)
         rss_idle = memory_kb(agent.pid).get("VmRSS", 0)
-
-        # 1. flood
-        pub = RawPublisher(broker.port)
-        plan = build_readings(args.lanes, cycles)
-        now_ms = time.time() * 1000
-        packets = [reading(lane, grams, now_ms) for lane, grams in plan]
-        expected = expected_alerts(args.lanes, cycles, first=True, all_rules=args.all_rules)
-        n_alerts = sum(expected.values())
-        cpu0 = cpu_seconds(agent.pid)
-        start = time.perf_counter()
-        chunk = 2000
-        for i in range(0, len(packets), chunk):
-            pub.send(b"".join(packets[i:i + chunk]))
-        sent = time.perf_counter()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if listener.total >= n_alerts and agent_counter(url, "readings") >= len(plan):
-                break
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - start
-        cpu_flood = cpu_seconds(agent.pid) - cpu0
-        processed = agent_counter(url, "readings")
-        rss_peak = memory_kb(agent.pid).get("VmHWM", 0)
-        time.sleep(0.5)
-        failures += check(listener, expected)
-        if processed != len(plan):
-            failures.append(f"agent counted {processed} readings of {len(plan)}")
-        flood = {"readings": len(plan), "seconds": round(elapsed, 3),
-                 "readings_per_s": round(len(plan) / elapsed),
-                 "publish_seconds": round(sent - start, 3), "alerts": listener.total,
-                 "alerts_expected": n_alerts,
-                 "agent_cpu_us_per_reading": round(cpu_flood / len(plan) * 1e6, 1),
-                 "rss_idle_mb": round(rss_idle / 1024, 1),
-                 "rss_peak_mb": round(rss_peak / 1024, 1)}
-        print(json.dumps({"flood": flood}), file=sys.stderr, flush=True)
-
-        # 2. paced latency: continue the same cycles so the expected alerts stay exact
-        listener.reset()
-        paced_cycles = max(1, int(args.rate * args.paced_seconds) // per_cycle)
-        plan = build_readings(args.lanes, paced_cycles)
-        interval = 1.0 / args.rate
-        cpu0 = cpu_seconds(agent.pid)
-        t0 = time.perf_counter()
-        batch = max(1, args.rate // 1000)  # send every millisecond
-        for i in range(0, len(plan), batch):
-            target = t0 + i * interval
-            delay = target - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            now_ms = time.time() * 1000
-            pub.send(b"".join(reading(lane, g, now_ms) for lane, g in plan[i:i + batch]))
-        pace_s = time.perf_counter() - t0
-        cpu_paced = cpu_seconds(agent.pid) - cpu0
-        expected = expected_alerts(args.lanes, paced_cycles, first=False,
-                                   all_rules=args.all_rules)
-        deadline = time.monotonic() + 30
-        while listener.total < sum(expected.values()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
-        failures += check(listener, expected)
-        lat = sorted(listener.latencies)
-        paced = {"rate_target": args.rate, "rate_achieved": round(len(plan) / pace_s),
-                 "readings": len(plan), "alerts": len(lat),
-                 "latency_ms_p50": round(statistics.median(lat) * 1000, 3) if lat else None,
-                 "latency_ms_p99": round(percentile(lat, 0.99) * 1000, 3) if lat else None,
-                 "latency_ms_max": round(lat[-1] * 1000, 3) if lat else None,
-                 "agent_cpu_share": round(cpu_paced / pace_s, 3)}
-        pub.close()
+        counted = agent_counter(url, "readings")
+        result_flood = flood(pub, listener, workload, cycles, agent.pid, args.all_rules)
+        result_flood["rss_idle_mb"] = round(rss_idle / 1024, 1)
+        processed = agent_counter(url, "readings") - counted
+        if processed != result_flood["readings"]:
+            failures.append(f"agent counted {processed} readings of {result_flood['readings']}")
+        print(json.dumps({"flood": result_flood}), file=sys.stderr, flush=True)
+        results_paced = []
+        for rate in rates:
+            out = args.profile / f"agent-{rate}.folded" if args.profile else None
+            with profiled(agent.pid, out):
+                results_paced.append(paced(pub, listener, workload, rate, args.paced_seconds,
+                                           agent.pid, args.all_rules))
     finally:
+        with contextlib.suppress(OSError):
+            pub.close()
         listener.close()
-        agent.terminate()
-        try:
-            agent.wait(20)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        stop(agent)
         broker.stop()
+    for phase in (result_flood, *results_paced):
+        failures += phase["wrong"]
     report = {"bench": "ingest", "commit": commit(), "machine": machine(), "lanes": args.lanes,
-              "flood": flood, "paced": paced, "wrong": failures[:20], "ok": not failures}
+              "noise_of_a_unit": workload.noise, "flood": result_flood,
+              "paced": results_paced[0] if len(results_paced) == 1 else results_paced,
+              "wrong": failures[:20], "ok": not failures}
     print(json.dumps(report, indent=2))
     return 0 if not failures else 1
 

@@ -16,7 +16,7 @@ import os
 import types
 import typing
 import zoneinfo
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -37,6 +37,7 @@ from devices.scanner.config import ScannerDevice
 from devices.shelf_modbus.config import ShelfModbusDevice
 from devices.shelf_mqtt.config import ShelfMqttDevice
 from devices.zigbee2mqtt.config import Zigbee2MqttDevice
+from rules.trackers.inventory import Settling
 from storeedge.errors import ConfigError, ConfigErrors
 from storeedge.yamlfile import locate, read_yaml
 
@@ -173,6 +174,13 @@ class InventorySection(Strict):
     tolerance: Annotated[float, Field(gt=0, lt=0.5)] = 0.25  # of the unit weight
     # an empty lane reading less than this is drift, not an item
     retare_below_grams: Annotated[float, Field(ge=0)] = 15.0
+    # a lane whose stable weight is no whole number of units this long is reported ambiguous
+    ambiguous_seconds: Annotated[float, Field(ge=0)] = 30.0
+
+    @cached_property
+    def settling(self) -> Settling:
+        return Settling(self.settle_seconds, self.settle_band_grams, self.tolerance,
+                        self.retare_below_grams, self.ambiguous_seconds)
 
 
 class CatalogItem(Strict):

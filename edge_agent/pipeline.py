@@ -314,9 +314,7 @@ class StorePipeline:
         scale = self.scales.get(reading.lane)
         if scale is None:
             return
-        inv = self.config.inventory
-        change = scale.update(reading.grams, reading.received_ts, inv.settle_seconds,
-                              inv.settle_band_grams, inv.tolerance, inv.retare_below_grams)
+        change = scale.update(reading.grams, reading.received_ts, self.config.inventory.settling)
         if change is not None:
             self._on_change(scale, change, reading)
 

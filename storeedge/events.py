@@ -225,6 +225,7 @@ class StockCause(StrEnum):
     AMBIGUOUS = "ambiguous"
     TARE = "tare"
     INITIAL = "initial"
+    RECOUNT = "recount"  # a lane reported ambiguous reads a whole number of units again
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

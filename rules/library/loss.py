@@ -168,7 +168,7 @@ def _drop_older(entries: list[list[Any]], oldest: float) -> None:
 class Misplaced(Rule):
     """A tag of one SKU arriving at (or moving to) a lane that holds another SKU opens an alert
     for the tag (subject ``tag:{epc}``), cleared when it departs or reaches a lane of its own SKU.
-    A StockChanged with cause ambiguous (a weight change that is no whole number of units: a
+    A StockChanged with cause ambiguous (a lane whose weight stayed no whole number of units: a
     foreign or misplaced item) opens one for the lane (subject ``lane:{lane}``), cleared when the
     lane is next restocked, re-tared or recounted."""
 
@@ -214,8 +214,8 @@ class Misplaced(Rule):
             lane = self.ctx.model.lane.get(event.location)
             zone = lane.zone if lane is not None else None
             p = self.ctx.params(self.name, event.sku, zone)
-            return [self.alert(p, subject, f"lane {event.location} ({event.sku}): a weight change "
-                               "that is no whole number of units: a foreign or misplaced item?",
+            return [self.alert(p, subject, f"lane {event.location} ({event.sku}): a weight that "
+                               "is no whole number of units: a foreign or misplaced item?",
                                sku=event.sku, location=event.location, zone=zone)]
         if event.location in lanes and event.cause is not StockCause.PICK:
             del lanes[event.location]
