@@ -649,13 +649,10 @@ class StoreAgent:
                 def spawn(coro: Awaitable[None], name: str) -> None:
                     background.append(tg.create_task(_logged(coro, name), name=name))
 
-                for device in self.config.devices:
-                    feed = device_kinds.KINDS[device.type]
-                    if isinstance(feed, device_kinds.DriverFeed):
-                        driver = device_kinds.load(feed.driver)(
-                            device, self.store_id, self.on_events, self.on_device_status,
-                            clock=self.clock)
-                        spawn(driver.run(), f"{device.type}:{device.id}")
+                for name, driver in device_kinds.drivers(
+                        self.config.devices, self.store_id, self.on_events,
+                        self.on_device_status, self.clock):
+                    spawn(driver.run(), name)
                 if self.erp is not None:
                     spawn(self._refresh_catalog(), "catalog")
                     spawn(self.outbox.run(self._deliver), "erp-outbox")

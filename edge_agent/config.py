@@ -17,7 +17,7 @@ from devices.camera.config import CameraDevice
 from devices.checkout.config import CheckoutDevice
 from devices.rfid.config import RfidImpinjDevice, RfidSerialDevice, RfidZebraDevice
 from devices.scanner.config import ScannerDevice
-from devices.shelf_modbus.config import ShelfModbusDevice
+from devices.shelf_modbus.config import ShelfModbusDevice, check_shared_ports
 from devices.shelf_mqtt.config import ShelfMqttDevice
 from devices.zigbee2mqtt.config import Zigbee2MqttDevice
 from storeedge.errors import ConfigError
@@ -180,9 +180,7 @@ class StoreConfig(Strict):
         _no_duplicates(lane_ids, "lanes", "lane id")
         _no_duplicates([d.id for d in self.devices], "devices", "device id")
         _no_duplicates([c.sku for c in self.catalog], "catalog", "sku")
-        # Two devices on one serial port (a shared RS-485 bus aside) cannot both own it.
-        ports = [f"{d.port}#{getattr(d, 'slave', '')}" for d in self.devices if hasattr(d, "port")]
-        _no_duplicates(ports, "devices", "serial port (and slave address)")
+        check_shared_ports(self.devices)
         known = set(lane_ids)
         weighed_by: dict[str, str] = {}
         for i, dev in enumerate(self.devices):

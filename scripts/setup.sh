@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(mosquitto victoria-metrics)
+want=(mosquitto victoria-metrics mbpoll)  # mbpoll: an independent Modbus master (libmodbus) for the shelf tests
 [ "${STOREEDGE_SETUP_BROWSER:-0}" = 1 ] && want+=(chromium)
 # A Python 3.11+ with venv may come from elsewhere (pyenv, a base image); else Debian's.
 if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
