@@ -76,6 +76,7 @@ class _Shelf:
     next_at: float = 0.0
     failures: int = 0
     online: bool | None = None
+    error: str | None = None  # why it was last reported offline
     problem: str | None = None  # the last lanes with bad values logged, to log each once
     seq: int = 0
 
@@ -138,14 +139,6 @@ class ShelfModbusDriver(ReconnectingDriver[_Port]):
         self._client: AsyncModbusSerialClient | None = None
         self._commands: list[_Command] = []
         self._wake = asyncio.Event()
-
-    @property
-    def devices(self) -> list[ShelfModbusSettings]:
-        return [s.device for s in self._shelves]
-
-    def shelf_online(self, device_id: str) -> bool | None:
-        """True once the controller proved alive, False after a loss, None before either."""
-        return self._by_id[device_id].online
 
     async def tare(self, device_id: str, lane: str | None = None) -> None:
         """Ask a controller to zero one lane, or every lane when ``lane`` is None; the port's
@@ -245,7 +238,7 @@ class ShelfModbusDriver(ReconnectingDriver[_Port]):
         self.polls_ok += 1
         shelf.failures = 0
         if status is not None and status.problem:
-            self._report(shelf, False, status.problem)
+            self._report(shelf, False, status.problem, again=status.problem != shelf.error)
             return
         self._report(shelf, True)
         self._set_online(True)
@@ -294,10 +287,12 @@ class ShelfModbusDriver(ReconnectingDriver[_Port]):
         else:
             command.done.set_result(None)
 
-    def _report(self, shelf: _Shelf, online: bool, error: str | None = None) -> None:
-        if shelf.online is online:
+    def _report(self, shelf: _Shelf, online: bool, error: str | None = None, *,
+                again: bool = False) -> None:
+        """Report a controller's state on a change (or ``again``, with a new reason)."""
+        if shelf.online is online and not again:
             return
-        shelf.online = online
+        shelf.online, shelf.error = online, error
         dev = shelf.device
         if online:
             log.info("shelf %s: online", dev.id)
