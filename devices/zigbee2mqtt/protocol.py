@@ -63,8 +63,7 @@ def decode(payload: bytes, *, device: Zigbee2MqttDevice, store_id: str,
                            source=source)
     values: dict[str, Any] = {}
     rejected: list[str] = []
-    checks = _checks(device)
-    for key, check in checks.items():
+    for key, check in _CHECKS[device.voltage_unit]:
         raw = obj.get(key)
         if raw is None:
             continue
@@ -79,13 +78,6 @@ def decode(payload: bytes, *, device: Zigbee2MqttDevice, store_id: str,
         return []
     return [Climate(store_id=store_id, source=source, received_ts=received_ts,
                     device_ts=device_ts, rejected=tuple(rejected), **values)]
-
-
-def _checks(device: Zigbee2MqttDevice) -> dict[str, Callable[[object], Any]]:
-    volts = _VOLTS if device.voltage_unit == "V" else _MILLIVOLTS
-    return {"temperature": _TEMPERATURE, "contact": _contact, "humidity": _HUMIDITY,
-            "pressure": _PRESSURE, "battery": _BATTERY, "voltage": volts,
-            "linkquality": _linkquality, "last_seen": _last_seen}
 
 
 class _Number:
@@ -149,6 +141,16 @@ def _last_seen(value: object) -> float:
             raise _Bad(f"has no UTC offset: {value!r:.40}")
         return seen.timestamp()
     raise _Bad(f"is neither epoch ms nor ISO 8601: {value!r:.40}")
+
+
+# (field, check) in the order a rejection names them, for each unit a device's voltage is in.
+_FIELDS_BUT_VOLTAGE = (("temperature", _TEMPERATURE), ("contact", _contact),
+                       ("humidity", _HUMIDITY), ("pressure", _PRESSURE), ("battery", _BATTERY))
+_CHECKS: dict[str, tuple[tuple[str, Callable[[object], Any]], ...]] = {
+    unit: (*_FIELDS_BUT_VOLTAGE, ("voltage", volts), ("linkquality", _linkquality),
+           ("last_seen", _last_seen))
+    for unit, volts in (("mV", _MILLIVOLTS), ("V", _VOLTS))
+}
 
 
 def decode_availability(payload: bytes) -> bool:
