@@ -20,6 +20,10 @@ Devices and older Zigbee2MQTT versions send mistyped and absurd fields (a batter
 LQI of 300, a humidity of 120 %, a voltage in the other unit). Each field is judged on its own: a
 bad one is left out of the event and named in ``Climate.rejected``, and everything else the
 message said is kept. Only a message whose every field is bad is a PayloadError (naming them).
+
+Availability (when Zigbee2MQTT's availability feature is on) is retained on
+``{base_topic}/{friendly_name}/availability``: ``{"state":"online"}`` / ``{"state":"offline"}``,
+or plain ``online`` / ``offline`` with ``legacy_availability_payload``.
 """
 
 from __future__ import annotations
@@ -81,13 +85,13 @@ def decode(payload: bytes, *, device: Zigbee2MqttDevice, store_id: str,
 
 
 class _Number:
-    """A finite JSON number within ``bounds`` (in the field's own unit), times ``factor``."""
+    """A finite JSON number within ``bounds`` (in the field's own unit), divided by ``per``."""
 
-    def __init__(self, bounds: tuple[float, float], unit: str = "", factor: float = 1.0,
+    def __init__(self, bounds: tuple[float, float], unit: str = "", per: float = 1.0,
                  hint: str = "") -> None:
         self.bounds = bounds
         self.unit = unit
-        self.factor = factor
+        self.per = per
         self.hint = hint
 
     def __call__(self, value: object) -> float:
@@ -99,7 +103,7 @@ class _Number:
         # Compare before any float conversion: a huge JSON integer overflows a float.
         if (kind is float and not math.isfinite(value)) or not low <= value <= high:
             raise _Bad(f"{value!r:.40} is outside {low:g}..{high:g}{self.unit}{self.hint}")
-        return float(value) * self.factor
+        return float(value) / self.per
 
 
 _TEMPERATURE = _Number(TEMPERATURE_RANGE)
@@ -108,7 +112,7 @@ _PRESSURE = _Number(PRESSURE_RANGE, " hPa")
 _BATTERY = _Number(BATTERY_RANGE)
 _VOLTS = _Number(VOLTAGE_RANGE_V, " V", hint=" (a device that reports millivolts needs "
                  "voltage_unit: mV)")
-_MILLIVOLTS = _Number((VOLTAGE_RANGE_V[0] * 1000, VOLTAGE_RANGE_V[1] * 1000), " mV", 0.001,
+_MILLIVOLTS = _Number((VOLTAGE_RANGE_V[0] * 1000, VOLTAGE_RANGE_V[1] * 1000), " mV", 1000,
                       " (a device that reports volts needs voltage_unit: V)")
 
 
