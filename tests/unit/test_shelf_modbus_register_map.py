@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from devices.shelf_modbus.config import ShelfModbusDevice
 from devices.shelf_modbus.register_map import (
     RegisterMap,
     Write,
@@ -239,3 +241,30 @@ def test_two_shelves_share_a_port(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, BASE + SECOND.format(type="shelf_modbus")
                             + "    slave: 2\n    register_map: float32-kg-cdab\n"))
     assert [(d.port, d.slave) for d in cfg.devices] == [("/dev/ttyUSB0", 1), ("/dev/ttyUSB0", 2)]
+
+
+json_values = st.one_of(st.none(), st.booleans(), st.integers(-70_000, 70_000),
+                        st.floats(allow_nan=True), st.text(max_size=8),
+                        st.sampled_from(["big", "little", "int32", "float32", "lane_number"]))
+block = st.dictionaries(st.sampled_from(["address", "stride", "type", "word_order", "byte_order",
+                                         "scale", "offset", "function", "overload", "fault",
+                                         "busy", "lane_stride", "value", "all_value", "x"]),
+                        json_values, max_size=6)
+
+
+@given(st.dictionaries(st.sampled_from(["function", "addressing", "weights", "status", "tare"]),
+                       st.one_of(json_values, block), max_size=5),
+       st.integers(1, 60))
+def test_any_inline_map_is_accepted_or_refused_naming_a_key(raw: dict[str, object],
+                                                             lanes: int) -> None:
+    try:
+        dev = ShelfModbusDevice.model_validate({
+            "type": "shelf_modbus", "id": "s", "port": "/dev/x", "register_map": raw,
+            "lanes": [f"L{i}" for i in range(lanes)]})
+    except ValidationError as exc:
+        for err in exc.errors():
+            assert err["loc"][0] in ("register_map", "lanes")
+        return
+    # Accepted: a read of every lane fits one request and the address space.
+    address, count = dev.register_map.weights_span(lanes)
+    assert 0 <= address and address + count <= 0x10000 and count <= 125
