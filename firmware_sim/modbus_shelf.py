@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 
 from devices.shelf_modbus.config import DEFAULT_MAP
@@ -193,6 +194,7 @@ class ModbusShelfSim(ServingPtySim):
         self.controllers: dict[int, ShelfController] = {}
         self.requests = 0
         self.responses = 0
+        self._late: list[float] = []  # delays of the next responses, oldest first
         self.shelf = self.add(slave, lane_count, register_map=register_map,
                               noise_grams=noise_grams)
 
@@ -207,6 +209,11 @@ class ModbusShelfSim(ServingPtySim):
         self.controllers[slave] = controller
         return controller
 
+    def answer_late(self, *seconds: float) -> None:
+        """Send each of the next responses this late (past the master's timeout, it arrives
+        while the master waits for its next request's answer)."""
+        self._late += seconds
+
     def set_grams(self, lane_index: int, grams: float) -> None:
         self.shelf.set_grams(lane_index, grams)
 
@@ -217,5 +224,9 @@ class ModbusShelfSim(ServingPtySim):
         self.requests += 1
         for controller in self.controllers.values():
             reply = controller.answer(request)
-            if reply is not None and self._send(master, reply.encode()):
+            if reply is None:
+                continue
+            if self._late:
+                time.sleep(self._late.pop(0))
+            if self._send(master, reply.encode()):
                 self.responses += 1

@@ -27,7 +27,7 @@ from pymodbus.client import AsyncModbusSerialClient
 
 from devices.reconnect import ReconnectingDriver
 from devices.shelf_modbus.register_map import RegisterMap, Status, Write
-from storeedge.errors import DeviceUnavailable, PeerError, UsageError
+from storeedge.errors import DeviceUnavailable, FrameError, PeerError, UsageError
 from storeedge.events import DeviceStatus, ShelfWeight
 
 log = logging.getLogger(__name__)
@@ -327,16 +327,31 @@ def _due(shelf: _Shelf) -> float:
     return shelf.next_at
 
 
+def _raise_if_cancelled() -> None:
+    """Before Python 3.12, ``asyncio.wait_for`` (which pymodbus awaits each answer with) can turn
+    a cancellation that meets its timeout into a TimeoutError: the task would poll on, never
+    ending. A cancelled task says so in ``cancelling()`` all the same."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def _read(client: AsyncModbusSerialClient, dev: ShelfModbusSettings, function: int,
                 address: int, count: int) -> list[int]:
     read = client.read_holding_registers if function == 3 else client.read_input_registers
     try:
         reply = await read(address, count=count, device_id=dev.slave)
     except Exception as exc:  # whatever pymodbus or pyserial raise: the device is not there
+        _raise_if_cancelled()
         raise DeviceUnavailable(f"{dev.id}: no answer: {exc}") from exc
     if reply.isError():
         raise PeerError(f"read of {count} registers at {address} with function {function} "
                         f"refused (exception code {reply.exception_code})", source=dev.id)
+    # RTU has no transaction ids: an answer that came after its request timed out can be taken
+    # for the next request's. Its size or sender gives it away.
+    if len(reply.registers) != count or reply.dev_id != dev.slave:
+        raise FrameError(f"bad length: {len(reply.registers)} registers from slave "
+                         f"{reply.dev_id}, asked slave {dev.slave} for {count}", source=dev.id)
     return list(reply.registers)
 
 
@@ -349,6 +364,7 @@ async def _write(client: AsyncModbusSerialClient, dev: ShelfModbusSettings, writ
             reply = await client.write_registers(write.address, list(write.values),
                                                  device_id=dev.slave)
     except Exception as exc:  # whatever pymodbus or pyserial raise: the device is not there
+        _raise_if_cancelled()
         raise DeviceUnavailable(f"{dev.id}: tare not answered: {exc}") from exc
     if reply.isError():
         raise PeerError(f"tare refused (exception code {reply.exception_code})", source=dev.id)

@@ -25,12 +25,14 @@ from tests.waiting import port_is_free, until
 class Recorder:
     def __init__(self) -> None:
         self.grams: dict[str, float] = {}
+        self.seen: dict[str, set[float]] = {}  # every weight each lane reported
         self.polls: dict[str, list[int]] = {}
         self.statuses: list[DeviceStatus] = []
 
     def readings(self, batch: list[ShelfWeight]) -> None:
         for w in batch:
             self.grams[w.lane] = w.grams
+            self.seen.setdefault(w.lane, set()).add(w.grams)
         self.polls.setdefault(batch[0].source, []).append(batch[0].seq or 0)
 
     def online(self, device_id: str) -> bool | None:
@@ -197,3 +199,25 @@ async def test_the_agent_runs_two_shelves_of_one_port(
     finally:
         agent.stop()
         await asyncio.wait_for(task, 20)
+
+
+async def test_a_late_answer_is_never_taken_for_another_controllers(
+        bus: tuple[ModbusShelfSim, ShelfController],
+        driver: tuple[ShelfModbusDriver, Recorder]) -> None:
+    """RTU has no transaction ids: an answer arriving after its request timed out lands while
+    the master waits for the next controller's answer. It must be refused, not decoded as the
+    other controller's weights, and the port's task must go on."""
+    sim, other = bus
+    drv, rec = driver
+    sim.set_grams(0, 1234.5)
+    other.set_grams(0, 500.0)
+    sim.start()
+    await until(lambda: rec.grams.get("B1") == 500.0 and rec.grams.get("A1") == 1234.5)
+    failed = drv.polls_failed
+    for _ in range(5):
+        sim.answer_late(0.15)  # past the driver's 0.1 s timeout
+        await until(lambda n=drv.polls_failed: drv.polls_failed > n)
+    await until(lambda: drv.polls_failed >= failed + 5 and rec.grams["A1"] == 1234.5)
+    assert rec.seen["B1"] == {500.0}  # B1 never showed A's registers read as floats
+    sim.set_grams(0, 42.0)
+    await until(lambda: rec.grams["A1"] == 42.0)  # still polling
