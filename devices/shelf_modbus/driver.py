@@ -328,9 +328,10 @@ def _due(shelf: _Shelf) -> float:
 
 
 def _raise_if_cancelled() -> None:
-    """Before Python 3.12, ``asyncio.wait_for`` (which pymodbus awaits each answer with) can turn
-    a cancellation that meets its timeout into a TimeoutError: the task would poll on, never
-    ending. A cancelled task says so in ``cancelling()`` all the same."""
+    """Before Python 3.12, ``asyncio.wait_for`` (which pymodbus awaits each answer with) loses a
+    cancellation that meets the answer or the timeout: it returns the answer or raises a
+    TimeoutError instead, and the port's task would poll on forever. A cancelled task says so in
+    ``cancelling()`` all the same, so every transaction checks it."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
@@ -344,6 +345,7 @@ async def _read(client: AsyncModbusSerialClient, dev: ShelfModbusSettings, funct
     except Exception as exc:  # whatever pymodbus or pyserial raise: the device is not there
         _raise_if_cancelled()
         raise DeviceUnavailable(f"{dev.id}: no answer: {exc}") from exc
+    _raise_if_cancelled()
     if reply.isError():
         raise PeerError(f"read of {count} registers at {address} with function {function} "
                         f"refused (exception code {reply.exception_code})", source=dev.id)
@@ -366,5 +368,6 @@ async def _write(client: AsyncModbusSerialClient, dev: ShelfModbusSettings, writ
     except Exception as exc:  # whatever pymodbus or pyserial raise: the device is not there
         _raise_if_cancelled()
         raise DeviceUnavailable(f"{dev.id}: tare not answered: {exc}") from exc
+    _raise_if_cancelled()
     if reply.isError():
         raise PeerError(f"tare refused (exception code {reply.exception_code})", source=dev.id)

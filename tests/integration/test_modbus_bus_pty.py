@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -38,6 +39,14 @@ class Recorder:
     def online(self, device_id: str) -> bool | None:
         states = [s.online for s in self.statuses if s.source == device_id]
         return states[-1] if states else None
+
+
+def polled_more_than(rec: Recorder, device_id: str, n: int) -> bool:
+    return len(rec.polls.get(device_id, ())) > n
+
+
+def failed_more_than(drv: ShelfModbusDriver, n: int) -> bool:
+    return drv.polls_failed > n
 
 
 @pytest.fixture
@@ -216,8 +225,26 @@ async def test_a_late_answer_is_never_taken_for_another_controllers(
     failed = drv.polls_failed
     for _ in range(5):
         sim.answer_late(0.15)  # past the driver's 0.1 s timeout
-        await until(lambda n=drv.polls_failed: drv.polls_failed > n)
+        await until(partial(failed_more_than, drv, drv.polls_failed))
     await until(lambda: drv.polls_failed >= failed + 5 and rec.grams["A1"] == 1234.5)
     assert rec.seen["B1"] == {500.0}  # B1 never showed A's registers read as floats
     sim.set_grams(0, 42.0)
     await until(lambda: rec.grams["A1"] == 42.0)  # still polling
+
+
+async def test_cancelling_the_busy_port_task_always_ends_it(
+        bus: tuple[ModbusShelfSim, ShelfController], store_id: str) -> None:
+    """A cancellation that lands just as an answer arrives (asyncio.wait_for before Python 3.12
+    loses it) must still end the task: cancelled mid-poll again and again, it always ends."""
+    sim, _ = bus
+    sim.start()
+    for attempt in range(15):
+        rec = Recorder()
+        drv = ShelfModbusDriver(shelves(sim.link_path), store_id, rec.readings,
+                                rec.statuses.append)
+        task = asyncio.create_task(drv.run())
+        await until(partial(polled_more_than, rec, "shelf-b", 3 + attempt % 4))
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert done, f"attempt {attempt}: the port task ignored its cancellation"
+        assert port_is_free(sim.link_path)
