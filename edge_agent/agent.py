@@ -389,13 +389,10 @@ class StoreAgent:
     def _supervise(self) -> None:
         add = self.supervisor.add
         add("mqtt", self._run_mqtt)
-        for device in self.config.devices:
-            feed = device_kinds.KINDS[device.type]
-            if isinstance(feed, device_kinds.DriverFeed):
-                driver = device_kinds.load(feed.driver)(
-                    device, self.store_id, self.on_events, self.on_device_status,
-                    clock=self.clock)
-                add(f"{device.type}:{device.id}", driver.run)
+        for name, driver in device_kinds.drivers(self.config.devices, self.store_id,
+                                                 self.on_events, self.on_device_status,
+                                                 self.clock):
+            add(name, driver.run)
         if self.erp is not None:
             add("catalog", self._refresh_catalog)
         if self.erp_bridge is not None:

@@ -34,7 +34,7 @@ from devices.camera.config import CameraDevice
 from devices.checkout.config import CheckoutDevice
 from devices.rfid.config import RfidImpinjDevice, RfidSerialDevice, RfidZebraDevice
 from devices.scanner.config import ScannerDevice
-from devices.shelf_modbus.config import ShelfModbusDevice
+from devices.shelf_modbus.config import ShelfModbusDevice, check_shared_ports
 from devices.shelf_mqtt.config import ShelfMqttDevice
 from devices.zigbee2mqtt.config import Zigbee2MqttDevice
 from rules.trackers.inventory import Settling
@@ -266,9 +266,10 @@ class StoreConfig(Strict):
         out += _duplicates(lane_ids, "lanes", "lane id")
         out += _duplicates([d.id for d in self.devices], "devices", "device id")
         out += _duplicates([c.sku for c in self.catalog], "catalog", "sku")
-        # Two devices on one serial port (a shared RS-485 bus aside) cannot both own it.
-        ports = [f"{d.port}#{getattr(d, 'slave', '')}" for d in self.devices if hasattr(d, "port")]
-        out += _duplicates(ports, "devices", "serial port (and slave address)")
+        try:
+            check_shared_ports(self.devices)
+        except ValueError as exc:
+            out.append(str(exc))
         known = set(lane_ids)
         weighed_by: dict[str, str] = {}
         for i, dev in enumerate(self.devices):

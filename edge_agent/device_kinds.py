@@ -6,6 +6,7 @@ a store has (a camera driver pulls in OpenCV; a store without cameras should not
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,13 @@ class MqttFeed:
 
 @dataclass(frozen=True)
 class DriverFeed:
-    driver: str  # "module:Class", Class(device, store_id, on_events, on_status)
+    driver: str  # "module:Class", Class(device, store_id, on_events, on_status, clock=)
+    # Devices that share a bus (RS-485): one driver per port, given the list of its devices.
+    shares_port: bool = False
 
 
 KINDS: dict[str, MqttFeed | DriverFeed] = {
-    "shelf_modbus": DriverFeed("devices.shelf_modbus.driver:ShelfModbusDriver"),
+    "shelf_modbus": DriverFeed("devices.shelf_modbus.driver:ShelfModbusDriver", shares_port=True),
     "shelf_mqtt": MqttFeed("weight", "devices.shelf_mqtt.protocol:decode"),
     "camera": DriverFeed("devices.camera.driver:CameraDriver"),
     "scanner": DriverFeed("devices.scanner.driver:ScannerDriver"),
@@ -48,3 +51,26 @@ def topic_of(device: Any, store_id: str) -> str:
     assert isinstance(feed, MqttFeed)
     return (getattr(device, "state_topic", None) or getattr(device, "topic", None)
             or f"store/{store_id}/dev/{device.id}/{feed.stream}")
+
+
+def drivers(devices: Iterable[Any], store_id: str, on_events: Callable[[list[Any]], None],
+            on_status: Callable[[Any], None], clock: Callable[[], float]) -> list[tuple[str, Any]]:
+    """(task name, driver) of every driver-fed device: one per device, or one per port for kinds
+    whose devices share a bus, so that one task owns each port."""
+    out: list[tuple[str, Any]] = []
+    buses: dict[tuple[str, str], list[Any]] = {}
+    for device in devices:
+        feed = KINDS[device.type]
+        if not isinstance(feed, DriverFeed):
+            continue
+        if feed.shares_port:
+            buses.setdefault((device.type, device.port), []).append(device)
+            continue
+        out.append((f"{device.type}:{device.id}",
+                    load(feed.driver)(device, store_id, on_events, on_status, clock=clock)))
+    for (kind, port), group in buses.items():
+        feed = KINDS[kind]
+        assert isinstance(feed, DriverFeed)
+        out.append((f"{kind}:{port}",
+                    load(feed.driver)(group, store_id, on_events, on_status, clock=clock)))
+    return out

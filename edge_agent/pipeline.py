@@ -322,6 +322,8 @@ class StorePipeline:
         self.camera_occupancy.update(image.occupancy)
 
     def _climate(self, sample: Climate) -> None:
+        for problem in sample.rejected:  # the rest of the sample is good and kept
+            self._reject("bad_field", sample.source, problem)
         zone = self._zone_of.get(sample.source, sample.source)
         self.climate[zone] = {"device": sample.source, "ts": sample.received_ts,
                               "temperature": sample.temperature, "humidity": sample.humidity,

@@ -6,12 +6,14 @@ closes) and a refrigeration failure (a steady drift upward). ``FridgeSim`` publi
 on ``{base_topic}/{name}`` every ``interval_seconds`` and announces availability (retained) on
 ``{base_topic}/{name}/availability`` as Zigbee2MQTT does. A ``firmware_sim.faults.Faults`` adds
 noise, drift and a stuck sensor to temperature and humidity, duplicates and reorders state
-messages and skews the ``last_seen`` clock.
+messages and skews the ``last_seen`` clock. ``quirks`` makes one side field of each message wrong
+the way devices and older Zigbee2MQTT versions get it wrong (``QUIRKS``, in turn).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import random
@@ -29,6 +31,14 @@ from storeedge.errors import BrokerUnavailable, UsageError
 from storeedge.units import s_to_ms
 
 log = logging.getLogger(__name__)
+
+# A side field as it arrives mistyped or absurd: (field, what it becomes given the right value).
+QUIRKS: tuple[tuple[str, Callable[[float], object]], ...] = (
+    ("battery", str),  # a number sent as a string
+    ("linkquality", lambda lqi: lqi + 200),  # an LQI past 255
+    ("humidity", lambda rh: rh + 60.0),  # a relative humidity past 100 %
+    ("voltage", lambda mv: mv / 1000.0),  # volts where the device page says millivolts
+)
 
 
 @dataclass
@@ -89,6 +99,7 @@ class FridgeSim:
         interval_seconds: float = 60.0,
         last_seen: bool = False,
         legacy_availability: bool = False,
+        quirks: bool = False,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
@@ -107,6 +118,8 @@ class FridgeSim:
         self.last_seen = last_seen
         self.faults = faults or Faults()
         self.legacy_availability = legacy_availability
+        self.quirks = quirks
+        self._samples = 0
         self.published = 0
         self.state_topic = f"{base_topic}/{name}"
         self.availability_topic = f"{self.state_topic}/availability"
@@ -138,7 +151,7 @@ class FridgeSim:
             humidity = self._values.apply("humidity", humidity)
         days = (now - self._started_at) / 86400.0
         battery = max(0.0, self.battery - self.battery_drain_per_day * days)
-        return encode_state(
+        payload = encode_state(
             temperature=round(temperature, 2),
             humidity=round(min(100.0, max(0.0, humidity)), 2),
             battery=round(battery),
@@ -146,6 +159,13 @@ class FridgeSim:
             voltage=round(2600 + 4 * battery),  # a CR2032 from about 2.6 V empty to 3.0 V full
             last_seen_ms=s_to_ms(self._device_clock()) if self.last_seen else None,
         )
+        if not self.quirks:
+            return payload
+        key, garble = QUIRKS[self._samples % len(QUIRKS)]
+        self._samples += 1
+        state = json.loads(payload)
+        state[key] = garble(state[key])
+        return json.dumps(state, separators=(",", ":")).encode()
 
     def start(self, timeout: float = 5.0) -> None:
         """Connect, announce availability online and publish every ``interval_seconds``."""

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(mosquitto victoria-metrics postgresql)  # postgresql: the chain's Tryton in the tests
-# The tests also drive Chromium and step the agent's clock with libfaketime (the chaos suite).
-[ "${STOREEDGE_SETUP_BROWSER:-0}" = 1 ] && want+=(chromium faketime)
+# The tests also drive Chromium, step the agent's clock with libfaketime (the chaos suite) and
+# read our shelf simulator with an independent Modbus master (mbpoll, on libmodbus).
+[ "${STOREEDGE_SETUP_BROWSER:-0}" = 1 ] && want+=(chromium faketime mbpoll)
 # A Python 3.11+ with venv may come from elsewhere (pyenv, a base image); else Debian's.
 if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   want+=(python3 python3-venv)

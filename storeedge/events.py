@@ -193,12 +193,20 @@ class ShelfImage(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Climate(Event):
-    """A fridge/freezer sensor sample (Zigbee2MQTT and the like)."""
+    """A fridge/freezer sensor sample (Zigbee2MQTT and the like).
+
+    ``rejected`` lists the fields of the device's message that were mistyped or out of range,
+    each as ``"field ...why"``; they are None here and everything else the message said is kept.
+    """
 
     temperature: float | None = None  # degrees Celsius
     humidity: float | None = None  # percent
     battery: float | None = None  # percent
     linkquality: int | None = None
+    pressure: float | None = None  # hPa
+    voltage: float | None = None  # volts (battery or supply)
+    contact: bool | None = None  # a door contact: True closed, False open
+    rejected: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

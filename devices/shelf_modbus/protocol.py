@@ -1,17 +1,14 @@
 """Modbus RTU for the wired smart shelf: a sans-I/O codec (bytes in, frames out, and the reverse).
 
-No sockets, no clocks: the driver and the simulator move the bytes. Only what the shelf speaks
-is implemented: function 0x04 Read Input Registers, 0x06 Write Single Register, and exception
-responses (function | 0x80).
+No sockets, no clocks: the driver and the simulator move the bytes. Only what shelf controllers
+speak is implemented (Modbus Application Protocol V1.1b3): 0x03 Read Holding Registers (6.3),
+0x04 Read Input Registers (6.4), 0x06 Write Single Register (6.6), 0x10 Write Multiple Registers
+(6.12) and exception responses (function | 0x80, section 7).
 
-RTU frame: ``slave(1) function(1) data(n) crc(2)``; the CRC is CRC-16/MODBUS (reflected poly
-0xA001, init 0xFFFF) sent low byte first; every 16-bit field inside is big-endian.
-
-Shelf register map (one controller = one slave address):
-
-    input 2i, 2i+1   lane i net weight, int32 big-endian (high word first), 0.1 g units, signed
-    input 0x0100     status word: bit0 overload, bit1 load-cell fault, bit2 tare in progress
-    holding 0x0200   tare command: write lane index + 1, or 0xFFFF to tare every lane
+RTU frame (Modbus over Serial Line V1.02, 2.5.1): ``slave(1) function(1) data(n) crc(2)``; the
+CRC is CRC-16/MODBUS (reflected poly 0xA001, init 0xFFFF) sent low byte first; every 16-bit field
+inside is big-endian. Where a controller keeps its weights, status and tare command is its
+register map (``register_map``), not the codec's business.
 
 Parsing: real RTU delimits frames by 3.5 characters of line silence, which a byte stream does not
 show. The parsers instead take the frame length from the function code (and byte count) and accept
@@ -23,30 +20,19 @@ complete, CRC-valid frame and skip to it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storeedge.errors import FrameError, UsageError
-from storeedge.units import decigrams_to_grams, grams_to_decigrams
 
+READ_HOLDING_REGISTERS = 0x03
 READ_INPUT_REGISTERS = 0x04
 WRITE_SINGLE_REGISTER = 0x06
+WRITE_MULTIPLE_REGISTERS = 0x10
 EXCEPTION_BIT = 0x80
 
-MAX_READ_COUNT = 125  # registers per 0x04 request, from the Modbus application protocol
+MAX_READ_COUNT = 125  # registers per 03/04 request (6.3, 6.4)
+MAX_WRITE_COUNT = 123  # registers per 0x10 request (6.12)
 MAX_FRAME = 256
-
-STATUS_REGISTER = 0x0100
-TARE_REGISTER = 0x0200
-TARE_ALL = 0xFFFF
-
-
-class StatusBits(enum.IntFlag):
-    """Bits of the shelf status word (input register 0x0100)."""
-
-    OVERLOAD = 0x0001
-    LOAD_CELL_FAULT = 0x0002
-    TARE_IN_PROGRESS = 0x0004
 
 
 class ExceptionCode(enum.IntEnum):
@@ -117,11 +103,7 @@ class ReadInputRegistersRequest(Frame):
     count: int
 
     def encode(self) -> bytes:
-        return _with_crc(
-            bytes((_slave(self.slave), READ_INPUT_REGISTERS))
-            + _u16("address", self.address).to_bytes(2, "big")
-            + _u16("count", self.count).to_bytes(2, "big")
-        )
+        return _encode_read(READ_INPUT_REGISTERS, self.slave, self.address, self.count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +113,58 @@ class ReadInputRegistersResponse(Frame):
     registers: tuple[int, ...]
 
     def encode(self) -> bytes:
-        if not 1 <= len(self.registers) <= MAX_READ_COUNT:
-            raise UsageError(f"a response carries 1..{MAX_READ_COUNT} registers, "
-                             f"got {len(self.registers)}")
-        data = b"".join(_u16("register", r).to_bytes(2, "big") for r in self.registers)
-        return _with_crc(bytes((_slave(self.slave), READ_INPUT_REGISTERS, len(data))) + data)
+        return _encode_registers(READ_INPUT_REGISTERS, self.slave, self.registers)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHoldingRegistersRequest(Frame):
+    """0x03 request: read ``count`` holding registers from ``address``."""
+
+    address: int
+    count: int
+
+    def encode(self) -> bytes:
+        return _encode_read(READ_HOLDING_REGISTERS, self.slave, self.address, self.count)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHoldingRegistersResponse(Frame):
+    """0x03 response: the register values read, each 0..65535."""
+
+    registers: tuple[int, ...]
+
+    def encode(self) -> bytes:
+        return _encode_registers(READ_HOLDING_REGISTERS, self.slave, self.registers)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteMultipleRegistersRequest(Frame):
+    """0x10 request: write ``values`` to the holding registers from ``address`` on."""
+
+    address: int
+    values: tuple[int, ...]
+
+    def encode(self) -> bytes:
+        if not 1 <= len(self.values) <= MAX_WRITE_COUNT:
+            raise UsageError(f"a write carries 1..{MAX_WRITE_COUNT} registers, "
+                             f"got {len(self.values)}")
+        data = b"".join(_u16("value", v).to_bytes(2, "big") for v in self.values)
+        return _with_crc(
+            bytes((_slave(self.slave), WRITE_MULTIPLE_REGISTERS))
+            + _u16("address", self.address).to_bytes(2, "big")
+            + len(self.values).to_bytes(2, "big") + bytes((len(data),)) + data
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteMultipleRegistersResponse(Frame):
+    """0x10 response: the address and the number of registers written."""
+
+    address: int
+    count: int
+
+    def encode(self) -> bytes:
+        return _encode_read(WRITE_MULTIPLE_REGISTERS, self.slave, self.address, self.count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +204,22 @@ class ExceptionResponse(Frame):
         return _with_crc(bytes((_slave(self.slave), self.function | EXCEPTION_BIT, self.code)))
 
 
+def _encode_read(function: int, slave: int, address: int, count: int) -> bytes:
+    return _with_crc(
+        bytes((_slave(slave), function))
+        + _u16("address", address).to_bytes(2, "big")
+        + _u16("count", count).to_bytes(2, "big")
+    )
+
+
+def _encode_registers(function: int, slave: int, registers: tuple[int, ...]) -> bytes:
+    if not 1 <= len(registers) <= MAX_READ_COUNT:
+        raise UsageError(f"a response carries 1..{MAX_READ_COUNT} registers, "
+                         f"got {len(registers)}")
+    data = b"".join(_u16("register", r).to_bytes(2, "big") for r in registers)
+    return _with_crc(bytes((_slave(slave), function, len(data))) + data)
+
+
 def _encode_write(slave: int, address: int, value: int) -> bytes:
     return _with_crc(
         bytes((_slave(slave), WRITE_SINGLE_REGISTER))
@@ -183,7 +228,9 @@ def _encode_write(slave: int, address: int, value: int) -> bytes:
     )
 
 
-_KNOWN_FUNCTIONS = (READ_INPUT_REGISTERS, WRITE_SINGLE_REGISTER)
+_KNOWN_FUNCTIONS = (READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS, WRITE_SINGLE_REGISTER,
+                    WRITE_MULTIPLE_REGISTERS)
+_READS = (READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS)
 
 
 # Whole-frame decoders
@@ -201,6 +248,14 @@ def _check_crc(frame: bytes | bytearray) -> None:
 def _request_length(buf: bytes | bytearray, start: int) -> int:
     """Length of the request starting at ``start`` (0 when not yet known), FrameError if none."""
     function = buf[start + 1]
+    if function == WRITE_MULTIPLE_REGISTERS:
+        if len(buf) - start < 7:
+            return 0
+        count = int.from_bytes(buf[start + 4:start + 6], "big")
+        size = buf[start + 6]
+        if not 1 <= count <= MAX_WRITE_COUNT or size != 2 * count:
+            raise FrameError(f"bad length: {count} registers in {size} bytes")
+        return 9 + size
     if function in _KNOWN_FUNCTIONS:
         return 8
     raise FrameError(f"unknown function 0x{function:02x}")
@@ -208,11 +263,11 @@ def _request_length(buf: bytes | bytearray, start: int) -> int:
 
 def _response_length(buf: bytes | bytearray, start: int) -> int:
     function = buf[start + 1]
-    if function == WRITE_SINGLE_REGISTER:
+    if function in (WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS):
         return 8
     if function & EXCEPTION_BIT and function & ~EXCEPTION_BIT in _KNOWN_FUNCTIONS:
         return 5
-    if function == READ_INPUT_REGISTERS:
+    if function in _READS:
         if len(buf) - start < 3:
             return 0
         count = buf[start + 2]
@@ -222,9 +277,13 @@ def _response_length(buf: bytes | bytearray, start: int) -> int:
     raise FrameError(f"unknown function 0x{function:02x}")
 
 
-def decode_request(
-    frame: bytes | bytearray,
-) -> ReadInputRegistersRequest | WriteSingleRegisterRequest:
+Request = (ReadHoldingRegistersRequest | ReadInputRegistersRequest | WriteSingleRegisterRequest
+           | WriteMultipleRegistersRequest)
+Response = (ReadHoldingRegistersResponse | ReadInputRegistersResponse
+            | WriteSingleRegisterResponse | WriteMultipleRegistersResponse | ExceptionResponse)
+
+
+def decode_request(frame: bytes | bytearray) -> Request:
     """Decode one complete request frame; FrameError when it is not exactly one valid request."""
     if len(frame) >= 2:
         length = _request_length(frame, 0)
@@ -234,14 +293,16 @@ def decode_request(
     slave, function = frame[0], frame[1]
     a = int.from_bytes(frame[2:4], "big")
     b = int.from_bytes(frame[4:6], "big")
+    if function == READ_HOLDING_REGISTERS:
+        return ReadHoldingRegistersRequest(slave, a, b)
     if function == READ_INPUT_REGISTERS:
         return ReadInputRegistersRequest(slave, a, b)
+    if function == WRITE_MULTIPLE_REGISTERS:
+        return WriteMultipleRegistersRequest(slave, a, _registers(frame[7:-2]))
     return WriteSingleRegisterRequest(slave, a, b)
 
 
-def decode_response(
-    frame: bytes | bytearray,
-) -> ReadInputRegistersResponse | WriteSingleRegisterResponse | ExceptionResponse:
+def decode_response(frame: bytes | bytearray) -> Response:
     """Decode one complete response frame; FrameError when it is not exactly one valid response."""
     if len(frame) >= 3:
         length = _response_length(frame, 0)
@@ -251,13 +312,19 @@ def decode_response(
     slave, function = frame[0], frame[1]
     if function & EXCEPTION_BIT:
         return ExceptionResponse(slave, function & ~EXCEPTION_BIT, frame[2])
+    a = int.from_bytes(frame[2:4], "big")
+    b = int.from_bytes(frame[4:6], "big")
     if function == WRITE_SINGLE_REGISTER:
-        return WriteSingleRegisterResponse(
-            slave, int.from_bytes(frame[2:4], "big"), int.from_bytes(frame[4:6], "big")
-        )
-    data = frame[3:-2]
-    registers = tuple(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
-    return ReadInputRegistersResponse(slave, registers)
+        return WriteSingleRegisterResponse(slave, a, b)
+    if function == WRITE_MULTIPLE_REGISTERS:
+        return WriteMultipleRegistersResponse(slave, a, b)
+    if function == READ_HOLDING_REGISTERS:
+        return ReadHoldingRegistersResponse(slave, _registers(frame[3:-2]))
+    return ReadInputRegistersResponse(slave, _registers(frame[3:-2]))
+
+
+def _registers(data: bytes | bytearray) -> tuple[int, ...]:
+    return tuple(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
 
 
 # Incremental parsers
@@ -350,36 +417,3 @@ class ResponseParser(_Parser):
 
     _length = staticmethod(_response_length)
     _decode = staticmethod(decode_response)  # type: ignore[assignment]
-
-
-# The shelf's register map
-
-
-def decode_lane_weights(
-    registers: Sequence[int], lanes: Sequence[str]
-) -> list[tuple[str, float]]:
-    """Pair each lane id with its net grams from input registers 0 .. 2*len(lanes)-1.
-
-    Raises FrameError when the device returned a different number of registers than the lanes need.
-    """
-    if len(registers) != 2 * len(lanes):
-        raise FrameError(f"bad length: {len(registers)} registers for {len(lanes)} lanes")
-    out = []
-    for i, lane in enumerate(lanes):
-        raw = (registers[2 * i] << 16) | registers[2 * i + 1]
-        if raw & 0x8000_0000:
-            raw -= 0x1_0000_0000
-        out.append((lane, decigrams_to_grams(raw)))
-    return out
-
-
-def encode_lane_weights(grams: Sequence[float]) -> list[int]:
-    """The input registers a shelf shows for these lane weights (the reverse of decode)."""
-    registers: list[int] = []
-    for g in grams:
-        raw = grams_to_decigrams(g)
-        if not -0x8000_0000 <= raw <= 0x7FFF_FFFF:
-            raise UsageError(f"{g} g does not fit an int32 of 0.1 g")
-        raw &= 0xFFFF_FFFF
-        registers += (raw >> 16, raw & 0xFFFF)
-    return registers

@@ -17,6 +17,8 @@ class Zigbee2MqttDevice(BaseModel):
     store zone it watches (e.g. ``dairy-fridge-1``). ``topic`` None means ``{base_topic}/{name}``
     (Zigbee2MQTT's device state topic, outside our ``store/{sid}/`` namespace: third-party formats
     are read where they already publish); availability is on ``{topic}/availability``.
+    ``voltage_unit`` is the unit the device's ``voltage`` is in: millivolts for battery sensors
+    (as their Zigbee2MQTT device pages say), volts for some others.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -27,6 +29,7 @@ class Zigbee2MqttDevice(BaseModel):
     zone: Annotated[str, Field(min_length=1)]
     base_topic: Annotated[str, Field(pattern=_TOPIC_PART)] = "zigbee2mqtt"
     topic: str | None = None
+    voltage_unit: Literal["mV", "V"] = "mV"
 
     @field_validator("topic")
     @classmethod

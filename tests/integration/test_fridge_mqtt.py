@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiomqtt
+import httpx
 import pytest
 
 from devices.zigbee2mqtt.config import Zigbee2MqttDevice
 from devices.zigbee2mqtt.protocol import decode, decode_availability
-from edge_agent.services import Service
+from edge_agent.agent import StoreAgent
+from edge_agent.config import StoreConfig
+from edge_agent.services import Service, free_port
 from firmware_sim.faults import Faults
-from firmware_sim.fridge import FridgeProfile, FridgeSim
+from firmware_sim.fridge import QUIRKS, FridgeProfile, FridgeSim
 from storeedge.events import Climate
+from tests.waiting import until
 
 
 class FakeClock:
@@ -138,3 +143,39 @@ async def test_faults_duplicate_and_drift(mosquitto: Service, device: Zigbee2Mqt
         assert event.temperature == pytest.approx(10.0, abs=0.01)
     finally:
         fridge.stop()
+
+
+async def test_agent_keeps_the_temperature_of_quirky_messages(mosquitto: Service, store_id: str,
+                                                              tmp_path: Path) -> None:
+    """A sensor whose every message has one mistyped or absurd side field, read by the agent:
+    each temperature arrives, each bad field is counted as a bad field, no message is lost."""
+    port = free_port()
+    cfg = StoreConfig.model_validate({
+        "store": {"id": store_id},
+        "broker": {"port": mosquitto.port, "client_id": f"agent-{store_id}"},
+        "journal": {"path": str(tmp_path / "journal.db")},
+        "http": {"port": port},
+        "zones": [{"id": "dairy", "min_c": 0, "max_c": 6}],
+        "devices": [{"type": "zigbee2mqtt", "id": "fridge-1", "name": f"{store_id}/dairy-1",
+                     "zone": "dairy"}],
+    })
+    fridge = FridgeSim(f"{store_id}/dairy-1", port=mosquitto.port, interval_seconds=0.02,
+                       profile=FridgeProfile(setpoint=3.25), quirks=True, seed=3)
+    agent = StoreAgent(cfg)
+    task = asyncio.create_task(agent.run())
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            await until(agent.mqtt.connected.is_set, within=10.0)
+            fridge.start()
+            await until(lambda: agent.counters["rejected_bad_field"] >= 2 * len(QUIRKS),
+                        within=10.0)
+            assert agent.pipeline.climate["dairy"]["temperature"] == 3.25
+            assert agent.counters["rejected_bad_payload"] == 0
+            metrics = (await http.get("/metrics")).text
+        bad = [line for line in metrics.splitlines() if "rejected_bad_field" in line
+               and not line.startswith("#")]
+        assert bad and float(bad[0].split()[-1]) >= 2 * len(QUIRKS)
+    finally:
+        fridge.stop()
+        agent.stop()
+        await asyncio.wait_for(task, 20)

@@ -42,7 +42,7 @@ async def driver(sim: ModbusShelfSim, store_id: str) -> AsyncIterator[tuple[Shel
                                slave=7, poll_hz=20, timeout_seconds=0.2, lanes=LANES)
     rec = Recorder()
     ticks = itertools.count()
-    drv = ShelfModbusDriver(device, store_id, rec.batches.append, rec.statuses.append,
+    drv = ShelfModbusDriver([device], store_id, rec.batches.append, rec.statuses.append,
                             clock=lambda: 1000.0 + next(ticks),
                             reconnect_initial=0.05, reconnect_max=0.3)
     task = asyncio.create_task(drv.run(), name="shelf-1")
@@ -131,7 +131,7 @@ async def test_tare_zeroes_one_lane(sim: ModbusShelfSim,
     sim.set_grams(0, 100.0)
     sim.set_grams(1, 200.0)
     await until(lambda: rec.grams().get("A1-2") == 200.0)
-    await drv.tare("A1-2")
+    await drv.tare("shelf-1", "A1-2")
     await until(lambda: rec.grams() == {"A1-1": 100.0, "A1-2": 0.0, "A1-3": 0.0})
     sim.set_grams(1, 250.0)
     await until(lambda: rec.grams().get("A1-2") == 50.0)
@@ -141,7 +141,7 @@ async def test_cancel_closes_the_port(sim: ModbusShelfSim, store_id: str) -> Non
     device = ShelfModbusDevice(type="shelf_modbus", id="shelf-1", port=str(sim.link_path),
                                slave=7, poll_hz=20, timeout_seconds=0.2, lanes=LANES)
     statuses: list[DeviceStatus] = []
-    drv = ShelfModbusDriver(device, store_id, lambda batch: None, statuses.append)
+    drv = ShelfModbusDriver([device], store_id, lambda batch: None, statuses.append)
     sim.start()
     task = asyncio.create_task(drv.run())
     await until(lambda: drv.online)

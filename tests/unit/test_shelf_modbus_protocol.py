@@ -9,17 +9,19 @@ from hypothesis import strategies as st
 from devices.shelf_modbus.protocol import (
     ExceptionCode,
     ExceptionResponse,
+    ReadHoldingRegistersRequest,
+    ReadHoldingRegistersResponse,
     ReadInputRegistersRequest,
     ReadInputRegistersResponse,
     RequestParser,
     ResponseParser,
+    WriteMultipleRegistersRequest,
+    WriteMultipleRegistersResponse,
     WriteSingleRegisterRequest,
     WriteSingleRegisterResponse,
     crc16,
-    decode_lane_weights,
     decode_request,
     decode_response,
-    encode_lane_weights,
 )
 from storeedge.errors import FrameError, UsageError
 
@@ -32,6 +34,18 @@ from storeedge.errors import FrameError, UsageError
 # - Solinst 301 Modbus user guide, section 4.5 "Modbus exception code",
 #   https://solinst.com/.../4-5-0-modbus-exception-code.php: request 01 04 0000 000D 31CF
 #   answered by exception 01 84 02 C2C1 (illegal data address).
+# - Modbus Application Protocol V1.1b3, 6.3 "Read Holding Registers": the request for registers
+#   108-110 (address 0x006B, 3 registers), answered 0x022B, 0x0000, 0x0064; as an RTU frame to
+#   slave 1 with its CRC in the Hamilton Sundstrand EXVG manual, 7.4.1 Table 6:
+#   01 03 006B 0003 7417 and 01 03 06 022B 0000 0064 057A.
+# - Modbus Application Protocol V1.1b3, 6.12 "Write Multiple registers": write 0x000A, 0x0102
+#   to registers 2-3 (address 0x0001); as an RTU frame to slave 17 with its CRC in Simply Modbus,
+#   "Preset Multiple Registers (FC=16)" (FC16.htm): 11 10 0001 0002 04 000A 0102 C6F0,
+#   response 11 10 0001 0002 1298.
+FC03_REQUEST = bytes.fromhex("01 03 00 6B 00 03 74 17")
+FC03_RESPONSE = bytes.fromhex("01 03 06 02 2B 00 00 00 64 05 7A")
+FC16_REQUEST = bytes.fromhex("11 10 00 01 00 02 04 00 0A 01 02 C6 F0")
+FC16_RESPONSE = bytes.fromhex("11 10 00 01 00 02 12 98")
 FC04_REQUEST = bytes.fromhex("11 04 00 08 00 01 B2 98")
 FC04_RESPONSE = bytes.fromhex("11 04 02 00 0A F8 F4")
 FC06_REQUEST = bytes.fromhex("11 06 00 01 00 03 9A 9B")
@@ -40,10 +54,25 @@ SOLINST_EXCEPTION = bytes.fromhex("01 84 02 C2 C1")
 
 
 def test_crc_of_published_frames() -> None:
-    for frame in (FC04_REQUEST, FC04_RESPONSE, FC06_REQUEST, SOLINST_REQUEST, SOLINST_EXCEPTION):
+    for frame in (FC03_REQUEST, FC03_RESPONSE, FC16_REQUEST, FC16_RESPONSE, FC04_REQUEST,
+                  FC04_RESPONSE, FC06_REQUEST, SOLINST_REQUEST, SOLINST_EXCEPTION):
         assert crc16(frame[:-2]).to_bytes(2, "little") == frame[-2:]
     # The CRC-16/MODBUS check value of the CRC catalogue: crc("123456789") == 0x4B37.
     assert crc16(b"123456789") == 0x4B37
+
+
+def test_golden_read_holding_registers() -> None:
+    assert ReadHoldingRegistersRequest(1, 0x6B, 3).encode() == FC03_REQUEST
+    assert decode_request(FC03_REQUEST) == ReadHoldingRegistersRequest(1, 0x6B, 3)
+    assert ReadHoldingRegistersResponse(1, (0x022B, 0, 0x64)).encode() == FC03_RESPONSE
+    assert decode_response(FC03_RESPONSE) == ReadHoldingRegistersResponse(1, (0x022B, 0, 0x64))
+
+
+def test_golden_write_multiple_registers() -> None:
+    assert WriteMultipleRegistersRequest(17, 1, (0x000A, 0x0102)).encode() == FC16_REQUEST
+    assert decode_request(FC16_REQUEST) == WriteMultipleRegistersRequest(17, 1, (0x0A, 0x102))
+    assert WriteMultipleRegistersResponse(17, 1, 2).encode() == FC16_RESPONSE
+    assert decode_response(FC16_RESPONSE) == WriteMultipleRegistersResponse(17, 1, 2)
 
 
 def test_golden_read_input_registers() -> None:
@@ -70,7 +99,8 @@ def test_golden_exception_response() -> None:
     ("frame", "message"),
     [
         (FC04_REQUEST[:-1] + b"\x00", "CRC mismatch"),
-        (b"\x11\x03\x00\x08\x00\x01\x07\x5a", "unknown function 0x03"),
+        (b"\x11\x05\x00\x08\x00\x01\x07\x5a", "unknown function 0x05"),
+        (FC16_REQUEST[:6] + b"\x06" + FC16_REQUEST[7:], "bad length: 2 registers in 6 bytes"),
         (FC04_REQUEST + b"\x00", "bad length"),
         (b"\x11", "bad length"),
     ],
@@ -94,31 +124,30 @@ def test_encoders_refuse_misuse() -> None:
     with pytest.raises(UsageError):
         ReadInputRegistersResponse(1, (70000,)).encode()
     with pytest.raises(UsageError):
-        encode_lane_weights([3e8])
-
-
-def test_lane_weights_register_map() -> None:
-    # Lane 0: 1234.5 g = 12345 dg = 0x00003039; lane 1: -1.5 g = -15 dg = 0xFFFFFFF1.
-    registers = encode_lane_weights([1234.5, -1.5])
-    assert registers == [0x0000, 0x3039, 0xFFFF, 0xFFF1]
-    assert decode_lane_weights(registers, ["A1-1", "A1-2"]) == [("A1-1", 1234.5), ("A1-2", -1.5)]
-    with pytest.raises(FrameError, match="3 registers for 2 lanes"):
-        decode_lane_weights(registers[:3], ["A1-1", "A1-2"])
+        WriteMultipleRegistersRequest(1, 0, ()).encode()
+    with pytest.raises(UsageError):
+        WriteMultipleRegistersRequest(1, 0, (0,) * 124).encode()
 
 
 # Properties
 
 slaves = st.integers(0, 247)
 u16 = st.integers(0, 0xFFFF)
+registers = st.lists(u16, min_size=1, max_size=125).map(tuple)
 requests = st.one_of(
+    st.builds(ReadHoldingRegistersRequest, slaves, u16, u16),
     st.builds(ReadInputRegistersRequest, slaves, u16, u16),
     st.builds(WriteSingleRegisterRequest, slaves, u16, u16),
+    st.builds(WriteMultipleRegistersRequest, slaves, u16,
+              st.lists(u16, min_size=1, max_size=123).map(tuple)),
 )
 responses = st.one_of(
-    st.builds(ReadInputRegistersResponse, slaves,
-              st.lists(u16, min_size=1, max_size=125).map(tuple)),
+    st.builds(ReadHoldingRegistersResponse, slaves, registers),
+    st.builds(ReadInputRegistersResponse, slaves, registers),
     st.builds(WriteSingleRegisterResponse, slaves, u16, u16),
-    st.builds(ExceptionResponse, slaves, st.sampled_from([0x04, 0x06]), st.integers(1, 11)),
+    st.builds(WriteMultipleRegistersResponse, slaves, u16, st.integers(1, 123)),
+    st.builds(ExceptionResponse, slaves, st.sampled_from([0x03, 0x04, 0x06, 0x10]),
+              st.integers(1, 11)),
 )
 
 
@@ -182,11 +211,3 @@ def test_corrupted_frame_is_counted_and_the_next_one_found() -> None:
     assert parser.feed(bytes(bad) + FC04_RESPONSE) == [decode_response(FC04_RESPONSE)]
     assert parser.errors >= 1
     assert isinstance(parser.last_error, FrameError)
-
-
-@given(st.lists(st.integers(-2_000_000_000, 2_000_000_000), min_size=1, max_size=60))
-def test_lane_weights_round_trip(decigrams: list[int]) -> None:
-    grams = [d / 10 for d in decigrams]
-    lanes = [f"L{i}" for i in range(len(grams))]
-    registers = encode_lane_weights(grams)
-    assert decode_lane_weights(registers, lanes) == list(zip(lanes, grams, strict=True))
