@@ -97,13 +97,13 @@ def ts_key(ts_ms: float) -> int:
 
 class SseListener:
     """Reads the alert stream in a thread, as a handheld's EventSource would, and keeps every
-    event with the wall-clock time it arrived; parsing waits until the figures are computed."""
+    transition with the wall-clock time its event arrived."""
 
     def __init__(self, url: str, dump: Path | None = None) -> None:
         self.url = url
         self.dump = dump
         self.lock = threading.Lock()
-        self.alerts: list[tuple[float, str]] = []  # (arrival, data)
+        self.alerts: list[tuple[float, dict[str, Any]]] = []  # (arrival, transition)
         self.snapshots = 0
         self.live = threading.Event()
         self.error: str | None = None
@@ -127,8 +127,8 @@ class SseListener:
                     now = time.time()
                     if data:
                         with self.lock:
-                            if event == "alert":
-                                self.alerts.append((now, "\n".join(data)))
+                            if event == "alerts":
+                                self.alerts += [(now, a) for a in json.loads("\n".join(data))]
                             elif event == "snapshot":
                                 self.snapshots += 1
                         if event == "snapshot":
@@ -138,11 +138,10 @@ class SseListener:
             self.error = f"alert stream: {type(exc).__name__}: {exc}"
 
     def take(self) -> list[tuple[float, dict[str, Any]]]:
-        """The alerts received since the last call, parsed; also appended to ``dump`` (one
+        """The transitions received since the last call; also appended to ``dump`` (one
         JSON line each, with its arrival as ``_arrived``) for a look at what went wrong."""
         with self.lock:
-            got, self.alerts = self.alerts, []
-        parsed = [(t, json.loads(data)) for t, data in got]
+            parsed, self.alerts = self.alerts, []
         if self.dump is not None:
             with open(self.dump, "a") as out:
                 out.writelines(json.dumps({**a, "_arrived": t}) + "\n" for t, a in parsed)

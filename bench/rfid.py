@@ -24,8 +24,8 @@ from bench.report import machine_line  # noqa: E402
 from devices.rfid import zebra  # noqa: E402
 from devices.rfid.config import RfidZebraDevice  # noqa: E402
 from devices.rfid.epc import encode_sgtin96  # noqa: E402
-from edge_agent.presence import PresenceParams, PresenceTracker  # noqa: E402
 from firmware_sim.rfid import zebra_time  # noqa: E402
+from rules.trackers.presence import PresenceParams, PresenceTracker  # noqa: E402
 
 BATCH = 20
 

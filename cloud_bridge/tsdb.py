@@ -180,13 +180,15 @@ class TimeSeriesSink:
     def __init__(self, buffer_path: str | Path, url: str, org: str, bucket: str,
                  token: str | None, batch_size: int = 5_000, flush_seconds: float = 1.0,
                  buffer_max_points: int = 2_000_000, *, timeout_seconds: float = 10.0,
-                 retry_initial_seconds: float = 0.5, retry_max_seconds: float = 30.0) -> None:
+                 retry_initial_seconds: float = 0.5, retry_max_seconds: float = 30.0,
+                 ca_file: str | None = None) -> None:
         if batch_size < 1 or buffer_max_points < 1:
             raise UsageError("batch_size and buffer_max_points must be at least 1")
         self._url = url
         self._org = org
         self._bucket = bucket
         self._token = token or ""
+        self._ca_file = ca_file  # the server's CA (default: the system's); always verified
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
         self._max_points = buffer_max_points
@@ -258,7 +260,8 @@ class TimeSeriesSink:
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         client = InfluxDBClient(url=self._url, token=self._token, org=self._org,
-                                timeout=self._timeout_ms)
+                                timeout=self._timeout_ms, verify_ssl=True,
+                                ssl_ca_cert=self._ca_file)
         write_api = client.write_api(write_options=SYNCHRONOUS)
         failures = 0
         try:

@@ -1,7 +1,7 @@
 """What the web app needs from the running agent. The agent implements it; the web layer
 (``edge_agent.web``) only translates HTTP to these calls and back.
 
-The alert lifecycle methods delegate to the agent's ``edge_agent.alerts.AlertManager`` and
+The alert lifecycle methods delegate to the agent's ``rules.trackers.alerts.AlertManager`` and
 journal, publish and stream the transitions it returns before returning themselves; they raise
 its ``AlertNotFound``, ``NotPermitted`` and ``IllegalTransition``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from edge_agent.alerts import Actor, Outcome
+from rules.trackers.alerts import Actor, Outcome
 from storeedge.events import Alert, PosTransaction
 
 
@@ -20,7 +20,9 @@ class AgentApi(Protocol):
     def accept_pos(self, txn: PosTransaction) -> bool:
         """Journal a completed POS transaction and queue it for the ERP, durably, before
         returning. True when new, False when ``txn_id`` was already accepted (idempotent).
-        Raises ``PayloadError`` naming the line when a SKU is unknown or a quantity is bad."""
+        Raises ``PayloadError`` naming the line when a SKU is unknown or a quantity is bad,
+        ``ConflictError`` naming the difference when ``txn_id`` was accepted with other content,
+        ``JournalUnavailable`` (nothing accepted) while the journal cannot write."""
         ...
 
     def alerts(self, state: str | None = None) -> list[Alert]:
@@ -36,8 +38,9 @@ class AgentApi(Protocol):
         ...
 
     def health(self) -> dict[str, Any]:
-        """``{"status": "ok" | "degraded", ...}`` with per-component detail (broker, erp backlog,
-        time-series backlog, devices)."""
+        """``{"status": "ok" | "degraded", ...}`` with per-component detail (broker, journal,
+        background tasks, erp backlog, time-series backlog, devices); ``degraded`` at once
+        while the journal cannot write or a task is down or crash-looping. Never raises."""
         ...
 
     def alert(self, alert_id: str) -> Alert:

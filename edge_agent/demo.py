@@ -1,10 +1,13 @@
 """``storeedge demo``: a whole store in a box, composed like a service manager would.
 
-It starts a broker (Mosquitto, else the embedded amqtt), a real Tryton with the scenario's
-catalog, VictoriaMetrics when installed, then the simulated store and the agent as separate
-processes, restarting a child that dies. After N seconds (or Ctrl-C) it stops the shoppers,
-lets the POS and the ERP outbox drain, reads the ERP back and prints one JSON line: what
-happened, and the truth check of the ERP against the scenario.
+It starts a broker (Mosquitto with TLS, a user per device and ACLs, as ``storeedge
+broker-config`` writes them for a store; else the embedded amqtt, open), a real Tryton with the
+scenario's catalog, VictoriaMetrics when installed, then the simulated store and the agent as
+separate processes, restarting any child that dies (broker, ERP and time-series server
+included).
+After N seconds (or Ctrl-C) it stops the shoppers, lets the POS and the ERP outbox drain,
+reads the ERP back and prints one JSON line: what happened, and the truth check of the ERP
+against the scenario.
 """
 
 from __future__ import annotations
@@ -23,20 +26,29 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import yaml
 
 from cloud_bridge.tryton.connector import TrytonConnector
 from cloud_bridge.tryton.server import start_tryton
+from edge_agent.broker_security import BrokerFiles
+from edge_agent.certs import write_store_certs
+from edge_agent.config import StoreConfig
 from edge_agent.services import (
     Service,
     free_port,
-    start_broker,
+    mosquitto_path,
+    start_amqtt,
+    start_mosquitto,
     start_victoria_metrics,
     victoria_metrics_path,
 )
 from firmware_sim.camera import CameraSim
+from firmware_sim.faults import merge_fault_specs
+from firmware_sim.judge import false_alerts
 from firmware_sim.scenario import Scenario, load_scenario
 from firmware_sim.store import camera_reference_path
+from storeedge.errors import StoreEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +57,10 @@ DRAIN_SECONDS = 120.0
 
 def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_port: int,
                  erp_url: str | None, tsdb_url: str | None,
-                 camera_ports: dict[str, int] | None = None) -> dict[str, Any]:
-    """The agent's store config for a scenario (what a store's IT team would write)."""
+                 camera_ports: dict[str, int] | None = None,
+                 broker_ca: Path | None = None) -> dict[str, Any]:
+    """The agent's store config for a scenario (what a store's IT team would write); with
+    ``broker_ca`` the agent signs in as its own user over TLS."""
     dev = workdir / "dev"
     devices: list[dict[str, Any]] = []
     for shelf in scenario.shelves:
@@ -84,7 +98,10 @@ def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_po
              for f in scenario.fridges}
     return {
         "store": {"id": scenario.store_id, "name": f"demo ({scenario.name})"},
-        "broker": {"host": "127.0.0.1", "port": broker_port},
+        "broker": ({"host": "127.0.0.1", "port": broker_port, "tls": True,
+                    "ca_file": str(broker_ca), "username": f"{scenario.store_id}-agent",
+                    "password_env": "STOREEDGE_MQTT_PASSWORD"}
+                   if broker_ca else {"host": "127.0.0.1", "port": broker_port}),
         "journal": {"path": str(workdir / "agent" / "journal.db"), "snapshot_seconds": 2},
         "http": {"host": "127.0.0.1", "port": http_port},
         "erp": ({"kind": "tryton", "url": erp_url, "database": "storeedge",
@@ -140,6 +157,58 @@ class Child:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+class AlertLog:
+    """Every alert the agent announces on ``store/{sid}/alerts``, read from the broker as any
+    consumer would (a persistent QoS 1 session): the opening transition of each alert, by id,
+    for the false-alarm check, and the duplicates: an alert opened while another one for the
+    same rule and subject was still active."""
+
+    _ACTIVE = frozenset({"open", "claimed", "escalated"})
+
+    def __init__(self, port: int, store_id: str, *, login: tuple[str, str] | None = None,
+                 ca_file: Path | None = None) -> None:
+        self.opened: dict[str, dict[str, Any]] = {}
+        self.duplicates: list[dict[str, Any]] = []
+        self._active: dict[tuple[str, str], str] = {}  # (rule, subject) -> alert id
+        self._topic = f"store/{store_id}/alerts"
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                   client_id=f"storeedge-demo-alerts-{store_id}",
+                                   clean_session=False)
+        self._client.on_connect = self._subscribe
+        self._client.on_message = self._message
+        if login is not None:
+            self._client.username_pw_set(*login)
+        if ca_file is not None:
+            self._client.tls_set(ca_certs=str(ca_file))
+        self._client.connect_async("127.0.0.1", port)
+        self._client.loop_start()
+
+    def _subscribe(self, client: mqtt.Client, *_: Any) -> None:
+        client.subscribe(self._topic, qos=1)
+
+    def _message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            alert = json.loads(message.payload)
+        except ValueError:
+            log.error("unreadable alert on %s", message.topic)
+            return
+        alert_id = alert.get("alert_id")
+        self.opened.setdefault(alert_id, alert)
+        key = (alert.get("rule"), alert.get("subject"))
+        if alert.get("state") in self._ACTIVE:
+            other = self._active.setdefault(key, alert_id)
+            if other != alert_id:
+                self.duplicates.append({"rule": key[0], "subject": key[1],
+                                        "alert_ids": [other, alert_id]})
+                self._active[key] = alert_id
+        elif self._active.get(key) == alert_id:
+            del self._active[key]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
 
 
 class StatusBoard:
@@ -206,36 +275,39 @@ class StatusBoard:
 
 
 def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
-             faults: list[str] | None = None) -> int:
+             faults: list[str] | None = None, agent_env: dict[str, str] | None = None) -> int:
     scenario = load_scenario(scenario_name)
     workdir = (workdir or Path("var/demo") / time.strftime("%Y%m%d-%H%M%S")).resolve()
     (workdir / "dev").mkdir(parents=True, exist_ok=True)
     (workdir / "agent").mkdir(parents=True, exist_ok=True)
     tty = sys.stdout.isatty()
-    services: list[Any] = []
+    services: dict[str, Any] = {}  # the broker, the ERP and the time-series server, by role
     children: list[Child] = []
+    restarts: Counter[str] = Counter()
     interrupted = False
 
     def on_signal(signum: int, frame: Any) -> None:
+        # The first Ctrl-C (or SIGTERM) ends the run and still drains and reports; a second
+        # one stops every child now.
         nonlocal interrupted
+        if interrupted:
+            raise KeyboardInterrupt
         interrupted = True
 
     previous = signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        broker: Service = start_broker(workdir / "broker")
-        services.append(broker)
         erp_password = secrets.token_urlsafe(12)
         catalog = [{"sku": s.sku, "name": s.name, "barcode": s.barcode,
                     "unit_grams": s.unit_grams} for s in scenario.catalog]
         tryton = start_tryton(workdir / "tryton", free_port(), catalog,
                               {s.sku: scenario.erp_initial_stock for s in scenario.catalog},
                               erp_password)
-        services.append(tryton)
+        services["erp"] = tryton
         tsdb = None
         if victoria_metrics_path() is not None:
             tsdb = start_victoria_metrics(workdir / "tsdb")
-            services.append(tsdb)
+            services["tsdb"] = tsdb
         else:
             log.warning("victoria-metrics not installed: the demo runs without HQ time series")
         http_port = free_port()
@@ -244,22 +316,48 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         for camera in scenario.cameras:  # calibration: the empty shelf, taken at install time
             CameraSim(list(camera.lanes.items()), size=(camera.width, camera.height)
                       ).write_reference(camera_reference_path(workdir / "dev", camera))
-        config_path = workdir / "store.yaml"
-        config_path.write_text(yaml.safe_dump(store_config(
-            scenario, workdir, broker_port=broker.port, http_port=http_port,
+        broker_port = free_port()
+        certs = (write_store_certs(workdir / "broker" / "certs", scenario.store_id)
+                 if mosquitto_path() else None)
+        config = store_config(
+            scenario, workdir, broker_port=broker_port, http_port=http_port,
             erp_url=tryton.url, tsdb_url=f"http://127.0.0.1:{tsdb.port}" if tsdb else None,
-            camera_ports=camera_ports), sort_keys=False))
+            camera_ports=camera_ports, broker_ca=certs.ca_cert if certs else None)
+        config_path = workdir / "store.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         env = {"STOREEDGE_ERP_PASSWORD": erp_password, "PYTHONUNBUFFERED": "1"}
+        sim_login: list[str] = []
+        hq_login: tuple[str, str] | None = None  # the alert log reads as HQ's bridge would
+        if certs is not None:
+            broker: Service = start_mosquitto(workdir / "broker", broker_port,
+                                              stores=[StoreConfig.model_validate(config)],
+                                              certs=certs)
+            files = broker.extra["broker"]
+            assert isinstance(files, BrokerFiles)
+            env["STOREEDGE_MQTT_PASSWORD"] = files.passwords[config["broker"]["username"]]
+            sim_login = ["--broker-ca", str(certs.ca_cert),
+                         "--broker-credentials", str(files.credentials_file)]
+            hq_user = files.user(scenario.store_id, "hq")
+            hq_login = (hq_user, files.passwords[hq_user])
+        else:
+            broker = start_amqtt(workdir / "broker", broker_port)
+            log.warning("mosquitto not installed; the embedded amqtt broker is open to anyone")
+        services["broker"] = broker
+        for role, service in services.items():
+            (workdir / f"{role}.pid").write_text(str(service.pid))
         cli = [sys.executable, "-m", "edge_agent.cli"]
         truth_path = workdir / "truth.json"
         sim = Child("sim", [*cli, "sim", "--scenario", scenario_name, "--broker-port",
-                            str(broker.port), "--agent-url", agent_url, "--dev-dir",
+                            str(broker.port), *sim_login, "--agent-url", agent_url, "--dev-dir",
                             str(workdir / "dev"), "--truth-out", str(truth_path),
                             *(f"--fault={f}" for f in faults or ()),
                             *(f"--device-port={d}={p}" for d, p in camera_ports.items())],
                     workdir, env)
-        agent = Child("agent", [*cli, "agent", "--config", str(config_path)], workdir, env)
+        agent = Child("agent", [*cli, "agent", "--config", str(config_path)], workdir,
+                      {**env, **(agent_env or {})})
         children += [sim, agent]
+        alert_log = AlertLog(broker.port, scenario.store_id, login=hq_login,
+                             ca_file=certs.ca_cert if certs else None)
         sim.start()  # first, so the shelves' serial ports exist when the agent opens them
         agent.start()
         handheld = agent_url + "/"
@@ -269,6 +367,7 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         while not interrupted and time.monotonic() < deadline:
             for child in children:
                 child.check()
+            _revive(services, restarts, workdir)
             board.poll()
             if tty:
                 screen = board.screen(scenario, deadline - time.monotonic(), agent.restarts,
@@ -280,32 +379,71 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         states_while_running = dict(board.health.get("device_states") or {})
         # Stop the shoppers; the POS drains its queue and writes the truth before it exits.
         sim.stop(grace=60.0)
-        drained = _wait_drained(board, agent, DRAIN_SECONDS)
+        drained = _wait_drained(board, agent, services, restarts, workdir, DRAIN_SECONDS)
         board.poll()
         truth = json.loads(truth_path.read_text()) if truth_path.exists() else {}
-        erp_units = asyncio.run(_erp_sold_units(tryton.url, erp_password))
-        tsdb_points = _count_points(tsdb.port, scenario.store_id) if tsdb else 0
+        _revive(services, restarts, workdir)
+        try:
+            erp_units = asyncio.run(_erp_sold_units(tryton.url, erp_password))
+        except StoreEdgeError as exc:  # still a report, with the ERP's side unknown
+            log.error("cannot read the ERP back: %s", exc)
+            erp_units = None
+        tsdb_points, tsdb_units = (_read_time_series(tsdb.port, scenario.store_id) if tsdb
+                                   else (0, 0))
         agent.stop(grace=30.0)
-        report = _report(scenario, seconds, board, agent.restarts, truth, erp_units,
+        alert_log.close()
+        unjustified = false_alerts(
+            scenario, merge_fault_specs(scenario.device_faults(), faults or ()), truth,
+            list(alert_log.opened.values()))
+        restarts.update({child.name: child.restarts for child in children})
+        report = _report(scenario, seconds, board, restarts, truth, erp_units,
                          tsdb_points, drained, states_while_running)
+        report["truth"]["tsdb_sold_units"] = tsdb_units if tsdb else None
+        report["alerts_heard"] = len(alert_log.opened)  # on MQTT, as HQ and handhelds hear them
+        report["duplicate_alerts"] = len(alert_log.duplicates)
+        report["duplicate_alert_list"] = alert_log.duplicates
+        report["false_alerts"] = len(unjustified)
+        report["false_alert_list"] = unjustified
         print(json.dumps(report, sort_keys=True), flush=True)
         return 0
     finally:
         for child in reversed(children):
             child.stop(grace=10.0)
-        for service in reversed(services):
+        for service in reversed(services.values()):
             service.stop()
         signal.signal(signal.SIGINT, previous)
 
 
-def _wait_drained(board: StatusBoard, agent: Child, timeout: float) -> bool:
-    """Wait until the agent's ERP outbox is empty, restarting the agent if it died."""
+def _revive(services: dict[str, Any], restarts: Counter[str], workdir: Path) -> None:
+    """Restart a service that died, on its own port and data; one that will not start is
+    tried again on the next turn, while the rest of the store runs on. Each service's pid is
+    in ``{role}.pid`` like the children's."""
+    for role, service in services.items():
+        if service.running:
+            continue
+        log.warning("%s is down; restarting it", role)
+        try:
+            service.restart()
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            log.error("%s did not restart: %s", role, exc)
+        else:
+            restarts[role] += 1
+            (workdir / f"{role}.pid").write_text(str(service.pid))
+
+
+def _wait_drained(board: StatusBoard, agent: Child, services: dict[str, Any],
+                  restarts: Counter[str], workdir: Path, timeout: float) -> bool:
+    """Wait until the agent's ERP outbox and time-series buffer are empty, restarting what
+    died meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         agent.check()
+        _revive(services, restarts, workdir)
         board.poll()
         erp = board.health.get("erp") or {}
-        if erp.get("pending") == 0 and board.health.get("counters") is not None:
+        series = board.health.get("timeseries") or {}
+        if (erp.get("pending") == 0 and not series.get("buffered")
+                and board.health.get("counters") is not None):
             return True
         time.sleep(0.5)
     return False
@@ -319,8 +457,9 @@ async def _erp_sold_units(url: str, password: str) -> dict[str, int]:
         await erp.aclose()
 
 
-def _count_points(port: int, store_id: str) -> int:
-    """Points HQ's time-series server holds for this store (read back, not our own counter)."""
+def _read_time_series(port: int, store_id: str) -> tuple[int, int]:
+    """Points HQ's time-series server holds for this store, and the units its sale points
+    add up to (read back, not our own counters)."""
     base = f"http://127.0.0.1:{port}"
     try:
         httpx.get(base + "/internal/force_flush", timeout=10)
@@ -328,15 +467,23 @@ def _count_points(port: int, store_id: str) -> int:
                           timeout=30)
     except httpx.HTTPError as exc:
         log.error("cannot read the time-series server back: %s", exc)
-        return 0
-    return sum(len(json.loads(line)["values"]) for line in resp.text.splitlines() if line)
+        return 0, 0
+    points = sold = 0
+    for line in filter(None, resp.text.splitlines()):
+        series = json.loads(line)
+        points += len(series["values"])
+        if series["metric"].get("__name__") == "sale_qty":
+            sold += round(sum(series["values"]))
+    return points, sold
 
 
-def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: int,
-            truth: dict[str, Any], erp_units: dict[str, int], tsdb_points: int,
+def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: Counter[str],
+            truth: dict[str, Any], erp_units: dict[str, int] | None, tsdb_points: int,
             drained: bool, device_states: dict[str, int]) -> dict[str, Any]:
     h = board.health
     scenario_units: dict[str, int] = truth.get("sales_units", {})
+    erp_read = erp_units is not None
+    erp_units = erp_units or {}
     skus = set(scenario_units) | set(erp_units)
     mismatched = sorted(s for s in skus if scenario_units.get(s, 0) != erp_units.get(s, 0))
     alerts: Counter[str] = Counter()
@@ -360,11 +507,14 @@ def _report(scenario: Scenario, seconds: float, board: StatusBoard, restarts: in
         "erp_backlog": erp.get("pending"),
         "erp_drained": drained,
         "tsdb_points": tsdb_points,
-        "agent_restarts": restarts,
+        "dead_tasks": len(h.get("tasks_down") or []),  # down or crash-looping at the end
+        "tasks_down": h.get("tasks_down") or [],
+        "agent_restarts": restarts["agent"],
+        "restarts": {role: n for role, n in sorted(restarts.items()) if n},
         "truth": {
             "scenario_sales_units": sum(scenario_units.values()),
-            "erp_sold_units": sum(erp_units.values()),
-            "mismatches": len(mismatched),
+            "erp_sold_units": sum(erp_units.values()) if erp_read else None,
+            "mismatches": len(mismatched) if erp_read else None,
             "mismatched_skus": mismatched,
             "pos_unposted": truth.get("unposted"),
         },

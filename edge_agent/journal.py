@@ -7,6 +7,7 @@ in one transaction. State (lane counts, the catalog) is snapshotted, never writt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from storeedge.errors import UsageError
+from storeedge.errors import JournalUnavailable, UsageError
 from storeedge.events import Alert, AlertState, Event, PosTransaction, Severity
 
 SCHEMA = """
@@ -72,6 +73,11 @@ class Journal:
     def __init__(self, path: str | Path, extra_schemas: Iterable[str] = ()) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        #: Where a journal that failed its integrity check at start was moved, if one did.
+        self.quarantined: Path | None = None
+        problem = _integrity_problem(self.path)
+        if problem is not None:
+            self.quarantined = _quarantine(self.path, problem)
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -92,6 +98,7 @@ class Journal:
         # alert_counts() kept current by record_alerts after one query over the journal: the
         # health endpoint is polled, and that query grows with every transition ever made.
         self._alert_counts: dict[tuple[str, str], int] | None = None
+        self._fact_counts: dict[str, int] | None = None
         self._alert_live: dict[str, tuple[str, str]] = {}  # active alert id -> (rule, state)
 
     def close(self) -> None:
@@ -113,15 +120,34 @@ class Journal:
             conn.close()
 
     def _tx(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``work`` in one write transaction. JournalUnavailable when SQLite cannot write
+        (disk full, I/O error, read-only file): nothing of it is on disk, and the journal is
+        usable again once the cause is gone."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn = self._conn
             try:
-                result = work(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise JournalUnavailable(f"journal {self.path}: {exc}") from exc
             return result
+
+    def limit_pages(self, pages: int) -> int:
+        """Cap the database file at ``pages`` pages (SQLite's ``max_page_count``; never below
+        what it holds): a write beyond it fails as on a full disk. Returns the cap in force."""
+        with self._lock:
+            return int(self._conn.execute(f"PRAGMA max_page_count={int(pages)}").fetchone()[0])
+
+    def page_count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA page_count").fetchone()[0])
 
     # Facts
 
@@ -150,20 +176,50 @@ class Journal:
     def record_alerts(self, alerts: list[tuple[Alert, str]], *enlist: Enlist) -> None:
         """Journal alert transitions, each with its JSON body, in one transaction (one fsync
         for a whole batch)."""
-        rows = [(a.event_id, a.alert_id, a.rule, a.subject, a.state.value, a.received_ts, body)
-                for a, body in alerts]
+        self.record([], alerts, *enlist)
 
-        def work(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO alert_transition (event_id, alert_id, rule, subject, state, ts, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    def record(self, facts: list[Event], alerts: list[tuple[Alert, str]],
+               *enlist: Enlist) -> None:
+        """Journal derived facts and alert transitions (each with its JSON body) in one
+        transaction: all of it is on disk, or none of it and JournalUnavailable."""
+        fact_rows = [(f.event_id, f.event_type, f.source, f.received_ts,
+                      json.dumps(f.to_dict(), separators=(",", ":"), default=str))
+                     for f in facts]
+        alert_rows = [(a.event_id, a.alert_id, a.rule, a.subject, a.state.value,
+                       a.received_ts, body) for a, body in alerts]
+
+        def work(conn: sqlite3.Connection) -> tuple[int, int]:
+            added = 0
+            if fact_rows:
+                added = conn.executemany(
+                    "INSERT OR IGNORE INTO fact (event_id, kind, source, ts, body)"
+                    " VALUES (?, ?, ?, ?, ?)", fact_rows).rowcount
+            # OR IGNORE: a retry after a commit whose outcome SQLite could not tell (an I/O
+            # error) must not jam on rows that did land.
+            added_alerts = 0
+            if alert_rows:
+                added_alerts = conn.executemany(
+                    "INSERT OR IGNORE INTO alert_transition"
+                    " (event_id, alert_id, rule, subject, state, ts, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", alert_rows).rowcount
             for callback in enlist:
                 callback(conn)
+            return added, added_alerts
 
-        self._tx(work)
+        added, added_alerts = self._tx(work)
         with self._lock:
-            if self._alert_counts is not None:
-                self._count_alerts((a.alert_id, a.rule, a.state.value) for a, _ in alerts)
+            if alerts and self._alert_counts is not None:
+                if added_alerts != len(alerts):
+                    self._alert_counts, self._alert_live = None, {}
+                else:
+                    self._count_alerts((a.alert_id, a.rule, a.state.value) for a, _ in alerts)
+            if facts and self._fact_counts is not None:
+                if added != len(facts):  # some were journaled before: count them again
+                    self._fact_counts = None
+                else:
+                    for fact in facts:
+                        kind = fact.event_type
+                        self._fact_counts[kind] = self._fact_counts.get(kind, 0) + 1
 
     def _count_alerts(self, transitions: Iterable[tuple[str, str, str]]) -> None:
         counts, live = self._alert_counts, self._alert_live
@@ -180,21 +236,16 @@ class Journal:
     def record_facts(self, facts: list[Event], *enlist: Enlist) -> None:
         """Journal derived facts (tag departures, suspect items, device health changes) in one
         transaction."""
-        rows = [(f.event_id, f.event_type, f.source, f.received_ts,
-                 json.dumps(f.to_dict(), separators=(",", ":"), default=str)) for f in facts]
-
-        def work(conn: sqlite3.Connection) -> None:
-            conn.executemany("INSERT OR IGNORE INTO fact (event_id, kind, source, ts, body)"
-                             " VALUES (?, ?, ?, ?, ?)", rows)
-            for callback in enlist:
-                callback(conn)
-
-        self._tx(work)
+        self.record(facts, [], *enlist)
 
     def fact_counts(self) -> dict[str, int]:
+        """Facts journaled, per kind: one query over the table at the first call, then kept
+        current by ``record`` (the health probe is polled)."""
         with self._lock:
-            rows = self._conn.execute("SELECT kind, COUNT(*) FROM fact GROUP BY kind").fetchall()
-        return {kind: n for kind, n in rows}
+            if self._fact_counts is None:
+                rows = self._conn.execute("SELECT kind, COUNT(*) FROM fact GROUP BY kind")
+                self._fact_counts = {kind: n for kind, n in rows}
+            return dict(self._fact_counts)
 
     def active_alerts(self) -> list[Alert]:
         """The latest transition of every alert that has not been resolved or cleared."""
@@ -206,6 +257,13 @@ class Journal:
             ).fetchall()
         alerts = [alert_from_json(r[0]) for r in rows]
         return [a for a in alerts if a.state in ACTIVE_STATES]
+
+    def sale_body(self, txn_id: str) -> dict[str, Any] | None:
+        """The transaction accepted under ``txn_id``, as journaled (``PosTransaction.to_dict``)."""
+        with self._lock:
+            row = self._conn.execute("SELECT body FROM sale WHERE txn_id = ?",
+                                     (txn_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def sale_count(self) -> int:
         with self._lock:
@@ -228,6 +286,30 @@ class Journal:
             if n:
                 out.setdefault(rule, {})[state] = n
         return out
+
+    def prune(self, before: float, keep_alerts: Iterable[str] = ()) -> dict[str, int]:
+        """Delete facts, alert transitions and sales older than ``before`` (epoch seconds),
+        keeping every transition of the alerts in ``keep_alerts`` (the active ones) and every
+        sale whose ERP command is not delivered yet. Returns the rows deleted per table."""
+        keep = json.dumps(sorted(keep_alerts))
+
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            out = {"fact": conn.execute("DELETE FROM fact WHERE ts < ?", (before,)).rowcount}
+            out["alert_transition"] = conn.execute(
+                "DELETE FROM alert_transition WHERE ts < ?"
+                " AND alert_id NOT IN (SELECT value FROM json_each(?))", (before, keep)).rowcount
+            has_outbox = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
+            undelivered = (" AND txn_id NOT IN (SELECT subject FROM outbox"
+                           " WHERE kind = 'sale' AND state != 'delivered')" if has_outbox else "")
+            out["sale"] = conn.execute(
+                f"DELETE FROM sale WHERE received_ts < ?{undelivered}", (before,)).rowcount
+            return out
+
+        deleted: dict[str, int] = self._tx(work)
+        with self._lock:  # recounted from what is left at the next read
+            self._fact_counts = None
+        return deleted
 
     # State
 
@@ -256,6 +338,39 @@ class Journal:
             raise UsageError("Journal.execute is for reads; facts go through their methods")
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
+
+
+def _integrity_problem(path: Path) -> str | None:
+    """What SQLite's quick check finds wrong with the journal at ``path`` (None: sound, or no
+    journal yet)."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if rows == [("ok",)]:
+        return None
+    return "; ".join(str(r[0]) for r in rows[:5])
+
+
+def _quarantine(path: Path, problem: str) -> Path:
+    """Move a corrupt journal (and its WAL) aside, so that the agent starts on a fresh one and
+    the old one stays for recovery (docs/journal.md says how to replay its outbox)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(target.with_name(target.name + suffix))
+    log.error("journal %s failed its integrity check (%s): moved to %s, starting a fresh one; "
+              "its undelivered ERP commands can be replayed (see docs/journal.md)",
+              path, problem, target)
+    return target
 
 
 def alert_from_json(text: str) -> Alert:

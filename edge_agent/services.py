@@ -15,8 +15,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edge_agent.broker_security import TUNING, BrokerFiles, current_user, write_broker_config
+from edge_agent.certs import StoreCerts
+from edge_agent.config import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +49,46 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0,
 
 @dataclass
 class Service:
-    """A child process we started; ``stop()`` sends SIGTERM, then SIGKILL after a grace period."""
+    """A child process we started; ``stop()`` sends SIGTERM, then SIGKILL after a grace period,
+    and ``restart()`` starts it again with the same command, port and data directory."""
 
     name: str
-    proc: subprocess.Popen[bytes]
+    argv: list[str]
     port: int
     workdir: Path
-    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    @property
     def running(self) -> bool:
-        return self.proc.poll() is None
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=self.workdir, env={**os.environ, **self.env},
+                                         start_new_session=True)
+        try:
+            wait_for_port(self.port, timeout=timeout, proc=self.proc)
+        except Exception as exc:
+            self.proc.kill()
+            self.proc.wait()
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{self.name} did not start: {exc}\n{tail}") from exc
 
     def stop(self, grace: float = 10.0) -> None:
+        if self.proc is None:
+            return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -67,22 +98,16 @@ class Service:
                 self.proc.wait()
         log.info("service stopped", extra={"service": self.name, "rc": self.proc.returncode})
 
+    def restart(self, timeout: float = 30.0) -> None:
+        self.stop()
+        self.start(timeout)
+
 
 def spawn(name: str, argv: list[str], workdir: Path, port: int,
           env: dict[str, str] | None = None, timeout: float = 30.0) -> Service:
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / f"{name}.log"
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
-    try:
-        wait_for_port(port, timeout=timeout, proc=proc)
-    except Exception as exc:
-        proc.kill()
-        proc.wait()
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"{name} did not start: {exc}\n{tail}") from exc
-    return Service(name, proc, port, workdir, log_path)
+    service = Service(name, argv, port, workdir, env or {})
+    service.start(timeout)
+    return service
 
 
 MOSQUITTO_CONF = """\
@@ -91,16 +116,7 @@ allow_anonymous true
 persistence true
 persistence_location {dir}/
 autosave_interval 5
-# Store traffic is bursty: never drop messages to a subscriber that falls behind for a moment.
-max_inflight_messages 1000
-max_queued_messages 1000000
-max_queued_bytes 0
-# Without this, TCP delayed-ACK adds 20-40 ms to every alert at a few thousand msg/s.
-set_tcp_nodelay true
-log_dest stdout
-log_type error
-log_type warning
-log_type notice
+user {user}
 """
 
 
@@ -110,15 +126,37 @@ def mosquitto_path() -> str | None:
     )
 
 
-def start_mosquitto(workdir: Path, port: int | None = None) -> Service:
+def start_mosquitto(workdir: Path, port: int | None = None, *,
+                    stores: Sequence[StoreConfig] = (), certs: StoreCerts | None = None,
+                    client_certs: bool = False) -> Service:
+    """Mosquitto with the store broker's settings, its persistence in ``workdir`` (retained
+    state survives a restart on the same ``workdir`` and ``port``).
+
+    Without ``stores``, anonymous clients may do anything (the development broker). With them,
+    the config ``storeedge broker-config`` writes: their users and ACLs only, TLS when ``certs``
+    are given; ``extra["broker"]`` holds the ``BrokerFiles`` with every user's password.
+    """
     binary = mosquitto_path()
     if binary is None:
         raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(MOSQUITTO_CONF.format(port=port, dir=workdir))
-    return spawn("mosquitto", [binary, "-c", str(conf)], workdir, port)
+    # Started as root, Mosquitto drops to its own user, which cannot write a persistence file
+    # here: stay the user who owns workdir.
+    user = current_user()
+    files: BrokerFiles | None = None
+    if stores:
+        files = write_broker_config(stores, workdir, port=port, host="127.0.0.1", certs=certs,
+                                    client_certs=client_certs, persistence_dir=workdir,
+                                    run_as=user)
+        conf = files.conf
+    else:
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(MOSQUITTO_CONF.format(port=port, dir=workdir, user=user) + TUNING)
+    service = spawn("mosquitto", [binary, "-c", str(conf)], workdir, port)
+    if files is not None:
+        service.extra["broker"] = files
+    return service
 
 
 AMQTT_CONF = """\

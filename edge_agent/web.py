@@ -3,10 +3,12 @@ handhelds show, the alert lifecycle (sign-in, claim, resolve, scan to confirm, t
 summary), the handheld and manager pages, health probes and Prometheus metrics.
 
 Each route translates HTTP to one ``AgentApi`` call and back, on the event loop that runs the
-agent. Callers present a bearer token listed in ``http.tokens``; on the alert stream the token may
-also come as ``?token=``, since a browser's EventSource cannot send headers. A token's role says
-what it may do and its zones which alerts a staff member sees and acts on. With no tokens
-configured everything is open (development) and every caller is an anonymous manager.
+agent. Callers present a bearer token listed in ``http.tokens`` or the session cookie that signing
+in sets (the pages use the cookie: a browser's EventSource cannot send headers); never a token in
+a URL. A token's role says what it may do and its zones which alerts a staff member sees and acts
+on. With no tokens configured everything is open (development) and every caller is an anonymous
+manager. Sign-in limits, body limits, security headers and the audit log are
+``edge_agent.web_security``'s.
 
 Lifecycle errors map to statuses: ``AlertNotFound`` 404, ``NotPermitted`` 403,
 ``IllegalTransition`` 409, ``PayloadError`` 422.
@@ -15,28 +17,43 @@ Lifecycle errors map to statuses: ``AlertNotFound`` 404, ``NotPermitted`` 403,
 from __future__ import annotations
 
 import asyncio
-import hmac
 import html
 import logging
-import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from edge_agent.alerts import (
+from edge_agent.api import AgentApi
+from edge_agent.config import HttpSection
+from edge_agent.web_security import (
+    ERROR_RESPONSES,
+    SESSION_COOKIE,
+    AuditLog,
+    AuditRecord,
+    Guard,
+    Problem,
+    SecurityMiddleware,
+    invalid_request,
+    json_errors,
+    load_tokens,
+    page_csp,
+)
+from rules.trackers.alerts import (
     ALL_ZONES,
     Actor,
     AlertError,
@@ -45,9 +62,12 @@ from edge_agent.alerts import (
     NotPermitted,
     Outcome,
 )
-from edge_agent.api import AgentApi
-from edge_agent.config import HttpSection
-from storeedge.errors import ConfigError, PayloadError, UsageError
+from storeedge.errors import (
+    ConflictError,
+    JournalUnavailable,
+    PayloadError,
+    UsageError,
+)
 from storeedge.events import Alert, AlertState, PosLine, PosTransaction
 
 log = logging.getLogger(__name__)
@@ -73,103 +93,133 @@ class Resync:
 RESYNC = Resync()
 
 
-class _Closed:
-    pass
+@dataclass(eq=False)
+class _Subscriber:
+    """One live stream's backlog: the transitions it has not read yet, in publish order."""
 
-
-_CLOSED = _Closed()
+    pending: deque[Alert] = field(default_factory=deque)
+    resync: bool = False
+    closed: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Subscription:
-    """Async iterator over one subscriber's alert transitions (or ``RESYNC``), in publish
-    order, ending when the feed closes."""
+    """Async iterator over one subscriber's alert transitions, in publish order: each step
+    gives every transition published since the last one (a list, at least one), or ``RESYNC``;
+    it ends when the feed closes."""
 
-    def __init__(self, queue: asyncio.Queue[Alert | Resync | _Closed]) -> None:
-        self._queue = queue
+    def __init__(self, subscriber: _Subscriber) -> None:
+        self._sub = subscriber
 
     def __aiter__(self) -> Subscription:
         return self
 
-    async def __anext__(self) -> Alert | Resync:
-        item = await self._queue.get()
-        if isinstance(item, _Closed):
-            self._queue.put_nowait(item)  # a later read ends too instead of waiting forever
-            raise StopAsyncIteration
-        return item
+    async def __anext__(self) -> list[Alert] | Resync:
+        sub = self._sub
+        while True:
+            if sub.closed:
+                raise StopAsyncIteration
+            if sub.resync:
+                sub.resync = False
+                return RESYNC
+            if sub.pending:
+                batch = list(sub.pending)
+                sub.pending.clear()
+                return batch
+            sub.wake.clear()
+            await sub.wake.wait()
 
 
 class AlertFeed:
     """Fans alert transitions out to live subscribers (the handhelds' streams).
 
-    ``publish`` never blocks and never grows memory: each subscriber has a bounded queue, and one
-    that falls behind has its backlog replaced by a single ``RESYNC``, on which it re-reads the
-    current alerts. Use it from the event loop that serves the app.
+    The agent publishes each loop turn's transitions at once, and a subscriber reads all that
+    arrived since its last read as one batch, so an alert storm costs one stream event per
+    turn, not one per transition. ``publish`` never blocks and never grows memory: a
+    subscriber holds at most ``max_pending`` unread transitions, and one that falls further
+    behind has its backlog replaced by a single ``RESYNC``, on which it re-reads the current
+    alerts. Use it from the event loop that serves the app.
     """
 
-    def __init__(self, max_pending: int = 4096) -> None:
-        if max_pending < 2:
-            raise UsageError("max_pending must leave room for RESYNC and one transition")
+    def __init__(self, max_pending: int = 65_536) -> None:
+        if max_pending < 1:
+            raise UsageError("max_pending must leave room for one transition")
         self._max_pending = max_pending
-        self._queues: set[asyncio.Queue[Alert | Resync | _Closed]] = set()
+        self._subscribers: set[_Subscriber] = set()
         self._closed = False
 
     @property
     def subscribers(self) -> int:
         """How many subscriptions are open."""
-        return len(self._queues)
+        return len(self._subscribers)
 
-    def publish(self, alert: Alert) -> None:
-        """Hand one transition to every subscriber, without waiting for any."""
-        for queue in self._queues:
-            try:
-                queue.put_nowait(alert)
-            except asyncio.QueueFull:
-                _empty(queue)
-                queue.put_nowait(RESYNC)
-                log.warning("store %s: an alert subscriber fell %d transitions behind; "
-                            "it will re-read the snapshot", alert.store_id, self._max_pending)
+    def publish(self, alerts: Sequence[Alert]) -> None:
+        """Hand one turn's transitions to every subscriber, without waiting for any."""
+        if not alerts:
+            return
+        for sub in self._subscribers:
+            if len(sub.pending) + len(alerts) > self._max_pending:
+                sub.pending.clear()
+                if not sub.resync:
+                    sub.resync = True
+                    log.warning("store %s: an alert subscriber fell %d transitions behind; "
+                                "it will re-read the snapshot", alerts[0].store_id,
+                                self._max_pending)
+            else:
+                sub.pending.extend(alerts)
+            sub.wake.set()
 
     def close(self) -> None:
         """End every subscription, open or future. Call it when the agent stops, before the
         HTTP server: an open stream would otherwise hold the server's graceful shutdown."""
         self._closed = True
-        for queue in self._queues:
-            _empty(queue)
-            queue.put_nowait(_CLOSED)
+        for sub in self._subscribers:
+            sub.pending.clear()
+            sub.closed = True
+            sub.wake.set()
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscription]:
         """Receive transitions published from now on, until the block exits or the feed closes."""
-        queue: asyncio.Queue[Alert | Resync | _Closed] = asyncio.Queue(self._max_pending)
-        if self._closed:
-            queue.put_nowait(_CLOSED)
-        self._queues.add(queue)
+        sub = _Subscriber(closed=self._closed)
+        self._subscribers.add(sub)
         try:
-            yield Subscription(queue)
+            yield Subscription(sub)
         finally:
-            self._queues.discard(queue)
-
-
-def _empty(queue: asyncio.Queue[Any]) -> None:
-    while not queue.empty():
-        queue.get_nowait()
+            self._subscribers.discard(sub)
 
 
 # Schemas
 
 
+# Bounds no real sale reaches: a line beyond them is a till's bug or an attack, and once booked
+# it would be sent to the ERP (which stored qty 10**20 as a done shipment) and to HQ.
+MAX_QTY = 100_000
+MAX_UNIT_PRICE = 10_000_000.0
+TS_MIN_MS = 946_684_800_000  # 2000-01-01
+TS_MAX_AHEAD_MS = 86_400_000  # a till's clock a day ahead of ours is wrong, not early
+
+
 class PosLineCreate(BaseModel):
     sku: Annotated[str, Field(min_length=1, max_length=64)]
-    qty: Annotated[int, Field(strict=True, ge=1)]
-    unit_price: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    qty: Annotated[int, Field(strict=True, ge=1, le=MAX_QTY)]
+    unit_price: Annotated[float, Field(ge=0, le=MAX_UNIT_PRICE, allow_inf_nan=False)]
 
 
 class PosTransactionCreate(BaseModel):
-    """A completed POS transaction as the register sends it; ``ts`` is epoch milliseconds."""
+    """A completed POS transaction as the register sends it; ``ts`` is epoch milliseconds,
+    from 2000 to a day ahead of the agent's clock."""
 
     txn_id: Annotated[str, Field(min_length=1, max_length=64)]
-    ts: Annotated[int, Field(strict=True, ge=0)]
+    ts: Annotated[int, Field(strict=True, ge=TS_MIN_MS)]
     lines: Annotated[list[PosLineCreate], Field(min_length=1, max_length=500)]
+
+    @field_validator("ts")
+    @classmethod
+    def _not_in_the_future(cls, ts: int) -> int:
+        if ts > time.time() * 1000 + TS_MAX_AHEAD_MS:
+            raise ValueError("more than a day ahead of the store's clock")
+        return ts
 
 
 class PosAccepted(BaseModel):
@@ -196,37 +246,15 @@ Caller = Actor
 ANONYMOUS = Caller("anonymous", "manager", frozenset({ALL_ZONES}))
 
 
-class _Tokens:
-    def __init__(self, http: HttpSection) -> None:
-        self._entries: list[tuple[Caller, bytes]] = []
-        for i, entry in enumerate(http.tokens):
-            secret = os.environ.get(entry.token_env, "")
-            if not secret:
-                raise ConfigError("<environment>", f"http.tokens.{i}.token_env",
-                                  f"environment variable {entry.token_env} is unset or empty")
-            zones = frozenset(entry.zones)
-            self._entries.append((Caller(entry.name, entry.role, zones), secret.encode()))
-
-    @property
-    def open(self) -> bool:
-        return not self._entries
-
-    def caller(self, presented: str) -> Caller | None:
-        found = None
-        given = presented.encode()
-        for caller, secret in self._entries:  # no early exit: the time spent tells nothing
-            if hmac.compare_digest(secret, given):
-                found = caller
-        return found
-
-
 @dataclass(frozen=True, slots=True)
 class _Context:
     api: AgentApi
     feed: AlertFeed
-    tokens: _Tokens
+    guard: Guard
+    http: HttpSection
+    audit: AuditLog
     registry: CollectorRegistry
-    pages: dict[str, str]
+    pages: dict[str, tuple[str, str]]  # name -> (html, its Content-Security-Policy)
 
 
 def _context(request: Request) -> _Context:
@@ -238,21 +266,31 @@ ContextDep = Annotated[_Context, Depends(_context)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
-def _require(*roles: str, query_token: bool = False) -> Callable[..., Caller]:
+def _identify(request: Request, ctx: _Context, credentials: HTTPAuthorizationCredentials | None,
+              roles: tuple[str, ...]) -> Caller:
+    if ctx.guard.open:
+        request.state.caller = ANONYMOUS
+        return ANONYMOUS  # development: anyone may do anything
+    found = ctx.guard.authenticate(request, credentials.credentials if credentials else None)
+    request.state.caller = found  # for the audit record
+    if found.role not in roles:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {found.role} may not do this")
+    return found
+
+
+def _require(*roles: str) -> Callable[..., Caller]:
     def caller(request: Request, ctx: ContextDep, credentials: BearerDep) -> Caller:
-        if ctx.tokens.open:
-            return ANONYMOUS
-        presented = credentials.credentials if credentials else None
-        if presented is None and query_token:
-            presented = request.query_params.get("token")
-        found = ctx.tokens.caller(presented) if presented else None
-        if found is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if found.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"token {found.name!r} (role {found.role}) may not do this")
-        return found
+        return _identify(request, ctx, credentials, roles)
+
+    return caller
+
+
+def _require_unless(switch: str, *roles: str) -> Callable[..., Caller | None]:
+    """Like ``_require``, except that anyone passes while ``http.{switch}`` is on."""
+    def caller(request: Request, ctx: ContextDep, credentials: BearerDep) -> Caller | None:
+        if getattr(ctx.http, switch):
+            return None
+        return _identify(request, ctx, credentials, roles)
 
     return caller
 
@@ -260,18 +298,24 @@ def _require(*roles: str, query_token: bool = False) -> Callable[..., Caller]:
 _STAFF = ("staff", "manager", "hq")
 PosCaller = Annotated[Caller, Depends(_require("pos"))]
 StaffCaller = Annotated[Caller, Depends(_require(*_STAFF))]
-StreamCaller = Annotated[Caller, Depends(_require(*_STAFF, query_token=True))]
 ActingCaller = Annotated[Caller, Depends(_require("staff", "manager"))]
 ManagerCaller = Annotated[Caller, Depends(_require("manager", "hq"))]
+DocsReader = Annotated[Caller | None, Depends(_require_unless("public_docs", "manager", "hq"))]
+MetricsReader = Annotated[Caller | None,
+                          Depends(_require_unless("public_metrics", "manager", "hq"))]
 
 
 # Routes
 
 pos_router = APIRouter(prefix="/api/pos", tags=["pos"])
-alerts_router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+_LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such alert"},
+    409: {"model": Problem, "description": "Not from the alert's current state"},
+}
+alerts_router = APIRouter(prefix="/api/alerts", tags=["alerts"], responses=_LIFECYCLE_RESPONSES)
 lanes_router = APIRouter(prefix="/api/lanes", tags=["lanes"])
 devices_router = APIRouter(prefix="/api/devices", tags=["devices"])
-session_router = APIRouter(prefix="/api", tags=["people"])
+session_router = APIRouter(prefix="/api", tags=["people"], responses=_LIFECYCLE_RESPONSES)
 ops_router = APIRouter(tags=["ops"])
 
 
@@ -282,13 +326,23 @@ ops_router = APIRouter(tags=["ops"])
 async def accept_transaction(
     body: PosTransactionCreate, response: Response, ctx: ContextDep, caller: PosCaller,
 ) -> PosAccepted:
-    """Accept a completed transaction once: 201 when new, 200 with ``duplicate`` on a replay."""
+    """Accept a completed transaction once: 201 when new, 200 with ``duplicate`` on a replay,
+    409 when its ``txn_id`` came before with other content, 503 while the journal cannot
+    write (nothing was accepted)."""
     try:
         new = ctx.api.accept_pos(_to_event(body, ctx.api.store_id))
     except PayloadError as exc:
         log.warning("store %s: POS transaction %s from %s rejected: %s",
                     ctx.api.store_id, body.txn_id, caller.name, exc)
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except ConflictError as exc:
+        log.warning("store %s: POS transaction %s from %s refused: %s",
+                    ctx.api.store_id, body.txn_id, caller.name, exc)
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except JournalUnavailable as exc:  # not acknowledged: the till keeps it and retries
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"not accepted: the store's journal cannot write now ({exc}); "
+                            "retry later", headers={"Retry-After": "5"}) from exc
     audit.info("store %s: POS transaction %s accepted from token %s (%d lines%s)",
                ctx.api.store_id, body.txn_id, caller.name, len(body.lines),
                "" if new else ", duplicate")
@@ -307,18 +361,21 @@ async def list_alerts(
 
 
 @alerts_router.get("/stream", response_class=EventSourceResponse)
-async def stream_alerts(ctx: ContextDep, caller: StreamCaller) -> AsyncIterator[ServerSentEvent]:
+async def stream_alerts(ctx: ContextDep, caller: StaffCaller) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events of the alerts the caller may see: ``snapshot`` (the active alerts)
-    first and again whenever this client fell behind, then one ``alert`` per transition;
-    FastAPI adds a keep-alive comment after 15 s of silence."""
+    first and again whenever this client fell behind, then ``alerts``: a list of the
+    transitions since the last event, in order; FastAPI adds a keep-alive comment after 15 s
+    of silence."""
     async with ctx.feed.subscribe() as transitions:
         # Subscribed before the snapshot is read, so no transition can fall between the two.
         yield _snapshot(ctx.api, caller)
         async for item in transitions:
             if isinstance(item, Resync):
                 yield _snapshot(ctx.api, caller)
-            elif caller.can_see(item):
-                yield ServerSentEvent(event="alert", data=item.to_dict())
+                continue
+            visible = [alert.to_dict() for alert in item if caller.can_see(alert)]
+            if visible:
+                yield ServerSentEvent(event="alerts", data=visible)
 
 
 def _snapshot(api: AgentApi, caller: Caller) -> ServerSentEvent:
@@ -342,6 +399,15 @@ class ScanIn(BaseModel):
 
 class SignIn(BaseModel):
     token: Annotated[str, Field(max_length=256)] = ""
+    # Whose token it is; when given, failed tries also count against this account.
+    name: Annotated[str, Field(max_length=64)] | None = None
+
+
+class Who(BaseModel):
+    name: str
+    role: str | None
+    zones: list[str]
+    store_id: str
 
 
 @contextmanager
@@ -389,20 +455,48 @@ async def resolve_alert(
         return ctx.api.resolve_alert(alert_id, caller, body.outcome, body.note).to_dict()
 
 
+def _who(ctx: _Context, caller: Caller) -> Who:
+    return Who(name=caller.name, role=caller.role, zones=sorted(caller.zones),
+               store_id=ctx.api.store_id)
+
+
 @session_router.post("/session")
-async def sign_in(ctx: ContextDep, body: SignIn) -> dict[str, Any]:
-    """Who a token belongs to: name, role, zones. 401 for an unknown token, 403 for one that is
-    not for people (a POS till's)."""
-    caller = ANONYMOUS if ctx.tokens.open else ctx.tokens.caller(body.token)
-    if caller is None:
-        log.warning("store %s: sign-in with an unknown token", ctx.api.store_id)
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    if caller.role not in _STAFF:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"token {caller.name!r} is not for people")
+async def sign_in(ctx: ContextDep, body: SignIn, request: Request, response: Response) -> Who:
+    """Sign a person in with their token: who it belongs to (name, role, zones), and a session
+    cookie (HttpOnly, SameSite=Strict, Secure over TLS) the pages use from then on. The same 401
+    for every token that signs nobody in (unknown, a till's, another account's); 429 with
+    Retry-After after too many failures from this client or for this account."""
+    guard = ctx.guard
+    request.state.account = body.name
+    guard.refuse_if_limited(request, body.name)
+    caller = ANONYMOUS if guard.open else guard.by_token(body.token)
+    if caller is None or caller.role not in _STAFF or body.name not in (None, caller.name):
+        raise guard.refuse(request, body.name)
+    guard.signed_in(request, body.name)
+    request.state.caller = caller
+    session_id, lifetime = guard.start_session(caller)
+    response.set_cookie(SESSION_COOKIE, session_id, max_age=lifetime, path="/", httponly=True,
+                        secure=ctx.http.tls, samesite="strict")
     audit.info("store %s: %s (%s) signed in", ctx.api.store_id, caller.name, caller.role)
-    return {"name": caller.name, "role": caller.role, "zones": sorted(caller.zones),
-            "store_id": ctx.api.store_id}
+    return _who(ctx, caller)
+
+
+@session_router.get("/session")
+async def whoami(ctx: ContextDep, caller: StaffCaller) -> Who:
+    """Who the session cookie (or bearer token) belongs to; 401 when nobody is signed in."""
+    return _who(ctx, caller)
+
+
+@session_router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
+async def sign_out(ctx: ContextDep, request: Request, response: Response) -> None:
+    """End this browser's session (idempotent)."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    caller = ctx.guard.by_session(session_id)
+    if caller is not None:
+        request.state.caller = caller
+    ctx.guard.end_session(session_id)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=ctx.http.tls,
+                           samesite="strict")
 
 
 @session_router.post("/scan")
@@ -438,64 +532,113 @@ async def liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@ops_router.get("/readyz")
-async def readiness(ctx: ContextDep) -> JSONResponse:
-    """The agent's health; 503 unless its status is ``ok``."""
+@ops_router.get("/readyz", responses={
+    503: {"description": "Not ready"}, 401: ERROR_RESPONSES[401], 429: ERROR_RESPONSES[429]})
+async def readiness(ctx: ContextDep, request: Request, credentials: BearerDep) -> JSONResponse:
+    """The agent's status, 503 unless ``ok``; the detail (devices, counters, ERP, broker) only
+    for a manager or HQ, or to anyone with ``http.public_health_detail``."""
     health = ctx.api.health()
     ok = health.get("status") == "ok"
     code = status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
-    return JSONResponse(jsonable_encoder(health), code)
+    detailed = ctx.http.public_health_detail or ctx.guard.open
+    if not detailed and (credentials or request.cookies.get(SESSION_COOKIE)):
+        detailed = _identify(request, ctx, credentials, ("pos", *_STAFF)).role in ("manager",
+                                                                                   "hq")
+    body = health if detailed else {"status": health.get("status")}
+    return JSONResponse(jsonable_encoder(body), code)
 
 
 @ops_router.get("/metrics", include_in_schema=False)
-async def metrics(ctx: ContextDep) -> Response:
+async def metrics(ctx: ContextDep, _: MetricsReader) -> Response:
     return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@ops_router.get("/openapi.json", include_in_schema=False)
+async def openapi_schema(request: Request, _: DocsReader) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@ops_router.get("/docs", include_in_schema=False)
+async def docs_page(request: Request, _: DocsReader) -> HTMLResponse:
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title=request.app.title)
+    # Swagger UI loads its script and styles from a CDN and runs inline code.
+    return HTMLResponse(page.body, headers={"Content-Security-Policy": (
+        "default-src 'none'; script-src https: 'unsafe-inline'; style-src https:; "
+        "img-src https: data:; connect-src 'self'; frame-ancestors 'none'")})
 
 
 @ops_router.get("/", include_in_schema=False)
 async def handheld_page(ctx: ContextDep) -> HTMLResponse:
-    return HTMLResponse(ctx.pages["handheld"], headers={"Cache-Control": "no-cache"})
+    return _page(ctx, "handheld")
 
 
 @ops_router.get("/manager", include_in_schema=False)
 async def manager_page(ctx: ContextDep) -> HTMLResponse:
-    return HTMLResponse(ctx.pages["manager"], headers={"Cache-Control": "no-cache"})
+    return _page(ctx, "manager")
 
 
-async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's own 422, except that inputs JSON cannot carry are echoed as text: Python's
-    parser accepts ``NaN`` and ``Infinity``, and echoing them as numbers would be a 500."""
-    detail = _json_safe(jsonable_encoder(exc.errors()))
-    return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+def _page(ctx: _Context, name: str) -> HTMLResponse:
+    body, csp = ctx.pages[name]
+    return HTMLResponse(body, headers={"Cache-Control": "no-cache",
+                                       "Content-Security-Policy": csp})
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
+audit_router = APIRouter(prefix="/api/audit", tags=["audit"])
+
+
+@audit_router.get("")
+async def audit_records(ctx: ContextDep, request: Request, _: ManagerCaller,
+                        after: Annotated[int, Query(ge=0)] = 0,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+                        ) -> list[AuditRecord]:
+    """The audit log from record ``after`` on, oldest first: who (a token's name), role, when
+    (epoch seconds), what (method and path), the HTTP status, and from which address. Nothing
+    in the API changes or removes a record."""
+    request.state.audited_read = True
+    return ctx.audit.records(after, limit)
+
+
+class CsvResponse(StreamingResponse):
+    media_type = "text/csv"
+
+
+@audit_router.get("/export.csv", response_class=CsvResponse)
+async def audit_export(ctx: ContextDep, request: Request, _: ManagerCaller,
+                       after: Annotated[int, Query(ge=0)] = 0) -> CsvResponse:
+    """The whole audit log (from record ``after`` on) as CSV."""
+    request.state.audited_read = True
+    return CsvResponse(ctx.audit.csv(after))
 
 
 def create_app(
     api: AgentApi, feed: AlertFeed, http: HttpSection, registry: CollectorRegistry,
+    audit_log: AuditLog | None = None, environ: dict[str, str] | None = None,
 ) -> FastAPI:
-    """Build the web app over a running agent.
+    """Build the web app over a running agent; ``audit_log`` defaults to one in memory.
 
-    Raises ``ConfigError`` when a configured token's environment variable is unset or empty.
+    Raises ``ConfigError`` when a configured token's environment variable is unset or empty, or
+    its token too weak.
     """
     store = html.escape(api.store_id)
-    pages = {name: (_STATIC / f"{name}.html").read_text(encoding="utf-8")
-             .replace("__STORE_ID__", store) for name in ("handheld", "manager")}
-    app = FastAPI(title=f"storeedge agent {api.store_id}")
-    app.state.ctx = _Context(api, feed, _Tokens(http), registry, pages)
-    app.exception_handler(RequestValidationError)(_invalid_request)
+    pages = {}
+    for name in ("handheld", "manager"):
+        page = (_STATIC / f"{name}.html").read_text(encoding="utf-8").replace("__STORE_ID__",
+                                                                               store)
+        pages[name] = (page, page_csp(page))
+    guard = Guard(http, api.store_id, load_tokens(http, dict(os.environ if environ is None
+                                                             else environ)))
+    audit_log = audit_log or AuditLog(None)
+    app = FastAPI(title=f"storeedge agent {api.store_id}", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.ctx = _Context(api, feed, guard, http, audit_log, registry, pages)
+    app.exception_handler(RequestValidationError)(invalid_request)
+    app.add_middleware(SecurityMiddleware, audit=audit_log, tls=http.tls)
     if not http.tokens:
         log.warning("store %s: no HTTP tokens configured; the API is open to anyone who can "
                     "reach %s:%d", api.store_id, http.host, http.port)
     for router in (pos_router, alerts_router, lanes_router, devices_router, session_router,
-                   ops_router):
-        app.include_router(router)
+                   audit_router):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(ops_router)
+    app.openapi_schema = json_errors(app.openapi())
     return app

@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 
 from devices.zigbee2mqtt.protocol import encode_availability, encode_state
 from firmware_sim.faults import Faults, FaultyPublisher, ScenarioClock, ValueFilter
+from firmware_sim.login import NO_LOGIN, BrokerLogin
 from storeedge.errors import BrokerUnavailable, UsageError
 from storeedge.units import s_to_ms
 
@@ -92,6 +93,7 @@ class FridgeSim:
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
         elapsed: Callable[[], float] | None = None,
+        login: BrokerLogin = NO_LOGIN,
     ) -> None:
         self.name = name
         self.host, self.port = host, port
@@ -120,6 +122,7 @@ class FridgeSim:
         self._thread: threading.Thread | None = None
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                    client_id=f"fridge-sim-{name.replace('/', '-')}")
+        login.apply(self._client)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._send = FaultyPublisher(self._client.publish, self.faults, self._random)

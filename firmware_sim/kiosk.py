@@ -28,6 +28,7 @@ import aiomqtt
 
 from devices.checkout.protocol import encode, session_topic
 from firmware_sim.faults import ByteFilter, Faults, FaultyPublisher, ValueFilter
+from firmware_sim.login import NO_LOGIN, BrokerLogin
 from storeedge.errors import BrokerUnavailable, UsageError
 from storeedge.events import CheckoutKind
 from storeedge.units import s_to_ms
@@ -72,9 +73,11 @@ class KioskSim:
                  noise_grams: float = 1.0, weight_spread: float = 0.005,
                  settle_samples: int = 4, sample_interval: float = 0.05,
                  faults: Faults | None = None, seed: int | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 login: BrokerLogin = NO_LOGIN) -> None:
         self.store_id = store_id
         self.kiosk_id = kiosk_id
+        self.login = login
         self.host, self.port = host, port
         self.catalog = {sku: CatalogEntry(sku, barcode, grams, price)
                         for sku, barcode, grams, price in catalog}
@@ -113,7 +116,8 @@ class KioskSim:
             raise UsageError(f"{self.kiosk_id}: simulator already started")
         client = aiomqtt.Client(self.host, self.port, identifier=f"kiosk-sim-{self.store_id}-"
                                 f"{self.kiosk_id}",
-                                will=aiomqtt.Will(self._status, b"offline", qos=1, retain=True))
+                                will=aiomqtt.Will(self._status, b"offline", qos=1, retain=True),
+                                **self.login.aiomqtt_args())
         try:
             await client.__aenter__()
             await client.publish(self._status, b"online", qos=1, retain=True)

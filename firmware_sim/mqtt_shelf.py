@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 
 from devices.shelf_mqtt.protocol import encode_status, encode_weight, status_topic, weight_topic
 from firmware_sim.faults import Faults, FaultyPublisher, ScenarioClock, ValueFilter
+from firmware_sim.login import NO_LOGIN, BrokerLogin
 from storeedge.errors import BrokerUnavailable, UsageError
 from storeedge.units import s_to_ms
 
@@ -46,6 +47,7 @@ class MqttShelfSim:
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
         elapsed: Callable[[], float] | None = None,
+        login: BrokerLogin = NO_LOGIN,
     ) -> None:
         self.store_id = store_id
         self.device_id = device_id
@@ -72,6 +74,7 @@ class MqttShelfSim:
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"shelf-sim-{store_id}-{device_id}"
         )
+        login.apply(self._client)
         self._client.will_set(self._status_topic, encode_status(False), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

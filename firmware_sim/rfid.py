@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt
 from devices.rfid import m100, zebra
 from devices.rfid.config import tags_topic
 from firmware_sim.faults import Faults, FaultyPublisher
+from firmware_sim.login import NO_LOGIN, BrokerLogin
 from firmware_sim.pty_port import ServingPtySim
 from storeedge.errors import BrokerUnavailable, UsageError
 
@@ -92,6 +93,7 @@ class ZebraReaderSim(_Field):
         faults: Faults | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
+        login: BrokerLogin = NO_LOGIN,
     ) -> None:
         super().__init__(rssi_noise_db, seed)
         self.device_id = device_id
@@ -111,6 +113,7 @@ class ZebraReaderSim(_Field):
         self._thread: threading.Thread | None = None
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                    client_id=f"zebra-sim-{store_id}-{device_id}")
+        login.apply(self._client)
         self._client.on_connect = lambda *args: self._connected.set()
         self._publish = FaultyPublisher(self._raw_publish, self.faults,
                                         random.Random(None if seed is None else seed + 1))

@@ -29,6 +29,7 @@ from firmware_sim.camera import CameraSim
 from firmware_sim.faults import Faults, ScenarioClock, merge_fault_specs, plug_schedule
 from firmware_sim.fridge import FridgeProfile, FridgeSim
 from firmware_sim.kiosk import KioskSim, Receipt
+from firmware_sim.login import NO_LOGIN, BrokerLogin
 from firmware_sim.modbus_shelf import ModbusShelfSim
 from firmware_sim.mqtt_shelf import MqttShelfSim
 from firmware_sim.pos import PosRegister, Transaction
@@ -65,10 +66,13 @@ class SimLane:
     units: int
     set_grams: Callable[[float], None]
     restocking: bool = False
+    low_water: int | None = None  # the fewest units the lane held in the run
     epcs: list[str] = field(default_factory=list)  # tags of the units on the lane, if tagged
     watchers: list[Callable[[SimLane], None]] = field(default_factory=list)
 
     def show(self) -> None:
+        if self.low_water is None or self.units < self.low_water:
+            self.low_water = self.units
         self.set_grams(self.units * self.unit_grams)
         for watch in self.watchers:
             watch(self)
@@ -103,9 +107,11 @@ class SimulatedStore:
 
     def __init__(self, scenario: Scenario, *, broker: tuple[str, int], agent_url: str,
                  dev_dir: Path, faults: Mapping[str, Faults] | None = None,
-                 device_ports: Mapping[str, int] | None = None) -> None:
+                 device_ports: Mapping[str, int] | None = None,
+                 logins: Mapping[str, BrokerLogin] | None = None) -> None:
         self.scenario = scenario
         self.broker = broker
+        self.logins = dict(logins or {})  # device id -> its broker login (none: anonymous)
         self.dev_dir = dev_dir
         self.clock = ScenarioClock()
         self.faults = dict(scenario.device_faults() if faults is None else faults)
@@ -171,7 +177,8 @@ class SimulatedStore:
                 msim = MqttShelfSim(s.store_id, shelf.id, [lane.id for lane in shelf.lanes],
                                     host=self.broker[0], port=self.broker[1], qos=1,
                                     noise_grams=s.noise_grams, seed=s.seed,
-                                    faults=self._faults(shelf.id), elapsed=self.clock)
+                                    faults=self._faults(shelf.id), elapsed=self.clock,
+                                    login=self.login(shelf.id))
                 self.mqtt.append(msim)
                 setters = [(lambda g, s=msim, lane=lane.id: s.set_grams(lane, g))
                            for lane in shelf.lanes]
@@ -215,7 +222,7 @@ class SimulatedStore:
                 spec.name, host=self.broker[0], port=self.broker[1],
                 profile=_fridge_profile(spec, self.extra_rng), humidity=spec.humidity,
                 noise=0.05, interval_seconds=spec.every_seconds, seed=self.scenario.seed,
-                faults=self._faults(spec.id), elapsed=self.clock)
+                faults=self._faults(spec.id), elapsed=self.clock, login=self.login(spec.id))
 
     def _build_kiosks(self) -> None:
         s = self.scenario
@@ -223,8 +230,11 @@ class SimulatedStore:
         for spec in s.kiosks:
             self.kiosks[spec.id] = KioskSim(s.store_id, spec.id, self.broker[0], self.broker[1],
                                             catalog, faults=self.faults.get(spec.id),
-                                            seed=s.seed)
+                                            seed=s.seed, login=self.login(spec.id))
             self._kiosk_queues[spec.id] = asyncio.Lock()
+
+    def login(self, device_id: str) -> BrokerLogin:
+        return self.logins.get(device_id, NO_LOGIN)
 
     def _build_readers(self) -> None:
         for spec in self.scenario.rfid_readers:
@@ -514,7 +524,9 @@ class SimulatedStore:
         return {"sales_units": dict(sales), "transactions": self.pos.accepted + self.kiosk_paid,
                 "pos_transactions": self.pos.accepted, "kiosk_transactions": self.kiosk_paid,
                 "unposted": self.pos.pending, "rejected": self.pos.rejected,
-                "planted": self.planted, "readings": self.readings()}
+                "planted": self.planted, "readings": self.readings(),
+                "lane_low_water": {lane.id: lane.low_water if lane.low_water is not None
+                                   else lane.units for lane in self.lanes}}
 
 
 @dataclass
@@ -557,7 +569,8 @@ def _reader_sim(store: SimulatedStore, spec: RfidReaderSpec) -> ZebraReaderSim |
     if spec.kind == "zebra":
         return ZebraReaderSim(store.scenario.store_id, spec.id, host=store.broker[0],
                               port=store.broker[1], period_s=1.0 / spec.read_hz, batch=4,
-                              rssi_noise_db=2.0, faults=faults, seed=store.scenario.seed)
+                              rssi_noise_db=2.0, faults=faults, seed=store.scenario.seed,
+                              login=store.login(spec.id))
     return _CountingM100(spec.id, store.dev_dir / f"{spec.id}.tty", rssi_noise_db=2.0,
                          faults=faults, seed=store.scenario.seed)
 
@@ -565,18 +578,20 @@ def _reader_sim(store: SimulatedStore, spec: RfidReaderSpec) -> ZebraReaderSim |
 async def run_store(scenario: str | Scenario, *, broker: tuple[str, int], agent_url: str,
                     dev_dir: Path, truth_out: Path | None, seconds: float | None,
                     faults: Sequence[str] = (),
-                    device_ports: Mapping[str, int] | None = None) -> dict[str, object]:
+                    device_ports: Mapping[str, int] | None = None,
+                    logins: Mapping[str, BrokerLogin] | None = None) -> dict[str, object]:
     """Play a scenario until ``seconds`` pass or SIGTERM; then stop shopping, let the POS post
     everything it sold (bounded), and write the truth (also returned).
 
     ``faults`` are ``--fault`` specs laid over the scenario's (``shelf-a1:unplug_at=20``);
-    ``device_ports`` fixes the TCP port of devices that serve one (cameras).
+    ``device_ports`` fixes the TCP port of devices that serve one (cameras); ``logins`` are the
+    MQTT devices' broker logins.
     """
     if isinstance(scenario, str):
         scenario = load_scenario(scenario)
     store = SimulatedStore(scenario, broker=broker, agent_url=agent_url, dev_dir=dev_dir,
                            faults=merge_fault_specs(scenario.device_faults(), faults),
-                           device_ports=device_ports)
+                           device_ports=device_ports, logins=logins)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

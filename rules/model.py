@@ -34,11 +34,13 @@ class ZoneModel:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SkuModel:
-    """A product: ``gtin`` (14 digits) maps a scanned code to the SKU for per-SKU parameters."""
+    """A product: ``gtin`` (14 digits) maps a scanned code to the SKU for per-SKU parameters;
+    ``unit_grams`` is one unit's weight, where the catalog knows it."""
 
     sku: str
     gtin: str | None = None
     name: str = ""
+    unit_grams: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +60,7 @@ class StoreModel:
     zone_of_sensor: dict[str, str] = field(init=False, repr=False, compare=False)
     zone_of_device: dict[str, str] = field(init=False, repr=False, compare=False)
     sku_of_gtin: dict[str, str] = field(init=False, repr=False, compare=False)
+    sku: dict[str, SkuModel] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Indexes built once: the rules look these up on every event.
@@ -71,6 +74,7 @@ class StoreModel:
         put(self, "zone_of_sensor", {s: z.id for z in self.zones for s in z.sensors})
         put(self, "zone_of_device", {**self.zone_of_sensor, **dict(self.devices)})
         put(self, "sku_of_gtin", {s.gtin: s.sku for s in self.skus if s.gtin})
+        put(self, "sku", {s.sku: s for s in self.skus})
 
     def zone_of_sku(self, sku: str) -> str | None:
         """The zone of the SKU's first lane (where its alerts are routed)."""

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(mosquitto victoria-metrics)
-[ "${STOREEDGE_SETUP_BROWSER:-0}" = 1 ] && want+=(chromium)
+# The tests also drive Chromium and step the agent's clock with libfaketime (the chaos suite).
+[ "${STOREEDGE_SETUP_BROWSER:-0}" = 1 ] && want+=(chromium faketime)
 # A Python 3.11+ with venv may come from elsewhere (pyenv, a base image); else Debian's.
 if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   want+=(python3 python3-venv)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import ssl
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -76,13 +77,16 @@ class TrytonConnector:
 
     def __init__(self, url: str, database: str, username: str, password: str,
                  warehouse_code: str = "WH", customer_name: str = "Walk-in customer",
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, *, ca_file: str | None = None) -> None:
+        """``ca_file``: the CA that signed the ERP's certificate (default: the system's CAs);
+        the certificate is verified either way."""
         self._endpoint = f"{url.rstrip('/')}/{database}/rpc/"
         self._username = username
         self._password = password
         self._warehouse_code = warehouse_code
         self._customer_name = customer_name
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._client = httpx.AsyncClient(
+            timeout=timeout, verify=ssl.create_default_context(cafile=ca_file) if ca_file else True)
         self._auth: str | None = None
         self._context: dict[str, Any] = {}
         self._request_id = 0

@@ -110,6 +110,10 @@ class TrytonServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout: float = 30.0) -> None:
         """Start ``trytond`` in its own process group and wait until it listens."""
         if self.running:

@@ -1,3 +1,3 @@
 """Self-checkout kiosks: JSON session events over MQTT (``protocol`` is the codec, ``config`` the
 device's settings). The reconciliation against the bagging scale lives in
-``edge_agent.checkout``."""
+``rules.trackers.checkout``."""

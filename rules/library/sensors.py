@@ -177,10 +177,17 @@ class SensorNoisyParams(RuleParams):
 
 
 class SensorNoisy(Rule):
-    """The median absolute step between successive samples of one lane (or one thermometer), over
-    ``samples`` samples, above ``max_grams`` (``max_celsius``): noise, not goods (a pick is one
-    big step; the median ignores it). Clears when below the bound * ``clear_ratio``. Subject:
-    ``{device}/{lane}`` (``{device}/t`` for a thermometer)."""
+    """The median noise step between successive samples of one lane (or one thermometer), over
+    ``samples`` samples, above ``max_grams`` (``max_celsius``): noise, not goods. Clears when
+    below the bound * ``clear_ratio``. Subject: ``{device}/{lane}`` (``{device}/t`` for a
+    thermometer).
+
+    What noise looks like depends on how a shelf reports. A shelf polled several times a second
+    shows noise as small steps between samples, with a pick as one big step the median ignores;
+    a shelf that reports on change sends one sample per pick, so every step is a pick. A step's
+    noise is therefore its distance from the nearest whole number of units (the SKU's unit
+    weight, where the catalog gives it): picks and restocks cost nothing, jitter counts in
+    full, whichever way the shelf reports."""
 
     name = "sensor_noisy"
     Params = SensorNoisyParams
@@ -190,8 +197,12 @@ class SensorNoisy(Rule):
         return {"ch": {}, "noisy": {}}  # "device/lane" -> [last, [steps]]
 
     def handle(self, event: Event, now: float) -> list[Action]:
+        unit = None
         if type(event) is ShelfWeight:
             subject, value = f"{event.source}/{event.lane}", event.grams
+            lane = self.ctx.model.lane.get(event.lane)
+            sku = self.ctx.model.sku.get(lane.sku) if lane is not None else None
+            unit = sku.unit_grams if sku is not None else None
         else:
             assert isinstance(event, Climate)
             if event.temperature is None:
@@ -202,7 +213,10 @@ class SensorNoisy(Rule):
             self.state["ch"][subject] = [value, []]
             return []
         steps = ch[1]
-        steps.append(abs(value - ch[0]))
+        step = abs(value - ch[0])
+        if unit:
+            step = abs(step - round(step / unit) * unit)
+        steps.append(step)
         ch[0] = value
         p = self.ctx.params(self.name)
         if len(steps) < p.samples:

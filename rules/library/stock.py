@@ -19,7 +19,10 @@ class LowStockParams(RuleParams):
 
 class LowStock(Rule):
     """Open when a lane's count falls to its threshold; re-notify (UpdateAlert) as it falls
-    further; clear when restocked above threshold + ``clear_margin``. Subject: the lane."""
+    further; clear when restocked above threshold + ``clear_margin``. Subject: the lane.
+
+    One lane, one task: while ``out_of_stock`` is on, an empty lane is its alert, the more
+    severe, so this one clears at 0 (and opens again if a restock leaves the lane still low)."""
 
     name = "low_stock"
     Params = LowStockParams
@@ -43,6 +46,12 @@ class LowStock(Rule):
         units = event.after
         low = self.state["low"]
         was = low.get(lane_id)
+        if units == 0 and self.ctx.params("out_of_stock", event.sku, zone).enabled:
+            if was is None:
+                return []
+            del low[lane_id]
+            return [ClearAlert(rule=self.name, subject=lane_id,
+                               reason="empty: the out-of-stock alert takes over")]
         if was is None:
             if units > threshold:
                 return []

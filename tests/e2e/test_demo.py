@@ -3,52 +3,16 @@ the ERP holds: the final JSON's truth is read back from Tryton by the demo itsel
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-import yaml
+
+from tests.demo_process import agent_health, final_report, start_demo, stop_demo, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def start_demo(workdir: Path, seconds: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge_agent.cli", "--log-format", "text", "demo",
-         "--seconds", str(seconds), "--workdir", str(workdir)],
-        stdout=subprocess.PIPE, stderr=open(workdir.parent / "demo.stderr", "w"), text=True)
-
-
-def final_report(proc: subprocess.Popen[str], timeout: float) -> dict:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out
-    lines = [line for line in out.splitlines() if line.strip()]
-    assert lines[0].startswith("storeedge demo: handheld page http://127.0.0.1:")
-    return json.loads(lines[-1])
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def agent_health(workdir: Path) -> dict | None:
-    try:
-        port = yaml.safe_load((workdir / "store.yaml").read_text())["http"]["port"]
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()
-    except (OSError, httpx.HTTPError, ValueError, TypeError, KeyError):
-        return None
 
 
 def test_demo_books_every_sale_in_the_erp_and_raises_low_stock(tmp_path):
@@ -59,10 +23,14 @@ def test_demo_books_every_sale_in_the_erp_and_raises_low_stock(tmp_path):
     assert report["readings"]["total"] > 100
     assert report["readings"]["shelf_modbus"] > 0 and report["readings"]["shelf_mqtt"] > 0
     assert report["tsdb_points"] > 0
+    assert report["alerts_heard"] == sum(report["alerts"].values())
+    assert report["false_alerts"] == 0, report["false_alert_list"]
+    assert report["duplicate_alerts"] == 0, report["duplicate_alert_list"]
     truth = report["truth"]
     assert truth["scenario_sales_units"] > 0
     assert truth["erp_sold_units"] == truth["scenario_sales_units"]
     assert truth["mismatches"] == 0
+    assert truth["tsdb_sold_units"] == truth["scenario_sales_units"]
 
 
 def test_kill_9_of_the_agent_mid_run_loses_and_duplicates_nothing(tmp_path):
@@ -82,9 +50,7 @@ def test_kill_9_of_the_agent_mid_run_loses_and_duplicates_nothing(tmp_path):
         os.kill(second, signal.SIGKILL)
         report = final_report(proc, timeout=300)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_demo(proc)
     assert report["agent_restarts"] >= 2
     truth = report["truth"]
     assert truth["scenario_sales_units"] > 0
@@ -96,10 +62,7 @@ def test_full_store_finds_every_planted_incident(tmp_path):
     """Every device kind, a scan-avoidance at the kiosk, an unplugged shelf and a tagged
     product carried out without a sale (firmware_sim/scenarios/full.yaml)."""
     workdir = tmp_path / "demo"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent.cli", "--log-format", "text", "demo", "--scenario",
-         "full", "--seconds", "90", "--workdir", str(workdir)],
-        stdout=subprocess.PIPE, stderr=open(tmp_path / "demo.stderr", "w"), text=True)
+    proc = start_demo(workdir, 90, "--scenario", "full")
     report = final_report(proc, timeout=400)
     kinds = {"shelf_modbus", "shelf_mqtt", "rfid_zebra", "rfid_serial", "scanner", "checkout",
              "camera", "zigbee2mqtt"}
@@ -110,6 +73,36 @@ def test_full_store_finds_every_planted_incident(tmp_path):
     history = report["device_history"]["shelf-a2"]  # unplugged at 35 s, plugged back at 50 s
     assert history[:3] == ["online", "offline", "online"]
     assert report["devices"] == {"online": 11}
+    assert report["alerts_heard"] == sum(report["alerts"].values())
+    assert report["false_alerts"] == 0, report["false_alert_list"]
+    assert report["duplicate_alerts"] == 0, report["duplicate_alert_list"]
     truth = report["truth"]
     assert truth["scenario_sales_units"] > 0
     assert truth["mismatches"] == 0, truth
+
+
+def restarted(pid_file: Path, old_pid: int) -> bool:
+    return int(pid_file.read_text()) != old_pid
+
+
+def test_demo_restarts_a_killed_broker_and_erp_and_still_books_every_sale(tmp_path):
+    workdir = tmp_path / "demo"
+    proc = start_demo(workdir, 45)
+    try:
+        wait_for(lambda: (agent_health(workdir) or {}).get("counters", {}).get("sales", 0) >= 2,
+                 120, "the agent to accept sales")
+        killed = {}
+        for role in ("broker", "erp"):
+            killed[role] = int((workdir / f"{role}.pid").read_text())
+            os.kill(killed[role], signal.SIGKILL)
+        for role, pid in killed.items():
+            wait_for(functools.partial(restarted, workdir / f"{role}.pid", pid), 60,
+                     f"the demo to restart the {role}")
+        report = final_report(proc, timeout=300)
+    finally:
+        stop_demo(proc)
+    assert report["restarts"]["broker"] >= 1 and report["restarts"]["erp"] >= 1, report
+    truth = report["truth"]
+    assert truth["scenario_sales_units"] > 0
+    assert truth["mismatches"] == 0, truth
+    assert truth["erp_sold_units"] == truth["scenario_sales_units"]

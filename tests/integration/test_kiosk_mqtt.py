@@ -10,9 +10,9 @@ import aiomqtt
 
 from devices.checkout.config import CheckoutDevice
 from devices.checkout.protocol import decode, session_topic
-from edge_agent.checkout import CheckoutReconciler, CheckoutSale
 from edge_agent.services import Service
 from firmware_sim.kiosk import KioskSim
+from rules.trackers.checkout import CheckoutReconciler, CheckoutSale
 from storeedge.events import Event, SuspectItem
 
 CATALOG = [("MILK", "7300011000017", 1030.0, 0.99), ("PEN", "4006381333931", 20.0, 1.5),

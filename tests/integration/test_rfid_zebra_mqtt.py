@@ -11,10 +11,10 @@ import pytest
 
 from devices.rfid import zebra
 from devices.rfid.config import RfidZebraDevice, tags_topic
-from edge_agent.presence import PresenceParams, PresenceTracker
 from edge_agent.services import Service
 from firmware_sim.faults import Faults
 from firmware_sim.rfid import ZebraReaderSim
+from rules.trackers.presence import PresenceParams, PresenceTracker
 from storeedge.events import TagPresence, TagRead
 
 EPC1 = "3074257BF7194E4000001A85"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.alerts import (
+from rules.actions import ClearAlert, EscalateAlert, OpenAlert, UpdateAlert
+from rules.trackers.alerts import (
     Actor,
     AlertManager,
     AlertNotFound,
@@ -13,7 +14,6 @@ from edge_agent.alerts import (
     NotPermitted,
     Outcome,
 )
-from rules.actions import ClearAlert, EscalateAlert, OpenAlert, UpdateAlert
 from storeedge.errors import PayloadError
 from storeedge.events import Alert, AlertState, Severity, ShelfWeight
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.checkout import CheckoutReconciler, CheckoutSale, UnmappedLine
+from rules.trackers.checkout import CheckoutReconciler, CheckoutSale, UnmappedLine
 from storeedge.events import CheckoutEvent as KioskEvent
 from storeedge.events import CheckoutKind, Event, PosLine, SuspectItem
 

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.cli import build_parser, main
 from edge_agent.config import DEVICE_TYPES, load_config
-from storeedge.errors import ConfigError
+from storeedge.errors import ConfigError, ConfigErrors
 
 EXAMPLE = Path(__file__).parents[2] / "store.example.yaml"
 
@@ -34,13 +35,13 @@ lanes:
 
 @pytest.mark.parametrize(("extra", "key", "line", "words"), [
     ("devices:\n  - type: shelf_modbus\n    id: s1\n    lanes: [A1]\n",
-     "devices.0.port", 8, "Field required"),
+     "devices.0.port", 8, "required, but missing (device s1)"),
     ("devices:\n  - type: shelf_mqtt\n    id: s1\n    lanes: [Z9]\n",
      "devices.0.lanes.0", 10, "lane 'Z9' is not in lanes"),
     ("devices:\n  - type: laser\n    id: s1\n", "devices.0", 8, "laser"),
     ("broker:\n  port: 99999\n", "broker.port", 8, "less than or equal to 65535"),
     ("journal:\n  path: x.db\n  snapshot_secs: 3\n", "journal.snapshot_secs", 9,
-     "Extra inputs are not permitted"),
+     "unknown key; did you mean 'snapshot_seconds'?"),
 ])
 def test_errors_name_the_file_line_and_key(tmp_path, extra, key, line, words):
     path = write(tmp_path, BASE + extra)
@@ -70,3 +71,71 @@ def test_bad_yaml_names_the_line(tmp_path):
 def test_a_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
+
+
+FIVE_MISTAKES = """\
+store:
+  id: bj-1
+  timezone: Asia/Beijing
+broker:
+  prot: 1883
+catalog:
+  - {sku: COLA, unit_grams: -350}
+lanes:
+  - {id: A1, sku: COLA}
+devices:
+  - {type: shelf_mqtt, id: shelf-b1, lanes: [A1]}
+  - {type: shelf_modbus, id: shelf-a2, lanes: [A1], slave: 2, prot: /dev/ttyUSB0}
+"""
+
+
+def test_every_mistake_is_reported_at_once_with_its_line_and_device(tmp_path):
+    with pytest.raises(ConfigErrors) as info:
+        load_config(write(tmp_path, FIVE_MISTAKES))
+    assert [(e.line, e.key) for e in info.value.problems] == [
+        (3, "store.timezone"), (5, "broker.prot"), (7, "catalog.0.unit_grams"),
+        (12, "devices.1.port"), (12, "devices.1.prot")]
+    assert info.value.problems[4].problem == "unknown key; did you mean 'port'? (device shelf-a2)"
+
+
+def test_check_prints_every_problem(tmp_path, capsys):
+    assert main(["check", "--config", str(write(tmp_path, FIVE_MISTAKES))]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "storeedge: config error, 5 problems:"
+    assert len(err) == 6 and all(line.startswith(f"  {tmp_path}") for line in err[1:])
+
+
+def test_checks_across_sections_report_every_conflict(tmp_path):
+    text = BASE.replace("lanes:\n  - {id: A1, sku: COLA}\n", """\
+lanes:
+  - {id: A1, sku: COLA, zone: drinks}
+  - {id: A1, sku: TEA}
+http:
+  tokens:
+    - {name: li, role: staff, token_env: LI_TOKEN, zones: [dairy]}
+""")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(write(tmp_path, text))
+    assert [(e.key, e.problem) for e in info.value.problems] == [
+        ("lanes.1", "duplicate lane id 'A1'"),
+        ("lanes.1.sku", "'TEA' is not in catalog (no ERP gives the catalog)"),
+        ("http.tokens.0.zones.0", "li works zone 'dairy', which no zone or lane defines")]
+
+
+def test_secrets_the_config_names_must_be_set_for_the_agent(tmp_path, monkeypatch):
+    path = write(tmp_path, BASE + "erp: {kind: tryton, password_env: ERP_PW_FOR_TEST}\n")
+    monkeypatch.delenv("ERP_PW_FOR_TEST", raising=False)
+    assert load_config(path).erp.kind == "tryton"  # the file itself is fine
+    with pytest.raises(ConfigError, match=r"erp\.password_env: environment variable "
+                                          r"ERP_PW_FOR_TEST is not set"):
+        load_config(path, secrets=True)
+    monkeypatch.setenv("ERP_PW_FOR_TEST", "s3cret-enough")
+    assert load_config(path, secrets=True).erp.kind == "tryton"
+
+
+def test_every_option_of_every_command_has_help():
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if a.choices and a.dest == "command"]
+    for name, sub in [("storeedge", parser), *commands.choices.items()]:
+        for action in sub._actions:
+            assert action.help, f"{name} {'/'.join(action.option_strings) or action.dest}"

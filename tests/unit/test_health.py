@@ -1,6 +1,6 @@
 """Device health from last will, silence and error rate, with an injected clock."""
 
-from edge_agent.health import HealthTracker
+from rules.trackers.health import HealthTracker
 from storeedge.events import HealthState
 
 

@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.inventory import LaneScale
+from rules.trackers.inventory import LaneScale
 from storeedge.events import StockCause
 
 SETTLE, BAND, TOL = 1.0, 3.0, 0.25

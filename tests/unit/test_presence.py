@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from edge_agent.presence import PresenceParams, PresenceTracker
+from rules.trackers.presence import PresenceParams, PresenceTracker
 from storeedge.errors import UsageError
 from storeedge.events import TagPresence, TagRead
 

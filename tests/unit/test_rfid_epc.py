@@ -21,7 +21,7 @@ from devices.rfid.epc import (
     from_sscc,
     from_tag_uri,
 )
-from edge_agent.presence import PresenceParams, PresenceTracker
+from rules.trackers.presence import PresenceParams, PresenceTracker
 from storeedge.errors import PayloadError, UsageError
 from storeedge.events import TagRead
 

@@ -51,10 +51,11 @@ def test_reload_keeps_open_alerts_and_windows():
 
 def test_reload_that_switches_a_rule_off_clears_its_alerts():
     e = engine(low_stock={}, out_of_stock={})
-    e.handle(stock("A1", 1, 0), DAY0)
+    e.handle(stock("A1", 5, 1), DAY0)
+    e.handle(stock("B1", 5, 0), DAY0)
     out = e.reload(config(out_of_stock={}))
     assert [(a.rule, a.subject) for a in out] == [("low_stock", "A1")]
-    assert e.open_alerts() == [("out_of_stock", "A1")]
+    assert e.open_alerts() == [("out_of_stock", "B1")]
 
 
 def test_snapshot_restore_round_trips_through_json():
@@ -146,15 +147,18 @@ def _pairs_ok(actions: list, key: tuple[str, str]) -> tuple[int, int]:
 
 
 @given(st.lists(st.integers(0, 10), min_size=1, max_size=300))
-def test_low_stock_one_alert_per_crossing(counts):
+def test_low_stock_one_alert_per_crossing_and_one_task_per_lane(counts):
     e = engine(low_stock={}, out_of_stock={})
-    out, before, crossings, above = [], 10, 0, True
+    out, before, crossings, low = [], 10, 0, False
     for i, units in enumerate(counts):
         out += e.handle(stock("A1", before, units), DAY0 + i)
         before = units
-        if above and units <= 3:
-            crossings += 1
-        above = units > 3
+        # low_stock holds 1..threshold (3); an empty lane is out_of_stock's alone
+        if units == 0 or units > 3:
+            low = False
+        elif not low:
+            low, crossings = True, crossings + 1
+        assert len([k for k in e.open_alerts() if k[1] == "A1"]) <= 1
     opens, _ = _pairs_ok(out, ("low_stock", "A1"))
     assert opens == crossings
     _pairs_ok(out, ("out_of_stock", "A1"))

@@ -46,7 +46,7 @@ MODEL = StoreModel(
         ZoneModel(id="dairy", min_c=0.0, max_c=5.0, sensors=("fridge-1",)),
         ZoneModel(id="freezer", min_c=-25.0, max_c=-18.0, sensors=("freezer-1",)),
     ),
-    skus=(SkuModel(sku="MILK", gtin="09506000134352"),),
+    skus=(SkuModel(sku="MILK", gtin="09506000134352", unit_grams=262.0),),
     devices=(("kiosk-1", "checkout"), ("shelf-a", "drinks")),
 )
 
@@ -369,6 +369,20 @@ def test_sensor_noisy_ignores_a_pick_but_not_jitter():
     for i in range(20):
         out += e.handle(weight("shelf-a", "A1", 700.0 + (i % 2) * 0.2), DAY0 + 60 + i)
     assert len(cleared(out)) == 1
+
+
+def test_sensor_noisy_ignores_a_shelf_that_reports_only_its_picks():
+    """A wireless shelf reports on change: every sample is a pick or a restock of whole units
+    (here MILK, 262 g), with the load cell's small noise on top."""
+    e = engine(sensor_noisy={"samples": 10, "max_grams": 5})
+    grams, out = 12 * 262.0, []
+    for i in range(40):
+        grams += 262.0 * (-1 if i % 5 else 3)
+        out += e.handle(weight("shelf-f", "F1", grams + (i % 3) * 0.8), DAY0 + i)
+    assert out == []
+    for i in range(20):  # the same shelf jittering 40 g off whole units is noisy
+        out += e.handle(weight("shelf-f", "F1", grams + (i % 2) * 40), DAY0 + 50 + i)
+    assert [a.subject for a in opened(out)] == ["shelf-f/F1"]
 
 
 def test_sensor_noisy_thermometer():

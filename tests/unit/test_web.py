@@ -189,8 +189,8 @@ async def test_payload_error_from_agent_is_422_with_its_message(
 
 @pytest.fixture
 def tokens(monkeypatch: pytest.MonkeyPatch) -> HttpSection:
-    for env, value in [("T_POS", "pos-secret"), ("T_STAFF", "staff-secret"),
-                       ("T_HQ", "hq-secret")]:
+    for env, value in [("T_POS", "pos-S3cret-Xq7Lw2Zp9k"), ("T_STAFF", "staff-S3cret-Xq7Lw2Zp9k"),
+                       ("T_HQ", "hq-S3cret-Xq7Lw2Zp9k")]:
         monkeypatch.setenv(env, value)
     return HttpSection(tokens=[
         HttpToken(name="till-1", role="pos", token_env="T_POS"),
@@ -206,15 +206,15 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.mark.parametrize(("method", "path", "token", "expected"), [
     ("POST", "/api/pos/transactions", None, 401),
     ("POST", "/api/pos/transactions", "wrong", 401),
-    ("POST", "/api/pos/transactions", "staff-secret", 403),
-    ("POST", "/api/pos/transactions", "pos-secret", 201),
+    ("POST", "/api/pos/transactions", "staff-S3cret-Xq7Lw2Zp9k", 403),
+    ("POST", "/api/pos/transactions", "pos-S3cret-Xq7Lw2Zp9k", 201),
     ("GET", "/api/alerts", None, 401),
-    ("GET", "/api/alerts", "pos-secret-but-longer", 401),
-    ("GET", "/api/alerts", "pos-secret", 403),
-    ("GET", "/api/alerts", "staff-secret", 200),
-    ("GET", "/api/alerts", "hq-secret", 200),
-    ("GET", "/api/lanes", "pos-secret", 403),
-    ("GET", "/api/lanes", "staff-secret", 200),
+    ("GET", "/api/alerts", "pos-S3cret-Xq7Lw2Zp9k-but-longer", 401),
+    ("GET", "/api/alerts", "pos-S3cret-Xq7Lw2Zp9k", 403),
+    ("GET", "/api/alerts", "staff-S3cret-Xq7Lw2Zp9k", 200),
+    ("GET", "/api/alerts", "hq-S3cret-Xq7Lw2Zp9k", 200),
+    ("GET", "/api/lanes", "pos-S3cret-Xq7Lw2Zp9k", 403),
+    ("GET", "/api/lanes", "staff-S3cret-Xq7Lw2Zp9k", 200),
     ("GET", "/healthz", None, 200),
     ("GET", "/", None, 200),
 ])
@@ -237,25 +237,31 @@ async def test_audit_line_names_the_token(
 ) -> None:
     with caplog.at_level(logging.INFO, logger="storeedge.audit"):
         async with client_for(agent, feed, registry, tokens) as client:
-            await client.post("/api/pos/transactions", json=txn(), headers=bearer("pos-secret"))
+            await client.post("/api/pos/transactions", json=txn(),
+                              headers=bearer("pos-S3cret-Xq7Lw2Zp9k"))
 
     [line] = [r.getMessage() for r in caplog.records if r.name == "storeedge.audit"]
     assert "till-1" in line and "T-1" in line
 
 
-async def test_stream_takes_the_token_from_the_query_only_there(
+async def test_stream_takes_the_session_cookie_never_a_query_token(
     agent: FakeAgent, feed: AlertFeed, registry: CollectorRegistry, tokens: HttpSection,
 ) -> None:
     feed.close()  # the stream sends its snapshot and ends
     async with client_for(agent, feed, registry, tokens) as client:
-        stream = await client.get("/api/alerts/stream?token=staff-secret")
-        no_token = await client.get("/api/alerts/stream")
-        pos_token = await client.get("/api/alerts/stream?token=pos-secret")
-        list_by_query = await client.get("/api/alerts?token=staff-secret")
+        by_query = await client.get("/api/alerts/stream?token=staff-S3cret-Xq7Lw2Zp9k")
+        signed_in = await client.post("/api/session", json={"token": "staff-S3cret-Xq7Lw2Zp9k"})
+        stream = await client.get("/api/alerts/stream")  # the cookie signing in set
+        await client.delete("/api/session")
+        signed_out = await client.get("/api/alerts/stream")
 
+    assert by_query.status_code == 401
+    cookie = signed_in.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    assert "secure" not in cookie  # plain HTTP here: a Secure cookie would never come back
+    assert "S3cret" not in signed_in.headers["set-cookie"]  # a session id, not the token
     assert stream.status_code == 200
-    assert (no_token.status_code, pos_token.status_code, list_by_query.status_code) == (
-        401, 403, 401)
+    assert signed_out.status_code == 401
 
 
 def test_a_token_whose_variable_is_unset_refuses_to_start(
@@ -354,8 +360,11 @@ async def test_stream_sends_snapshot_then_transitions(
     request = asyncio.create_task(client.get("/api/alerts/stream"))
     await wait_for_subscribers(feed, 1)
 
-    feed.publish(agent.record(make_alert("a-2", severity=Severity.CRITICAL)))
-    feed.publish(agent.record(make_alert("a-1", AlertState.CLEARED)))
+    # One agent turn's transitions arrive as one event, in order.
+    feed.publish([agent.record(make_alert("a-2", severity=Severity.CRITICAL)),
+                  agent.record(make_alert("a-1", AlertState.CLEARED))])
+    await asyncio.sleep(0.05)
+    feed.publish([agent.record(make_alert("a-3"))])
     await asyncio.sleep(0.05)
     # httpx's ASGI transport returns a response once the app finishes: end the stream.
     feed.close()
@@ -363,12 +372,12 @@ async def test_stream_sends_snapshot_then_transitions(
 
     assert response.headers["content-type"].startswith("text/event-stream")
     events = parse_sse(response.text)
-    assert [kind for kind, _ in events] == ["snapshot", "alert", "alert"]
+    assert [kind for kind, _ in events] == ["snapshot", "alerts", "alerts"]
     snapshot = events[0][1]
     assert snapshot["store_id"] == STORE
     assert [a["alert_id"] for a in snapshot["alerts"]] == ["a-1"]  # resolved ones are history
-    assert [(d["alert_id"], d["state"]) for _, d in events[1:]] == [
-        ("a-2", "open"), ("a-1", "cleared")]
+    assert [[(d["alert_id"], d["state"]) for d in batch] for _, batch in events[1:]] == [
+        [("a-2", "open"), ("a-1", "cleared")], [("a-3", "open")]]
     assert "retry: " in response.text
     assert feed.subscribers == 0
 
@@ -382,9 +391,8 @@ async def test_stream_resends_snapshot_when_the_client_fell_behind(
         await wait_for_subscribers(feed, 1)
         await asyncio.sleep(0.05)  # the first snapshot is out
 
-        # Three transitions in one loop turn: more than the stream's queue holds.
-        for i in range(3):
-            feed.publish(agent.record(make_alert(f"b-{i}")))
+        # Three transitions in one loop turn: more than the stream's backlog holds.
+        feed.publish([agent.record(make_alert(f"b-{i}")) for i in range(3)])
         await asyncio.sleep(0.05)
         feed.close()
         response = await request
@@ -397,20 +405,32 @@ async def test_stream_resends_snapshot_when_the_client_fell_behind(
 # AlertFeed on its own
 
 
+async def test_feed_gives_a_reader_everything_since_its_last_read_in_order() -> None:
+    feed = AlertFeed()
+    alerts = [make_alert(f"e-{i}") for i in range(5)]
+    async with feed.subscribe() as sub:
+        feed.publish(alerts[:2])
+        feed.publish(alerts[2:3])
+        assert await anext(sub) == alerts[:3]
+        feed.publish(alerts[3:])
+        assert await anext(sub) == alerts[3:]
+
+
 async def test_feed_slow_subscriber_resyncs_and_others_are_unaffected() -> None:
     feed = AlertFeed(max_pending=3)
     alerts = [make_alert(f"c-{i}") for i in range(6)]
     async with feed.subscribe() as slow, feed.subscribe() as fast:
         got_fast = []
         for alert in alerts[:4]:
-            feed.publish(alert)
-            got_fast.append(await anext(fast))
-        feed.publish(alerts[4])
-        feed.publish(alerts[5])
-        got_fast += [await anext(fast), await anext(fast)]
+            feed.publish([alert])
+            got_fast += await anext(fast)
+        feed.publish(alerts[4:])
+        got_fast += await anext(fast)
 
-        # slow read nothing: c-0..c-2 filled its queue, c-3 replaced them with RESYNC.
-        assert [await anext(slow) for _ in range(3)] == [RESYNC, alerts[4], alerts[5]]
+        # slow read nothing: c-0..c-2 filled its backlog, c-3 replaced them with RESYNC, and
+        # what came after the resync follows it.
+        assert await anext(slow) is RESYNC
+        assert await anext(slow) == alerts[4:]
         assert got_fast == alerts
         assert feed.subscribers == 2
     assert feed.subscribers == 0
@@ -419,7 +439,7 @@ async def test_feed_slow_subscriber_resyncs_and_others_are_unaffected() -> None:
 async def test_feed_close_ends_open_and_later_subscriptions() -> None:
     feed = AlertFeed()
     async with feed.subscribe() as subscription:
-        feed.publish(make_alert("d-1"))
+        feed.publish([make_alert("d-1")])
         feed.close()
         assert [item async for item in subscription] == []
         assert [item async for item in subscription] == []  # stays ended

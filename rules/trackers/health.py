@@ -93,6 +93,14 @@ class HealthTracker:
                 out.append(change)
         return out
 
+    def shift(self, delta: float) -> None:
+        """Move the times that durations are measured from by ``delta`` seconds (the agent's
+        clock stepped): a step is not silence."""
+        for dev in self._devices.values():
+            if dev.last_seen is not None:
+                dev.last_seen += delta
+            dev.window_start += delta
+
     def _evaluate(self, dev: _Device, now: float) -> DeviceHealth | None:
         total = dev.window_good + dev.window_bad
         rate = max(dev.prev_rate, dev.window_bad / total if total >= MIN_WINDOW_MESSAGES else 0.0)

@@ -164,6 +164,19 @@ class PresenceTracker:
                                    sku=tag.sku))
         return out
 
+    def shift(self, delta: float) -> None:
+        """Move every time held by ``delta`` seconds: the agent's clock stepped (or stood still
+        while it was down), and durations must not count the step."""
+        for tag in self._tags.values():
+            tag.last += delta
+            for seen in tag.seen.values():
+                seen.last += delta
+        for clock in self._clocks.values():
+            clock.offset += delta
+            clock.rx += delta
+            if clock.high_since is not None:
+                clock.high_since += delta
+
     def present(self) -> dict[str, str]:
         """Every present tag's location."""
         return {epc: tag.location for epc, tag in self._tags.items()}

@@ -1,0 +1,71 @@
+"""Tells the world what the journal holds: alert transitions on MQTT (the stream and each alert's
+retained state) and to the handhelds' live streams, device health as retained MQTT state, and
+alerts, sales and lane samples to the time-series sink. It is handed only what was committed."""
+
+from __future__ import annotations
+
+import json
+
+from cloud_bridge import tsdb
+from edge_agent.committer import alert_json
+from edge_agent.mqtt import MqttLink
+from edge_agent.web import ACTIVE_STATES, AlertFeed
+from storeedge.events import Alert, DeviceHealth, Event, Sale
+
+
+class Publisher:
+    def __init__(self, store_id: str, mqtt: MqttLink, feed: AlertFeed,
+                 sink: tsdb.TimeSeriesSink | None) -> None:
+        self.store_id = store_id
+        self._prefix = f"store/{store_id}/"
+        self.mqtt = mqtt
+        self.feed = feed
+        self.sink = sink
+
+    def alerts(self, alerts: list[tuple[Alert, bytes]]) -> None:
+        """Committed transitions, each with its JSON: every one on the stream and the live
+        feed, the last of each alert as its retained state (the stream's order per alert holds:
+        both go on one QoS 1 connection)."""
+        if not alerts:
+            return
+        if self.sink is not None:
+            self.sink.add([tsdb.alert_point(a) for a, _ in alerts])
+        stream = f"{self._prefix}alerts"
+        messages = []
+        latest: dict[str, tuple[Alert, bytes]] = {}
+        for alert, body in alerts:
+            messages.append((stream, body, False))
+            latest[alert.alert_id] = (alert, body)
+        self.feed.publish([alert for alert, _ in alerts])
+        messages += [self._retained(alert, body) for alert, body in latest.values()]
+        self.mqtt.publish_many(messages)
+
+    def facts(self, facts: list[Event]) -> None:
+        """Committed facts: a device's health change becomes its retained state."""
+        for fact in facts:
+            if isinstance(fact, DeviceHealth):
+                self.mqtt.publish(f"{self._prefix}state/devices/{fact.device}",
+                                  json.dumps(fact.to_dict(), default=str).encode(), qos=1,
+                                  retain=True)
+
+    def sales(self, sold: list[tuple[Sale, float]], ts: float) -> None:
+        """A booked sale's per-SKU quantities and amounts, to HQ."""
+        if self.sink is not None and sold:
+            points: list[str] = []
+            for sale, amount in sold:
+                points += tsdb.sale_points(sale, amount, ts)
+            self.sink.add(points)
+
+    def lane_samples(self, samples: list[tuple[str, str, int, float]], now: float) -> None:
+        if self.sink is not None and samples:
+            self.sink.add(tsdb.lane_points(self.store_id, samples, now))
+
+    def republish_state(self, active: list[Alert]) -> None:
+        """After (re)connecting, refresh the retained state; the alert stream is not replayed."""
+        self.mqtt.publish_many([self._retained(alert, alert_json(alert)) for alert in active])
+
+    def _retained(self, alert: Alert, payload: bytes) -> tuple[str, bytes, bool]:
+        # Retained per-alert state lets a handheld that (re)connects see what is open now;
+        # an empty retained payload deletes a finished alert's entry.
+        return (f"{self._prefix}state/alerts/{alert.alert_id}",
+                payload if alert.state in ACTIVE_STATES else b"", True)
