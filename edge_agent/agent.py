@@ -121,6 +121,7 @@ class StoreAgent:
         self.supervisor = Supervisor(self.store_id)
         self.registry = CollectorRegistry()
         self.registry.register(AgentCollector(self))
+        self.registry.register(outbox_mod.OutboxCollector(self.outbox, self.store_id))
         self._restored = False
         self._stopping = asyncio.Event()
 
