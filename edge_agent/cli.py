@@ -1,4 +1,4 @@
-"""The ``storeedge`` command: ``agent``, ``check``, ``sim`` and ``demo``."""
+"""The ``storeedge`` command: ``agent``, ``check``, ``sim``, ``demo`` and ``hq``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="default: a fresh directory under var/demo")
     p.add_argument("--fault", action="append", default=[], metavar=FAULT_SPEC, help=FAULT_HELP)
 
+    p = sub.add_parser("hq", help="run the HQ service, or make a store's bridge to it")
+    p.add_argument("--config", type=Path, help="the HQ config (hq.yaml)")
+    hq_sub = p.add_subparsers(dest="hq_command")
+    b = hq_sub.add_parser("bridge-config", help="print the store broker's bridge to HQ")
+    b.add_argument("--store", required=True, type=Path, help="the store's config (store.yaml)")
+    b.add_argument("--hq-host", required=True)
+    b.add_argument("--hq-port", type=int, default=None, help="default: 8883 with TLS, else 1883")
+    b.add_argument("--hq-username", help="default: bridge-{store id}")
+    b.add_argument("--hq-password-env", help="environment variable holding the bridge's password")
+    b.add_argument("--hq-cafile", help="the HQ broker's CA: bridge over TLS")
+
     args = parser.parse_args(argv)
     from edge_agent import logs
 
@@ -90,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             from edge_agent.demo import run_demo
 
             return run_demo(args.scenario, args.seconds, args.workdir, args.fault)
+        if args.command == "hq":
+            from hq.cli import run_hq
+
+            return run_hq(args)
     except ConfigError as exc:
         print(f"storeedge: config error: {exc}", file=sys.stderr)
         return 2
