@@ -76,10 +76,15 @@ class Figures:
             "tsdb": f"max by (store) (last_over_time(agent_tsdb_backlog[{stale}s]))",
             "seen": "max by (store) (tlast_over_time(agent_readings_total[1d]))",
         }
-        tsdb_ok, tsdb_error, got = True, None, {}
+        # One request: the server runs the parts in parallel, and a loaded HQ machine pays one
+        # round trip instead of six.
+        union = "union(" + ", ".join(f'label_set({q}, "figure", "{name}")'
+                                     for name, q in queries.items()) + ")"
+        tsdb_ok, tsdb_error = True, None
+        got: dict[str, dict[Any, float]] = {name: {} for name in queries}
         try:
-            results = await asyncio.gather(*(self.tsq.instant(q, now) for q in queries.values()))
-            got = {name: _by(r, "store") for name, r in zip(queries, results, strict=True)}
+            for s in await self.tsq.instant(union, now):
+                got[s.labels.get("figure", "")][s.labels.get("store", "")] = s.last
         except TimeSeriesUnavailable as exc:
             tsdb_ok, tsdb_error = False, str(exc)
         rows = [self._row(entry.id, entry.name, got, tsdb_ok) for entry in self.config.stores]

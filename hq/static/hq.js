@@ -54,6 +54,21 @@ function rangePicker(form, onChange) {
   return query;
 }
 
+// A range query's [start, end] in Unix seconds, for the charts' time axis.
+function spanOf(q) {
+  const end = q.get("end") ? Date.parse(q.get("end")) / 1000 : Date.now() / 1000;
+  return [Date.parse(q.get("start")) / 1000, end];
+}
+
+// Runs the newest of overlapping loads only: an older answer arriving late is dropped.
+function latestOnly(load) {
+  let generation = 0;
+  return async (...args) => {
+    const mine = ++generation;
+    return load(() => mine === generation, ...args);
+  };
+}
+
 const PALETTE = ["#4a7bd0", "#d0694a", "#3a9a5b", "#9a5bd0", "#c9a227", "#2aa5b5", "#b5486f", "#6f7d8c"];
 
 // A uPlot time-series chart of [{label, points: [[t, v], ...]}] into container.
@@ -67,8 +82,10 @@ function lineChart(container, title, series, opts) {
   }
   const width = Math.max(360, container.clientWidth - 16);
   const bars = opts && opts.bars ? uPlot.paths.bars({ size: [0.6, 40] }) : undefined;
+  const span = opts && opts.span;  // [start, end] in Unix seconds: the picked range, not the data's
   new uPlot({
     title, width, height: 220,
+    scales: span ? { x: { time: true, range: () => span } } : undefined,
     series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length],
       fill: bars ? PALETTE[i % PALETTE.length] + "88" : undefined, paths: bars, spanGaps: false }))],
     axes: [{}, { size: 50 }],
