@@ -5,7 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# STOREEDGE_SETUP_RUNTIME=1 (what docker/Dockerfile runs): only what the services run with;
+# no test tools, and no broker or time-series server (those run in their own containers).
+runtime="${STOREEDGE_SETUP_RUNTIME:-0}"
 want=(mosquitto victoria-metrics)
+[ "$runtime" = 1 ] && want=()
 [ "${STOREEDGE_SETUP_BROWSER:-0}" = 1 ] && want+=(chromium)
 # A Python 3.11+ with venv may come from elsewhere (pyenv, a base image); else Debian's.
 if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -29,6 +33,10 @@ stamp=.venv/.storeedge-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv" >&2
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test]'
+  if [ "$runtime" = 1 ]; then
+    .venv/bin/pip install -q --no-cache-dir .
+  else
+    .venv/bin/pip install -q -e '.[test]'
+  fi
   touch "$stamp"
 fi
