@@ -10,10 +10,13 @@ publishes each store's retained state on the HQ broker as its bridge would (agen
 open alerts, device health), then starts the HQ service (``storeedge hq``) as its own process with
 all stores in its config. It times:
 
-- the ingest of the stores' history (points per second into VictoriaMetrics);
+- the ingest of the stores' history (points per second into VictoriaMetrics), then keeps every
+  store's lane and agent samples coming every 10 s while it measures, as live agents do;
 - how long HQ takes from start to showing every store online (retained state over the broker);
 - ``GET /api/overview`` --requests times, one after another (p50, p90, p99, max), for the whole
   chain and, as the baseline in the same run, for an HQ that knows 3 of the stores;
+- how long one refresh of the chain's figures takes (the one query the overview's figures come
+  from, ``refresh_chain``), timed by asking the time-series server the same question;
 - the HQ service's RSS (VmRSS, VmHWM) and VictoriaMetrics' RSS after the runs.
 
 Figures are printed with the machine and the commit; nothing is asserted on speed.
@@ -27,6 +30,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +82,32 @@ def write_history(url: str, stores: list[str], lanes: int, skus: int, minutes: i
     return total
 
 
+class LiveTicks:
+    """What the agents keep writing while HQ is measured: every store's lane and agent samples
+    every 10 s, on a thread of its own."""
+
+    def __init__(self, url: str, stores: list[str], lanes: int, skus: int) -> None:
+        self.url, self.stores, self.lanes, self.skus = url, stores, lanes, skus
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="live-ticks", daemon=True)
+
+    def _run(self) -> None:
+        rng = random.Random(11)
+        with httpx.Client(timeout=60) as client:
+            while not self.stop.is_set():
+                t = time.time()
+                lines: list[str] = []
+                for sid in self.stores:
+                    lines += tsdb.lane_points(sid, [(f"L{i:02d}", f"SKU-{i % self.skus:03d}",
+                                                     rng.choice((0, 3, 8, 12)), 100.0)
+                                                    for i in range(self.lanes)], t)
+                    lines.append(tsdb.agent_point(sid, t, readings_total=int(t), erp_backlog=0,
+                                                  tsdb_backlog=0))
+                client.post(f"{self.url}/api/v2/write", params={"precision": "ns"},
+                            content="\n".join(lines).encode()).raise_for_status()
+                self.stop.wait(max(0.0, 10 - (time.time() - t)))
+
+
 def publish_state(port: int, stores: list[str]) -> None:
     client = paho.Client(CallbackAPIVersion.VERSION2)
     client.connect("127.0.0.1", port)
@@ -116,6 +146,7 @@ def start_hq(workdir: Path, stores: list[str], broker: int, tsdb_url: str) -> Se
 
 def time_overview(port: int, requests: int, expect: int) -> dict[str, float]:
     times = []
+    refreshes: dict[float, float] = {}  # figures_at -> seconds the refresh took
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
                       headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         for _ in range(max(5, requests // 20)):  # warm up
@@ -126,12 +157,16 @@ def time_overview(port: int, requests: int, expect: int) -> dict[str, float]:
             times.append((time.perf_counter() - t0) * 1000)
             resp.raise_for_status()
             body = resp.json()
+            refreshes[body["timeseries"]["figures_at"]] = body["timeseries"]["figures_took_s"]
             if len(body["stores"]) != expect or not body["timeseries"]["ok"]:
                 raise SystemExit(f"overview incomplete: {len(body['stores'])} stores, "
                                  f"time series {body['timeseries']}")
     q = statistics.quantiles(times, n=100, method="inclusive")
+    took = sorted(refreshes.values())
     return {"p50_ms": round(q[49], 1), "p90_ms": round(q[89], 1), "p99_ms": round(q[98], 1),
-            "max_ms": round(max(times), 1)}
+            "max_ms": round(max(times), 1), "refreshes": len(took),
+            "refresh_p50_ms": round(took[len(took) // 2] * 1000, 1),
+            "refresh_max_ms": round(took[-1] * 1000, 1)}
 
 
 def wait_all_online(port: int, count: int, timeout: float = 120) -> float:
@@ -170,6 +205,8 @@ def main() -> int:
             print(f"history: {points:,} points for {args.stores} stores in {took:.1f} s "
                   f"({points / took:,.0f} points/s); about {series:,} series")
             publish_state(broker.port, stores)
+            ticks = LiveTicks(url, stores, args.lanes, args.skus)
+            ticks.thread.start()
             results = {}
             for label, chain in (("baseline, 3 stores", stores[:3]),
                                  (f"{args.stores} stores", stores)):
@@ -183,6 +220,8 @@ def main() -> int:
                       f"{online_s:.2f} s; HQ RSS {mem.get('VmRSS', 0) / 1024:.0f} MiB "
                       f"(peak {mem.get('VmHWM', 0) / 1024:.0f} MiB)")
                 hq.stop()
+            ticks.stop.set()
+            ticks.thread.join(60)
             vm_mem = memory_kb(vm.proc.pid)
             print(f"VictoriaMetrics RSS {vm_mem.get('VmRSS', 0) / 1024:.0f} MiB "
                   f"(peak {vm_mem.get('VmHWM', 0) / 1024:.0f} MiB)")

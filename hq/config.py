@@ -75,6 +75,8 @@ class TimeseriesSection(Strict):
     sample_seconds: Annotated[float, Field(gt=0)] = 10.0  # the stores' timeseries.sample_seconds
     # A lane or agent sample older than this is not "now" (a store that stopped reporting).
     stale_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # How often the overview's figures are read (one query for the whole chain).
+    refresh_seconds: Annotated[float, Field(gt=0)] = 5.0
 
 
 class ErpSection(Strict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -49,9 +50,21 @@ def _sel(store: str | None, **extra: str) -> str:
     return "{" + ",".join(pairs) + "}" if pairs else ""
 
 
+@dataclass(frozen=True, slots=True)
+class ChainFigures:
+    """The time-series figures of every store, as of ``at``; ``figures`` None: the server could
+    not answer (``error`` says why)."""
+
+    at: float
+    figures: dict[str, dict[str, float]] | None
+    error: str | None
+    took: float  # seconds the server took to answer
+
+
 class Figures:
     def __init__(self, config: HqConfig, live: ChainLive, tsq: PromQuery,
                  erp: Any | None = None) -> None:
+        self.chain: ChainFigures | None = None
         self.config = config
         self.live = live
         self.tsq = tsq
@@ -64,7 +77,13 @@ class Figures:
 
     # Overview
 
-    async def overview(self, now: float) -> dict[str, Any]:
+    async def refresh_chain(self, now: float) -> None:
+        """Ask the time-series server for every store's overview figures and keep the answer.
+
+        One request: the server runs the parts in parallel. The overview reads the kept answer,
+        so what it costs the server grows with the refresh rate, not with how many people
+        watch, and a slow or loaded server delays the figures, not the page.
+        """
         ts = self.config.timeseries
         today = max(1, round(now - self.midnight(now)))
         stale = round(ts.stale_seconds)
@@ -76,27 +95,44 @@ class Figures:
             "tsdb": f"max by (store) (last_over_time(agent_tsdb_backlog[{stale}s]))",
             "seen": "max by (store) (tlast_over_time(agent_readings_total[1d]))",
         }
-        # One request: the server runs the parts in parallel, and a loaded HQ machine pays one
-        # round trip instead of six.
         union = "union(" + ", ".join(f'label_set({q}, "figure", "{name}")'
                                      for name, q in queries.items()) + ")"
-        tsdb_ok, tsdb_error = True, None
-        got: dict[str, dict[Any, float]] = {name: {} for name in queries}
+        got: dict[str, dict[str, float]] = {name: {} for name in queries}
+        started = time.monotonic()
         try:
             for s in await self.tsq.instant(union, now):
                 got[s.labels.get("figure", "")][s.labels.get("store", "")] = s.last
         except TimeSeriesUnavailable as exc:
-            tsdb_ok, tsdb_error = False, str(exc)
+            self.chain = ChainFigures(now, None, str(exc), time.monotonic() - started)
+        else:
+            self.chain = ChainFigures(now, got, None, time.monotonic() - started)
+
+    async def keep_refreshed(self, every: float) -> None:
+        """Refresh the chain's figures every ``every`` seconds until cancelled."""
+        while True:
+            started = time.monotonic()
+            await self.refresh_chain(time.time())
+            await asyncio.sleep(max(0.0, every - (time.monotonic() - started)))
+
+    async def overview(self, now: float) -> dict[str, Any]:
+        if self.chain is None:
+            await self.refresh_chain(now)
+        chain = self.chain
+        assert chain is not None
+        got = chain.figures or {}
+        tsdb_ok = chain.figures is not None
         rows = [self._row(entry.id, entry.name, got, tsdb_ok) for entry in self.config.stores]
         rows.sort(key=lambda r: (-r["trouble_score"], r["id"]))
         return {
-            "chain": self.config.chain.name, "now": now, "today_start": now - today,
+            "chain": self.config.chain.name, "now": now,
+            "today_start": self.midnight(chain.at),
             "broker": {"connected": self.live.connected},
-            "timeseries": {"ok": tsdb_ok, "error": tsdb_error, "url": self.tsq.url},
+            "timeseries": {"ok": tsdb_ok, "error": chain.error, "url": self.tsq.url,
+                           "figures_at": chain.at, "figures_took_s": round(chain.took, 3)},
             "stores": rows,
         }
 
-    def _row(self, sid: str, name: str, got: dict[str, dict[Any, float]],
+    def _row(self, sid: str, name: str, got: dict[str, dict[str, float]],
              tsdb_ok: bool) -> dict[str, Any]:
         store = self.live.stores[sid]
         alerts = dict.fromkeys(SEVERITIES, 0)

@@ -252,18 +252,20 @@ def create_app(config: HqConfig, *, follow: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hq = app.state.hq = Hq(config)
-        task = None
+        tasks = [asyncio.create_task(
+            hq.figures.keep_refreshed(config.timeseries.refresh_seconds), name="hq-figures")]
         if follow:
             b = config.broker
-            task = asyncio.create_task(follow_broker(
+            tasks.append(asyncio.create_task(follow_broker(
                 hq.live, b.host, b.port, client_id=b.client_id, username=b.username,
                 password=b.password(), ca_file=str(b.ca_file) if b.ca_file else None),
-                name="hq-broker")
+                name="hq-broker"))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await hq.aclose()

@@ -27,7 +27,7 @@ def write_hq_config(path: Path, stores: list[dict], *, broker_port: int, tsdb_ur
         "http": {"host": "127.0.0.1", "port": port},
         "users": [{"name": "ops", "token_env": "STOREEDGE_TEST_HQ_TOKEN"}],
         "broker": {"host": "127.0.0.1", "port": broker_port, "client_id": f"hq-{port}"},
-        "timeseries": {"url": tsdb_url, "timeout_seconds": 2},
+        "timeseries": {"url": tsdb_url, "timeout_seconds": 2, "refresh_seconds": 0.5},
         "stores": stores,
     }
     if erp:
