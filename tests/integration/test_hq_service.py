@@ -7,15 +7,17 @@ import csv
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import openpyxl
 import pytest
 
 from cloud_bridge import tsdb
+from cloud_bridge.tryton.server import TrytonServer
 from edge_agent.services import Service
 from storeedge.events import Alert, AlertState, Sale, Severity
+from tests.fixtures.tryton import ADMIN_PASSWORD, INITIAL_STOCK
 from tests.fixtures.victoria import victoria_url
 from tests.integration.hq_chain import (
     free_port,
@@ -214,3 +216,27 @@ def test_a_bad_config_is_named_by_file_line_and_key(tmp_path: Path) -> None:
     path.write_text("stores:\n  - id: s-1\n  - id: s-1\n")
     with pytest.raises(ConfigError, match=r"hq.yaml:3: stores.1.id: .* listed twice"):
         load_config(path)
+
+
+def test_stock_accuracy_sets_shelf_counts_against_the_erp(
+        tmp_path: Path, chain: Chain, victoria: Service, mosquitto: Service,
+        tryton_factory: Callable[[], TrytonServer]) -> None:
+    erp = tryton_factory()  # its own server: no other test's sales in its warehouse
+    port = free_port()
+    config = write_hq_config(
+        tmp_path / "hq.yaml", [{"id": chain.a, "warehouse": "WH"}, {"id": chain.b}],
+        broker_port=mosquitto.port, tsdb_url=victoria_url(victoria), port=port,
+        erp={"kind": "tryton", "url": erp.url, "database": erp.database,
+             "password_env": "STOREEDGE_TEST_ERP_PASSWORD"})
+    with hq_service(tmp_path, config, port, env={"STOREEDGE_TEST_ERP_PASSWORD": ADMIN_PASSWORD}
+                    ), hq_client(port) as client:
+        report = client.get("/api/reports/stock-accuracy").json()
+    rows = {(r["store"], r["sku"]): r for r in report["rows"]}
+    cola = rows[(chain.a, "COLA-330")]
+    assert (cola["shelf_units"], cola["erp_units"], cola["erp"]) == (0, INITIAL_STOCK["COLA-330"],
+                                                                    "ok")
+    assert cola["difference"] == -INITIAL_STOCK["COLA-330"]
+    chips = rows[(chain.a, "CHIPS-70")]
+    assert (chips["shelf_units"], chips["erp_units"]) == (5, INITIAL_STOCK["CHIPS-70"])
+    water = rows[(chain.b, "WATER-550")]  # store b has no warehouse configured
+    assert (water["shelf_units"], water["erp_units"]) == (7, None)
