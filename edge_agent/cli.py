@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--workdir", type=Path, help="default: a fresh directory under var/demo")
     p.add_argument("--fault", action="append", default=[], metavar=FAULT_SPEC, help=FAULT_HELP)
+    p.add_argument("--stores", type=int, default=1,
+                   help="more than 1: a chain of stores bridged to HQ, with the HQ service")
 
     p = sub.add_parser("hq", help="run the HQ service, or make a store's bridge to it")
     p.add_argument("--config", type=Path, help="the HQ config (hq.yaml)")
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                               (spec.partition("=") for spec in args.device_port)}))
             return 0
         if args.command == "demo":
+            if args.stores > 1:
+                from edge_agent.chain_demo import run_chain_demo
+
+                return run_chain_demo(args.stores, args.seconds, args.workdir, args.scenario)
             from edge_agent.demo import run_demo
 
             return run_demo(args.scenario, args.seconds, args.workdir, args.fault)

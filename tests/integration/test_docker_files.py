@@ -147,3 +147,13 @@ def test_every_grafana_panel_query_returns_series(victoria: Service, store_id: s
     provisioning = yaml.safe_load((DOCKER / "hq" / "grafana" / "provisioning" / "datasources"
                                    / "victoriametrics.yaml").read_text())
     assert provisioning["datasources"][0]["uid"] == "storeedge-vm"
+
+
+def test_the_hq_config_for_the_containers_is_valid() -> None:
+    from hq.config import load_config
+
+    config = load_config(DOCKER / "hq" / "hq.yaml")
+    compose = yaml.safe_load((DOCKER / "hq" / "compose.yaml").read_text())
+    assert config.broker.host in compose["services"]
+    assert config.timeseries.url.split("//")[1].split(":")[0] in compose["services"]
+    assert config.erp.url.split("//")[1].split(":")[0] in compose["services"]
