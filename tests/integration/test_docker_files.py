@@ -114,9 +114,10 @@ def test_every_grafana_panel_query_returns_series(victoria: Service, store_id: s
                                              ("A1-2", "CHIPS-70", 4, 300.0)], now - ago)
         lines.append(tsdb.agent_point(store_id, now - ago, readings_total=10, erp_backlog=1,
                                       tsdb_backlog=0))
-    sale = Sale(store_id=store_id, source="pos", received_ts=now - 20, sku="COLA-330", qty=2,
+    # Older than a range step: VictoriaMetrics aligns a range query's end down to its step.
+    sale = Sale(store_id=store_id, source="pos", received_ts=now - 150, sku="COLA-330", qty=2,
                 txn_id="t1")
-    lines += tsdb.sale_points(sale, 7.0, now - 20)
+    lines += tsdb.sale_points(sale, 7.0, now - 150)
     lines.append(tsdb.alert_point(Alert(
         store_id=store_id, source="rules", received_ts=now - 15, alert_id="a1",
         rule="out_of_stock", severity=Severity.CRITICAL, subject="A1-1", message="empty",
