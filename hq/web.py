@@ -74,7 +74,8 @@ class Hq:
 
 
 def hq_of(request: Request) -> Hq:
-    return request.app.state.hq  # type: ignore[no-any-return]
+    hq: Hq = request.app.state.hq
+    return hq
 
 
 State = Annotated[Hq, Depends(hq_of)]

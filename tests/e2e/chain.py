@@ -5,6 +5,7 @@ writing to the shared VictoriaMetrics."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -46,7 +47,7 @@ class Store:
             self.agent = subprocess.Popen(
                 [sys.executable, "-m", "edge_agent.cli", "--log-format", "text", "agent",
                  "--config", str(self.config)], stdout=out, stderr=subprocess.STDOUT,
-                cwd=self.workdir, env={**_environ(), **ENV}, start_new_session=True)
+                cwd=self.workdir, env={**os.environ, **ENV}, start_new_session=True)
 
     def kill_agent(self) -> None:
         """As a crash or a power cut of the agent's process: no goodbye, the will fires."""
@@ -95,12 +96,6 @@ class Store:
         finally:
             client.disconnect()
             client.loop_stop()
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def start_store(workdir: Path, sid: str, *, hq_broker_port: int, tsdb_url: str,

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import paho.mqtt.client as paho
@@ -18,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_agent.services import Service, free_port, spawn
 
 HQ_TOKEN = "hq-token-for-tests-0123456789"
+T = TypeVar("T")
 
 
 def write_hq_config(path: Path, stores: list[dict], *, broker_port: int, tsdb_url: str,
@@ -72,7 +74,7 @@ def publish(port: int, items: list[tuple[str, bytes, bool]]) -> None:
     c.loop_stop()
 
 
-def poll(fetch, check, within: float = 15.0):  # type: ignore[no-untyped-def]
+def poll(fetch: Callable[[], T], check: Callable[[T], object], within: float = 15.0) -> T:
     """Call ``fetch()`` until ``check(result)`` holds; return the result (or fail with it)."""
     deadline = time.monotonic() + within
     while True:
