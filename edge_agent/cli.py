@@ -1,4 +1,4 @@
-"""The ``storeedge`` command: ``agent``, ``check``, ``sim``, ``demo``, ``backup``,
+"""The ``storeedge`` command: ``agent``, ``check``, ``sim``, ``demo``, ``hq``, ``backup``,
 ``restore``, ``outbox``, ``broker-config`` and ``certs``."""
 
 from __future__ import annotations
@@ -73,6 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent-env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra environment for the agent's process only (a profiler, a "
                         "fault-injection library); repeatable")
+    p.add_argument("--stores", type=int, default=1,
+                   help="more than 1: a chain of stores bridged to HQ, with the HQ service")
+
+    p = sub.add_parser("hq", help="run the HQ service, or make a store's bridge to it")
+    p.add_argument("--config", type=Path, help="the HQ config (hq.yaml)")
+    hq_sub = p.add_subparsers(dest="hq_command")
+    b = hq_sub.add_parser("bridge-config", help="print the store broker's bridge to HQ")
+    b.add_argument("--store", required=True, type=Path, help="the store's config (store.yaml)")
+    b.add_argument("--hq-host", required=True)
+    b.add_argument("--hq-port", type=int, default=None, help="default: 8883 with TLS, else 1883")
+    b.add_argument("--hq-username", help="default: bridge-{store id}")
+    b.add_argument("--hq-password-env", help="environment variable holding the bridge's password")
+    b.add_argument("--hq-cafile", help="the HQ broker's CA: bridge over TLS")
 
     p = sub.add_parser("backup", help="copy a store agent's journal and buffers while it runs")
     p.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
@@ -197,10 +210,22 @@ def main(argv: list[str] | None = None) -> int:
             return admin_command(load_config(args.config).journal.path, args.action, args.key,
                                  args.state, args.limit)
         if args.command == "demo":
+            if args.stores > 1:
+                from edge_agent.chain_demo import run_chain_demo
+
+                return run_chain_demo(args.stores, args.seconds, args.workdir, args.scenario)
             from edge_agent.demo import run_demo
 
+            if args.stores > 1:
+                from edge_agent.chain_demo import run_chain_demo
+
+                return run_chain_demo(args.stores, args.seconds, args.workdir, args.scenario)
             return run_demo(args.scenario, args.seconds, args.workdir, args.fault,
                             dict(spec.partition("=")[::2] for spec in args.agent_env))
+        if args.command == "hq":
+            from hq.cli import run_hq
+
+            return run_hq(args)
     except ConfigError as exc:
         problems = exc.problems
         head = "a problem" if len(problems) == 1 else f"{len(problems)} problems"

@@ -5,7 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# STOREEDGE_SETUP_RUNTIME=1 (what docker/Dockerfile runs): only what the services run with;
+# no test tools, and no broker or time-series server (those run in their own containers).
+runtime="${STOREEDGE_SETUP_RUNTIME:-0}"
 want=(mosquitto victoria-metrics postgresql)  # postgresql: the chain's Tryton in the tests
+[ "$runtime" = 1 ] && want=()
 # The tests also drive Chromium, step the agent's clock with libfaketime (the chaos suite) and
 # read our shelf simulator with an independent Modbus master (mbpoll, on libmodbus).
 [ "${STOREEDGE_SETUP_BROWSER:-0}" = 1 ] && want+=(chromium faketime mbpoll)
@@ -31,6 +35,10 @@ stamp=.venv/.storeedge-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv" >&2
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test]'
+  if [ "$runtime" = 1 ]; then
+    .venv/bin/pip install -q --no-cache-dir .
+  else
+    .venv/bin/pip install -q -e '.[test]'
+  fi
   touch "$stamp"
 fi

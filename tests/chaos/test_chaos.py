@@ -30,6 +30,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
+from edge_agent.broker_security import device_user, read_credentials
 from tests.demo_process import (
     agent_health,
     agent_url,
@@ -103,16 +104,11 @@ def small_disk(path: Path) -> Iterator[Path | None]:
 def fill(disk: Path) -> Path:
     """Fill ``disk`` to the last byte; the filler file is returned for freeing."""
     filler = disk / "filler"
-    with open(filler, "wb") as out:
-        chunk = b"\0" * (1 << 20)
-        with contextlib.suppress(OSError):
-            while True:
-                out.write(chunk)
-                out.flush()
-        with contextlib.suppress(OSError):
-            while True:
-                out.write(b"\0" * 4096)
-                out.flush()
+    with open(filler, "wb", buffering=0) as out:  # unbuffered: closing has nothing to flush
+        for size in (1 << 20, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(b"\0" * size)
     return filler
 
 
@@ -133,6 +129,11 @@ def publish_poison(demo: Demo) -> None:
     store = cfg["store"]["id"]
     device = next(d["id"] for d in cfg["devices"] if d["type"] == "shelf_mqtt")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"chaos-{os.getpid()}")
+    if cfg["broker"].get("tls"):  # as the device itself: only its own topics are open to it
+        user = device_user(store, device)
+        passwords = read_credentials(next((demo.workdir / "broker").rglob("credentials")))
+        client.username_pw_set(user, passwords[user])
+        client.tls_set(ca_certs=cfg["broker"]["ca_file"])
     client.connect(cfg["broker"]["host"], cfg["broker"]["port"])
     client.loop_start()
     try:
