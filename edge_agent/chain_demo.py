@@ -30,11 +30,9 @@ from cloud_bridge.tryton.connector import TrytonConnector
 from cloud_bridge.tryton.server import start_tryton
 from edge_agent.demo import Child, StatusBoard, _wait_drained, store_config
 from edge_agent.services import (
-    MOSQUITTO_CONF,
     Service,
     free_port,
     mosquitto_path,
-    spawn,
     start_mosquitto,
     start_victoria_metrics,
 )
@@ -64,9 +62,7 @@ def _store_broker(workdir: Path, store_yaml: Path, hq_port: int) -> Service:
          str(store_yaml), "--hq-host", "127.0.0.1", "--hq-port", str(hq_port)],
         check=True, capture_output=True, text=True).stdout
     port = yaml.safe_load(store_yaml.read_text())["broker"]["port"]
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(MOSQUITTO_CONF.format(port=port, dir=workdir) + bridge)
-    return spawn("mosquitto", [str(mosquitto_path()), "-c", str(conf)], workdir, port)
+    return start_mosquitto(workdir, port, extra_conf=bridge)
 
 
 def run_chain_demo(stores: int, seconds: float, workdir: Path | None = None,

@@ -128,13 +128,14 @@ def mosquitto_path() -> str | None:
 
 def start_mosquitto(workdir: Path, port: int | None = None, *,
                     stores: Sequence[StoreConfig] = (), certs: StoreCerts | None = None,
-                    client_certs: bool = False) -> Service:
+                    client_certs: bool = False, extra_conf: str = "") -> Service:
     """Mosquitto with the store broker's settings, its persistence in ``workdir`` (retained
     state survives a restart on the same ``workdir`` and ``port``).
 
     Without ``stores``, anonymous clients may do anything (the development broker). With them,
     the config ``storeedge broker-config`` writes: their users and ACLs only, TLS when ``certs``
     are given; ``extra["broker"]`` holds the ``BrokerFiles`` with every user's password.
+    ``extra_conf`` goes at the end of the config (a bridge to HQ, say).
     """
     binary = mosquitto_path()
     if binary is None:
@@ -150,9 +151,12 @@ def start_mosquitto(workdir: Path, port: int | None = None, *,
                                     client_certs=client_certs, persistence_dir=workdir,
                                     run_as=user)
         conf = files.conf
+        if extra_conf:
+            conf.write_text(conf.read_text() + extra_conf)
     else:
         conf = workdir / "mosquitto.conf"
-        conf.write_text(MOSQUITTO_CONF.format(port=port, dir=workdir, user=user) + TUNING)
+        conf.write_text(MOSQUITTO_CONF.format(port=port, dir=workdir, user=user) + TUNING
+                        + extra_conf)
     service = spawn("mosquitto", [binary, "-c", str(conf)], workdir, port)
     if files is not None:
         service.extra["broker"] = files

@@ -19,7 +19,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_bridge.tryton.server import TrytonServer
-from edge_agent.services import MOSQUITTO_CONF, Service, free_port, mosquitto_path, spawn
+from edge_agent.services import Service, free_port, start_mosquitto
 from hq.bridge import HqBroker, bridge_config
 from tests.fixtures.tryton import ADMIN_PASSWORD
 
@@ -102,10 +102,8 @@ def start_store(workdir: Path, sid: str, *, hq_broker_port: int, tsdb_url: str,
                 erp: TrytonServer) -> Store:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(MOSQUITTO_CONF.format(port=port, dir=workdir) + bridge_config(
+    broker = start_mosquitto(workdir, port, extra_conf=bridge_config(
         sid, HqBroker("127.0.0.1", hq_broker_port, keepalive=5)))
-    broker = spawn("mosquitto", [str(mosquitto_path()), "-c", str(conf)], workdir, port)
     http_port = free_port()
     config = workdir / "store.yaml"
     config.write_text(yaml.safe_dump({

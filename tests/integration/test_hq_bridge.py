@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.cli import main
-from edge_agent.services import MOSQUITTO_CONF, Service, free_port, mosquitto_path, spawn
+from edge_agent.services import Service, free_port, start_mosquitto
 from hq.bridge import HqBroker, bridge_config
 from storeedge.errors import UsageError
 
@@ -74,11 +74,7 @@ def publish(port: int, items: list[tuple[str, bytes, bool]]) -> None:
 
 
 def start_store_broker(workdir: Path, bridge: str) -> Service:
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(MOSQUITTO_CONF.format(port=port, dir=workdir) + bridge)
-    return spawn("mosquitto", [str(mosquitto_path()), "-c", str(conf)], workdir, port)
+    return start_mosquitto(workdir, free_port(), extra_conf=bridge)
 
 
 @pytest.fixture
