@@ -88,6 +88,21 @@ def test_a_late_sale_goes_into_a_later_window_never_a_closed_one(conn) -> None:
     assert second["receipts"] == ["late"] and second["window"] == [T0 + 60, T0 + 120]
 
 
+def test_a_clock_stepped_back_an_hour_keeps_closing_windows(conn) -> None:
+    w = SalesWindows("s1", 60)
+    sell(conn, w, "ahead", [("COLA", 1)], T0 + 3600 + 10)  # the clock an hour ahead
+    assert w.close_due(conn, T0 + 3600 + 61) == 1
+    sell(conn, w, "back-1", [("COLA", 2)], T0 + 5)  # stepped back to the right time
+    sell(conn, w, "back-2", [("TEA", 1)], T0 + 6)
+    assert w.close_due(conn, T0 + 65) == 1  # a window's time later, not an hour later
+    sell(conn, w, "back-3", [("COLA", 4)], T0 + 70)
+    assert w.close_due(conn, T0 + 130) == 1
+    keys = [c["key"] for c in commands(conn)]
+    assert len(set(keys)) == 3  # no window's key is used twice: the ERP would drop one
+    assert [c["receipts"] for c in commands(conn)] == [["ahead"], ["back-1", "back-2"],
+                                                       ["back-3"]]
+
+
 def test_unclosed_lines_survive_a_crash(conn, tmp_path: Path) -> None:
     sell(conn, SalesWindows("s1", 60), "r1", [("COLA", 3)], T0 + 1)
     conn.close()  # the agent dies before the window ends
