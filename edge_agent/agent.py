@@ -55,6 +55,9 @@ from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
+# At start, the alerts that changed this recently are published again (see Publisher.replay).
+REPLAY_SECONDS = 900.0
+
 # A jump between the wall clock and the monotonic one larger than this is a clock step.
 CLOCK_STEP_S = 2.0
 PRUNE_SECONDS = 3_600.0
@@ -121,8 +124,8 @@ class StoreAgent:
         self.supervisor = Supervisor(self.store_id)
         self.registry = CollectorRegistry()
         self.registry.register(AgentCollector(self))
-        self.registry.register(outbox_mod.OutboxCollector(self.outbox, self.store_id))
         self._restored = False
+        self._replayed = False
         self._stopping = asyncio.Event()
 
     # The pipeline's state, as tests and tools read it
@@ -260,6 +263,9 @@ class StoreAgent:
         self.publisher.sales(self.pipeline.sold(txn, self.clock()), txn.received_ts)
 
     def _republish_state(self) -> None:
+        if not self._replayed:  # the first connection since this process started
+            self._replayed = True
+            self.publisher.replay(self.journal.latest_transitions(self.clock() - REPLAY_SECONDS))
         self.publisher.republish_state(self.pipeline.alert_manager.active())
 
     # AgentApi

@@ -258,6 +258,15 @@ class Journal:
         alerts = [alert_from_json(r[0]) for r in rows]
         return [a for a in alerts if a.state in ACTIVE_STATES]
 
+    def latest_transitions(self, since: float) -> list[Alert]:
+        """The latest transition of every alert that changed since ``since``, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT body FROM alert_transition WHERE seq IN ("
+                " SELECT MAX(seq) FROM alert_transition WHERE ts >= ? GROUP BY alert_id)"
+                " ORDER BY seq", (since,)).fetchall()
+        return [alert_from_json(r[0]) for r in rows]
+
     def sale_body(self, txn_id: str) -> dict[str, Any] | None:
         """The transaction accepted under ``txn_id``, as journaled (``PosTransaction.to_dict``)."""
         with self._lock:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from cloud_bridge.outbox import OutboxCollector
 from storeedge.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
@@ -26,8 +27,8 @@ class AgentCollector:
 
     def collect(self) -> Iterator[Metric]:
         families: list[Callable[[], Iterator[Metric]]] = [
-            self._events, self._alerts, self._erp, self._tsdb, self._devices, self._tasks,
-            self._journal]
+            self._events, self._alerts, self._erp, self._outbox, self._tsdb, self._devices,
+            self._tasks, self._journal]
         for family in families:
             try:
                 yield from list(family())
@@ -39,6 +40,10 @@ class AgentCollector:
                                 "collect", labels=["store"])
         c.add_metric([self.agent.store_id], self.errors)
         yield c
+
+    def _outbox(self) -> Iterator[Metric]:
+        """The ERP outbox's own families: backlog, bytes, age, delivered, retried, dead."""
+        yield from OutboxCollector(self.agent.outbox, self.agent.store_id).collect()
 
     def _events(self) -> Iterator[Metric]:
         a = self.agent

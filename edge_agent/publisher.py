@@ -64,6 +64,18 @@ class Publisher:
         """After (re)connecting, refresh the retained state; the alert stream is not replayed."""
         self.mqtt.publish_many([self._retained(alert, alert_json(alert)) for alert in active])
 
+    def replay(self, latest: list[Alert]) -> None:
+        """After a start: each alert's latest transition again, on the stream and as its
+        retained state. A transition is journaled before it is published, so an agent killed
+        in between would otherwise leave consumers an alert open that has long ended;
+        consumers keep the newest transition per alert, so hearing one twice is harmless."""
+        stream = f"{self._prefix}alerts"
+        messages = []
+        for alert in latest:
+            body = alert_json(alert)
+            messages += [(stream, body, False), self._retained(alert, body)]
+        self.mqtt.publish_many(messages)
+
     def _retained(self, alert: Alert, payload: bytes) -> tuple[str, bytes, bool]:
         # Retained per-alert state lets a handheld that (re)connects see what is open now;
         # an empty retained payload deletes a finished alert's entry.

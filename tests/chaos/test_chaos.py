@@ -223,6 +223,7 @@ def test_the_store_survives_a_bad_day(tmp_path: Path) -> None:
         finally:
             stop_demo(proc)
 
+    (tmp_path / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     truth = report["truth"]
     summary = {"faults_injected": dict(injected), "skipped": skipped,
                "sales": report["sales"], "units": truth["scenario_sales_units"],

@@ -124,6 +124,10 @@ async def test_readings_to_alerts_pos_and_restart(mosquitto, store_id, tmp_path)
             assert agent.scales["A1"].units == 2
             assert agent.journal.sale_count() == 1
             assert [a.alert_id for a in agent.alerts()] == [alert["alert_id"]]
+            # A start publishes each recent alert's latest transition again (it might have
+            # been journaled but not yet published when the last process died).
+            replayed = await next_alert(messages)
+            assert (replayed["alert_id"], replayed["state"]) == (alert["alert_id"], "open")
             await weigh(mqtt, store_id, "A1", 2)
             await weigh(mqtt, store_id, "A1", 10)
             cleared = await next_alert(messages)
