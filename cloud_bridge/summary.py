@@ -107,6 +107,11 @@ class SalesWindows:
         try:
             (closed,) = conn.execute(
                 "SELECT closed_until FROM erp_sales_window WHERE id = 1").fetchone()
+            (ahead,) = conn.execute("SELECT MAX(window_start) FROM erp_sale_line").fetchone()
+            if ahead is not None and ahead >= cutoff + self.window_s:
+                # Lines in windows ahead of the clock: it was stepped back after they were
+                # written. Close them now rather than when the clock catches up.
+                cutoff = ahead + self.window_s
             if cutoff + self.window_s < closed:
                 # The clock was stepped back behind windows already closed: sales go into the
                 # window at the frontier (never a closed one), which closes as time passes

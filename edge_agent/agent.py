@@ -55,7 +55,8 @@ from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-# At start, the alerts that changed this recently are published again (see Publisher.replay).
+# On (re)connecting, the alerts that changed this recently are published again (see
+# Publisher.replay).
 REPLAY_SECONDS = 900.0
 
 # A jump between the wall clock and the monotonic one larger than this is a clock step.
@@ -125,7 +126,6 @@ class StoreAgent:
         self.registry = CollectorRegistry()
         self.registry.register(AgentCollector(self))
         self._restored = False
-        self._replayed = False
         self._stopping = asyncio.Event()
 
     # The pipeline's state, as tests and tools read it
@@ -263,9 +263,9 @@ class StoreAgent:
         self.publisher.sales(self.pipeline.sold(txn, self.clock()), txn.received_ts)
 
     def _republish_state(self) -> None:
-        if not self._replayed:  # the first connection since this process started
-            self._replayed = True
-            self.publisher.replay(self.journal.latest_transitions(self.clock() - REPLAY_SECONDS))
+        # On every connection: a transition published just before this process died, or just
+        # before a broker died that had acknowledged it, may never have reached anyone.
+        self.publisher.replay(self.journal.latest_transitions(self.clock() - REPLAY_SECONDS))
         self.publisher.republish_state(self.pipeline.alert_manager.active())
 
     # AgentApi

@@ -65,10 +65,11 @@ class Publisher:
         self.mqtt.publish_many([self._retained(alert, alert_json(alert)) for alert in active])
 
     def replay(self, latest: list[Alert]) -> None:
-        """After a start: each alert's latest transition again, on the stream and as its
-        retained state. A transition is journaled before it is published, so an agent killed
-        in between would otherwise leave consumers an alert open that has long ended;
-        consumers keep the newest transition per alert, so hearing one twice is harmless."""
+        """After (re)connecting: each recent alert's latest transition again, on the stream
+        and as its retained state. A transition is journaled before it is published, and a
+        broker acknowledges before it has delivered, so an agent or a broker killed in between
+        would otherwise leave consumers an alert open that has long ended; consumers keep the
+        newest transition per alert, so hearing one twice is harmless."""
         stream = f"{self._prefix}alerts"
         messages = []
         for alert in latest:

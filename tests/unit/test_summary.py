@@ -103,6 +103,17 @@ def test_a_clock_stepped_back_an_hour_keeps_closing_windows(conn) -> None:
                                                        ["back-3"]]
 
 
+def test_sales_made_while_the_clock_ran_ahead_close_when_it_steps_back(conn) -> None:
+    w = SalesWindows("s1", 60)
+    sell(conn, w, "now", [("COLA", 1)], T0 + 5)
+    sell(conn, w, "ahead", [("TEA", 2)], T0 + 3600 + 5)  # an hour ahead, no close meanwhile
+    assert w.close_due(conn, T0 + 20) == 2  # stepped back: both close, not in an hour
+    sell(conn, w, "after", [("COLA", 3)], T0 + 25)
+    assert w.close_due(conn, T0 + 90) == 1
+    assert [c["receipts"] for c in commands(conn)] == [["now"], ["ahead"], ["after"]]
+    assert len({c["key"] for c in commands(conn)}) == 3
+
+
 def test_unclosed_lines_survive_a_crash(conn, tmp_path: Path) -> None:
     sell(conn, SalesWindows("s1", 60), "r1", [("COLA", 3)], T0 + 1)
     conn.close()  # the agent dies before the window ends
