@@ -78,10 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("hq", help="run the HQ service, or make a store's bridge to it")
     p.add_argument("--config", type=Path, help="the HQ config (hq.yaml)")
-    hq_sub = p.add_subparsers(dest="hq_command")
+    hq_sub = p.add_subparsers(dest="hq_command", help="without one: run the HQ service")
     b = hq_sub.add_parser("bridge-config", help="print the store broker's bridge to HQ")
     b.add_argument("--store", required=True, type=Path, help="the store's config (store.yaml)")
-    b.add_argument("--hq-host", required=True)
+    b.add_argument("--hq-host", required=True, help="the HQ broker's name or address")
     b.add_argument("--hq-port", type=int, default=None, help="default: 8883 with TLS, else 1883")
     b.add_argument("--hq-username", help="default: bridge-{store id}")
     b.add_argument("--hq-password-env", help="environment variable holding the bridge's password")
