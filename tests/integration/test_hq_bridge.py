@@ -20,6 +20,7 @@ from edge_agent.cli import main
 from edge_agent.services import Service, free_port, start_mosquitto
 from hq.bridge import HqBroker, bridge_config
 from storeedge.errors import UsageError
+from tests.integration.hq_chain import publish
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -61,16 +62,6 @@ class Watcher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def publish(port: int, items: list[tuple[str, bytes, bool]]) -> None:
-    c = paho.Client(CallbackAPIVersion.VERSION2)
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    for info in [c.publish(t, p, qos=1, retain=r) for t, p, r in items]:
-        info.wait_for_publish(10)
-    c.disconnect()
-    c.loop_stop()
 
 
 def start_store_broker(workdir: Path, bridge: str) -> Service:
