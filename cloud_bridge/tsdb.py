@@ -165,6 +165,11 @@ CREATE TABLE IF NOT EXISTS points (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a batch's id range stays its own
     added REAL NOT NULL,
     line TEXT NOT NULL
+);
+-- How far each feed of journaled rows has been buffered (see ``TimeSeriesSink.add``).
+CREATE TABLE IF NOT EXISTS mark (
+    feed TEXT PRIMARY KEY,
+    row INTEGER NOT NULL
 )
 """
 
@@ -201,7 +206,7 @@ class TimeSeriesSink:
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
             self._buffered: int = self._db.execute("SELECT COUNT(*) FROM points").fetchone()[0]
         except sqlite3.Error as exc:
             raise StoreEdgeError(f"time-series buffer {buffer_path}: {exc}") from exc
@@ -213,9 +218,15 @@ class TimeSeriesSink:
         self._log_dropped = RateLimitedLog(log, 60.0)
         self._log_rejected = RateLimitedLog(log, 10.0)
 
-    def add(self, lines: list[str]) -> None:
-        """Append lines to the buffer in one transaction; drop the oldest if it overflows."""
-        if not lines:
+    def add(self, lines: list[str], mark: tuple[str, int] | None = None) -> None:
+        """Append lines to the buffer in one transaction; drop the oldest if it overflows.
+
+        ``mark`` (feed, row) records in the same transaction that the lines of ``feed`` up to
+        ``row`` are buffered: a caller feeding rows of a journal reads ``marked(feed)`` to
+        carry on after a crash or a failed ``add``, each row buffered once. StoreEdgeError
+        when the buffer cannot be written (a full disk): nothing of the call was kept.
+        """
+        if not lines and mark is None:
             return
         keep = lines[-self._max_points:]
         now = time.time()
@@ -229,6 +240,9 @@ class TimeSeriesSink:
                                          "(SELECT id FROM points ORDER BY id LIMIT ?)", (excess,))
                     self._db.executemany("INSERT INTO points (added, line) VALUES (?, ?)",
                                          ((now, line) for line in keep))
+                    if mark is not None:
+                        self._db.execute("INSERT OR REPLACE INTO mark (feed, row) VALUES (?, ?)",
+                                         mark)
             except sqlite3.Error as exc:
                 raise StoreEdgeError(f"time-series buffer: cannot add: {exc}") from exc
             self._buffered += len(keep) - excess
@@ -238,6 +252,12 @@ class TimeSeriesSink:
             self._log_dropped.log("dropped", logging.WARNING,
                               "time-series buffer full (%d points): dropped the %d oldest; "
                               "%d dropped since start", self._max_points, dropped, self._dropped)
+
+    def marked(self, feed: str) -> int:
+        """The last row of ``feed`` buffered (0 for none)."""
+        with self._lock:
+            row = self._db.execute("SELECT row FROM mark WHERE feed = ?", (feed,)).fetchone()
+        return int(row[0]) if row else 0
 
     def stats(self) -> dict[str, Any]:
         """Counters for health and metrics (JSON-ready): ``buffered`` points on disk, ``written``

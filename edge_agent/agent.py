@@ -34,7 +34,7 @@ from cloud_bridge import tsdb
 from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
 from cloud_bridge.bridge import ErpBridge
 from cloud_bridge.tryton.connector import TrytonConnector
-from edge_agent import device_kinds
+from edge_agent import backup, device_kinds, operations
 from edge_agent.committer import Committed, Committer
 from edge_agent.config import StoreConfig, reveal
 from edge_agent.journal import Journal, alert_from_json
@@ -55,9 +55,9 @@ from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-# On (re)connecting, the alerts that changed this recently are published again (see
+# On (re)connecting, the alerts among this many latest transitions are published again (see
 # Publisher.replay).
-REPLAY_SECONDS = 900.0
+REPLAY_TRANSITIONS = 2_000
 
 # A jump between the wall clock and the monotonic one larger than this is a clock step.
 CLOCK_STEP_S = 2.0
@@ -103,6 +103,9 @@ class StoreAgent:
         self.outbox = (self.erp_bridge.outbox if self.erp_bridge is not None
                        else outbox_mod.Outbox(config.journal.path))
         self.committer = Committer(self.journal, self.store_id, erp=self.erp_bridge)
+        b = config.journal.backup
+        self.backups = (None if b is None else backup.Schedule(
+            config.journal.path, b.to, self.store_id, b.every_hours * 3600, b.keep))
         ts = config.timeseries
         self.sink: tsdb.TimeSeriesSink | None = None
         if ts.enabled:
@@ -121,7 +124,7 @@ class StoreAgent:
             online=(f"{prefix}state/agent", b"online"),
             on_connected=self._republish_state)
         self.feed = AlertFeed()
-        self.publisher = Publisher(self.store_id, self.mqtt, self.feed, self.sink)
+        self.publisher = Publisher(self.store_id, self.mqtt, self.feed, self.journal, self.sink)
         self.supervisor = Supervisor(self.store_id)
         self.registry = CollectorRegistry()
         self.registry.register(AgentCollector(self))
@@ -164,6 +167,9 @@ class StoreAgent:
         self.pipeline.replay_checkout([checkout_event(body) for (body,) in self.journal.execute(
             "SELECT body FROM fact WHERE kind = 'CheckoutEvent' AND ts > ? ORDER BY seq",
             (since,))])
+        if self.journal.quarantined is not None:
+            self.pipeline.operations([operations.journal_quarantined(self.journal.quarantined)],
+                                     now)
         self._flush()
 
     async def _refresh_catalog(self) -> None:
@@ -256,16 +262,18 @@ class StoreAgent:
             self.publisher.facts(done.facts)
         for sale in done.sales:
             self._sold(sale)
+        if done.alerts or done.sales:
+            self.publisher.catch_up()
 
     def _sold(self, txn: PosTransaction) -> None:
         if self.erp_bridge is not None:
             self.erp_bridge.accepted()
-        self.publisher.sales(self.pipeline.sold(txn, self.clock()), txn.received_ts)
+        self.pipeline.sold(txn, self.clock())
 
     def _republish_state(self) -> None:
         # On every connection: a transition published just before this process died, or just
         # before a broker died that had acknowledged it, may never have reached anyone.
-        self.publisher.replay(self.journal.latest_transitions(self.clock() - REPLAY_SECONDS))
+        self.publisher.replay(self.journal.latest_transitions(REPLAY_TRANSITIONS))
         self.publisher.republish_state(self.pipeline.alert_manager.active())
 
     # AgentApi
@@ -280,6 +288,7 @@ class StoreAgent:
             return False
         self._sold(txn)
         self._flush()
+        self.publisher.catch_up()
         return True
 
     def alerts(self, state: str | None = None) -> list[Alert]:
@@ -340,7 +349,8 @@ class StoreAgent:
                         "last_error": self.committer.last_error,
                         "failures": self.committer.failures,
                         "quarantined": (str(self.journal.quarantined)
-                                        if self.journal.quarantined else None)},
+                                        if self.journal.quarantined else None),
+                        "backup": self.backups.stats() if self.backups is not None else None},
             "tasks": self.supervisor.view(),
             "tasks_down": down,
             "erp": ob,
@@ -407,6 +417,8 @@ class StoreAgent:
         if self.sink is not None:
             add("tsdb-sink", self.sink.run)
             add("tsdb-sampler", self._sample_loop)
+        if self.backups is not None:
+            add("backup", self.backups.run)
         add("snapshot", self._snapshot_loop)
         add("tick", self._tick_loop)
 
@@ -431,14 +443,28 @@ class StoreAgent:
             self.pipeline.saved(changes)
 
     async def _snapshot_loop(self) -> None:
-        """Snapshots, and once an hour the journal's retention."""
+        """Snapshots and the dead letter's alert; once an hour the journal's retention."""
         pruned = self.monotonic()
         while True:
             await asyncio.sleep(self.config.journal.snapshot_seconds)
             self.snapshot()
+            self.watch_dead_letter()
             if self.monotonic() - pruned >= PRUNE_SECONDS:
                 pruned = self.monotonic()
                 self.prune()
+
+    def watch_dead_letter(self) -> None:
+        """Keep the manager's alert about ERP commands in the dead letter current."""
+        if self.erp_bridge is None:
+            return
+        count = self.outbox.stats().rejected
+        alert = self.alert_manager.current(operations.ERP_DEAD_LETTER, "outbox")
+        told = None if alert is None else int(alert.detail.get("dead", 0))
+        if count == (told or 0):
+            return
+        oldest = self.outbox.rejected()[0] if count else None
+        self.pipeline.operations([operations.dead_letter(count, told, oldest)], self.clock())
+        self._flush()
 
     def prune(self) -> dict[str, int]:
         """Apply the journal's retention (nothing when ``journal.retention_days`` is None)."""
@@ -462,7 +488,10 @@ class StoreAgent:
             self.tick()
 
     async def _sample_loop(self) -> None:
+        """Lane samples for HQ; also buffers what waits in the journal (after a start, or
+        while the buffer's disk was full)."""
         while True:
+            self.publisher.catch_up()
             await asyncio.sleep(self.config.timeseries.sample_seconds)
             self.publisher.lane_samples(self.pipeline.lane_samples(), self.clock())
 

@@ -14,6 +14,7 @@ was sent with.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 PREFIX = "storeedge-backup-"
+RETRY_SECONDS = 600.0  # after a failed scheduled backup
 
 
 class BackupError(StoreEdgeError):
@@ -139,13 +141,54 @@ def verify(source: Path) -> list[str]:
     return sorted(files)
 
 
-def prune(into: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` backups under ``into``; returns what went."""
-    backups = sorted(p for p in into.glob(f"{PREFIX}*") if p.is_dir())
+def prune(into: Path, keep: int, store_id: str) -> list[Path]:
+    """Delete all but the newest ``keep`` backups of a store under ``into``; returns what
+    went."""
+    backups = sorted(p for p in into.glob(f"{PREFIX}{store_id}-*") if p.is_dir())
     gone = backups[:-keep] if keep > 0 else backups
     for path in gone:
         shutil.rmtree(path)
     return gone
+
+
+class Schedule:
+    """The config's ``journal.backup``: a backup every ``every_s`` (counted from the newest one
+    there, so a restart neither skips nor repeats one), then all but the newest ``keep`` go. A
+    failed backup is logged, shown by ``stats()`` and tried again after ``RETRY_SECONDS``."""
+
+    def __init__(self, journal: Path, into: Path, store_id: str, every_s: float,
+                 keep: int) -> None:
+        self.journal, self.into, self.store_id = journal, into, store_id
+        self.every_s, self.keep = every_s, keep
+        self.last: str | None = None
+        self.last_error: str | None = None
+        self._retry_at: float | None = None
+
+    def due(self) -> float:
+        """When the next backup is due (epoch seconds)."""
+        if self._retry_at is not None:
+            return self._retry_at
+        made = [p.stat().st_mtime for p in self.into.glob(f"{PREFIX}{self.store_id}-*")
+                if p.is_dir()] if self.into.is_dir() else []
+        return max(made) + self.every_s if made else time.time()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, self.due() - time.time()))
+            try:
+                made = await asyncio.to_thread(backup, self.journal, self.into,
+                                               store_id=self.store_id)
+                await asyncio.to_thread(prune, self.into, self.keep, self.store_id)
+            except (BackupError, OSError) as exc:
+                self.last_error = str(exc)
+                self._retry_at = time.time() + RETRY_SECONDS
+                log.error("scheduled backup of store %s failed: %s; next try in %.0f s",
+                          self.store_id, exc, RETRY_SECONDS)
+                continue
+            self.last, self.last_error, self._retry_at = str(made), None, None
+
+    def stats(self) -> dict[str, object]:
+        return {"last": self.last, "last_error": self.last_error, "next_due": self.due()}
 
 
 def _copy_database(source: Path, target: Path) -> None:

@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.command == "backup":
                     made = backup.backup(config.journal.path, args.to, store_id=config.store.id)
                     if args.keep:
-                        backup.prune(args.to, args.keep)
+                        backup.prune(args.to, args.keep, config.store.id)
                     print(made)
                 else:
                     for path in backup.restore(args.source, config.journal.path,

@@ -83,12 +83,21 @@ class BrokerSection(Strict):
         return _secret(self.password_env)
 
 
+class BackupSection(Strict):
+    """Backups the agent takes itself (as ``storeedge backup`` does, while it runs)."""
+
+    to: Path  # the directory backups are made in (best on another disk)
+    every_hours: Annotated[float, Field(gt=0)] = 24.0
+    keep: Annotated[int, Field(ge=1)] = 7  # the newest this many are kept
+
+
 class JournalSection(Strict):
     path: Path = Path("var/journal.db")
     snapshot_seconds: Annotated[float, Field(gt=0)] = 5.0
     # Facts, alert transitions and sales older than this are pruned, except what the ERP has
     # not taken yet and the transitions of alerts still active; None keeps everything.
     retention_days: Annotated[float, Field(gt=0)] | None = 90.0
+    backup: BackupSection | None = None
 
 
 class HttpToken(Strict):

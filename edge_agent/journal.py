@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from storeedge.errors import JournalUnavailable, UsageError
-from storeedge.events import Alert, AlertState, Event, PosTransaction, Severity
+from storeedge.events import Alert, AlertState, Event, PosLine, PosTransaction, Severity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sale (
@@ -258,14 +258,31 @@ class Journal:
         alerts = [alert_from_json(r[0]) for r in rows]
         return [a for a in alerts if a.state in ACTIVE_STATES]
 
-    def latest_transitions(self, since: float) -> list[Alert]:
-        """The latest transition of every alert that changed since ``since``, oldest first."""
+    def latest_transitions(self, last: int) -> list[Alert]:
+        """The latest transition of every alert among the ``last`` journaled transitions,
+        oldest first. Counted in journal order, not by time: a wall clock stepped since would
+        otherwise hide a transition or show an older one as the latest."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT body FROM alert_transition WHERE seq IN ("
-                " SELECT MAX(seq) FROM alert_transition WHERE ts >= ? GROUP BY alert_id)"
-                " ORDER BY seq", (since,)).fetchall()
+                " SELECT MAX(seq) FROM alert_transition"
+                " WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM alert_transition) - ?"
+                " GROUP BY alert_id) ORDER BY seq", (last,)).fetchall()
         return [alert_from_json(r[0]) for r in rows]
+
+    def sales_after(self, rowid: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` journaled sales (row id, body) after row ``rowid``, in journal order."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT rowid, body FROM sale WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (rowid, limit)).fetchall()
+
+    def transitions_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` alert transitions (seq, body) after ``seq``, in journal order."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT seq, body FROM alert_transition WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit)).fetchall()
 
     def sale_body(self, txn_id: str) -> dict[str, Any] | None:
         """The transaction accepted under ``txn_id``, as journaled (``PosTransaction.to_dict``)."""
@@ -397,3 +414,14 @@ def alert_from_json(text: str) -> Alert:
     data["severity"] = Severity(data["severity"])
     data["state"] = AlertState(data["state"])
     return Alert(**data)
+
+
+def sale_from_json(text: str) -> PosTransaction:
+    """A journaled sale (POS or kiosk) as the ``PosTransaction`` it booked."""
+    data = json.loads(text)
+    return PosTransaction(
+        store_id=data["store_id"], source=data["source"], received_ts=data["received_ts"],
+        device_ts=data.get("device_ts"), txn_id=data["txn_id"],
+        lines=tuple(PosLine(sku=line["sku"], qty=line["qty"],
+                            unit_price=line.get("unit_price", 0.0))
+                    for line in data["lines"]))

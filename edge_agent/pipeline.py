@@ -26,6 +26,7 @@ from devices.shelf_mqtt.protocol import decode_status
 from edge_agent.catalog import Catalog
 from edge_agent.config import StoreConfig
 from edge_agent.routes import Routes
+from rules.actions import Action
 from rules.config import RulesConfig
 from rules.engine import RuleEngine
 from rules.trackers.alerts import Actor, AlertManager, Outcome
@@ -359,6 +360,11 @@ class StorePipeline:
         if actions:
             self.turn.transitions += self.alert_manager.apply(actions, now)
 
+    def operations(self, actions: list[Action], now: float) -> None:
+        """Alerts about the agent itself (``edge_agent.operations``)."""
+        self._now = now
+        self.turn.transitions += self.alert_manager.apply(actions, now)
+
     def shift(self, delta: float) -> None:
         """The wall clock stepped by ``delta`` seconds (or time stood still while the agent was
         down): move the times the duration-keeping trackers hold by as much, so a step neither
@@ -376,23 +382,13 @@ class StorePipeline:
             if line.qty < 1:
                 raise PayloadError(f"lines.{i}.qty: must be at least 1", source="pos")
 
-    def sold(self, txn: PosTransaction, now: float) -> list[tuple[Sale, float]]:
-        """A booked sale: one ``Sale`` fact per SKU with its amount, seen by the rules."""
+    def sold(self, txn: PosTransaction, now: float) -> None:
+        """A booked sale: one ``Sale`` fact per SKU, seen by the rules."""
         self._now = now
         self.counters["sales"] += 1
         self.counters["sold_units"] += sum(line.qty for line in txn.lines)
-        qty: Counter[str] = Counter()
-        amount: dict[str, float] = {}
-        for line in txn.lines:
-            qty[line.sku] += line.qty
-            amount[line.sku] = amount.get(line.sku, 0.0) + line.qty * line.unit_price
-        out: list[tuple[Sale, float]] = []
-        for sku, n in qty.items():
-            sale = Sale(store_id=self.store_id, source=txn.source, received_ts=txn.received_ts,
-                        device_ts=txn.device_ts, sku=sku, qty=n, txn_id=txn.txn_id)
-            out.append((sale, round(amount[sku], 2)))
+        for sale, _ in sales_per_sku(txn):
             self._rules(sale)
-        return out
 
     def claim(self, alert_id: str, actor: Actor, now: float) -> Alert:
         self._staff(self.alert_manager.claim(alert_id, actor, now))
@@ -484,6 +480,7 @@ class StorePipeline:
                     target.restore(snap)
                 except StoreEdgeError as exc:
                     log.warning("%s state not restored (store %s): %s", key, self.store_id, exc)
+        self.engine.reconcile(self.alert_manager.active(), now)
         for kiosk, snap in (states.get("checkout") or {}).items():
             if kiosk in self.reconcilers:
                 self.reconcilers[kiosk].restore(snap)
@@ -493,3 +490,15 @@ class StorePipeline:
         log.info("state restored: %d lanes, %d active alerts, %d tags present, store %s",
                  len(self.scales), len(self.alert_manager), len(self.presence.present()),
                  self.store_id)
+
+
+def sales_per_sku(txn: PosTransaction) -> list[tuple[Sale, float]]:
+    """A transaction as one ``Sale`` per SKU, each with its amount."""
+    qty: Counter[str] = Counter()
+    amount: dict[str, float] = {}
+    for line in txn.lines:
+        qty[line.sku] += line.qty
+        amount[line.sku] = amount.get(line.sku, 0.0) + line.qty * line.unit_price
+    return [(Sale(store_id=txn.store_id, source=txn.source, received_ts=txn.received_ts,
+                  device_ts=txn.device_ts, sku=sku, qty=n, txn_id=txn.txn_id),
+             round(amount[sku], 2)) for sku, n in qty.items()]

@@ -1,26 +1,44 @@
 """Tells the world what the journal holds: alert transitions on MQTT (the stream and each alert's
 retained state) and to the handhelds' live streams, device health as retained MQTT state, and
-alerts, sales and lane samples to the time-series sink. It is handed only what was committed."""
+alerts, sales and lane samples to the time-series sink. It is handed only what was committed.
+
+Sales and alert transitions reach the sink from the journal itself (``catch_up``): the sink
+records, with each batch it buffers, the journal row it reached. A buffer that cannot be
+written (its disk full) or an agent killed in between delays those points; it never loses or
+doubles them."""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 
 from cloud_bridge import tsdb
 from edge_agent.committer import alert_json
+from edge_agent.journal import Journal, alert_from_json, sale_from_json
 from edge_agent.mqtt import MqttLink
+from edge_agent.pipeline import sales_per_sku
 from edge_agent.web import ACTIVE_STATES, AlertFeed
-from storeedge.events import Alert, DeviceHealth, Event, Sale
+from storeedge.errors import StoreEdgeError
+from storeedge.events import Alert, DeviceHealth, Event
+from storeedge.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_ROWS = 1_000  # journal rows per buffered batch
+CATCH_UP_BATCHES = 5  # per call, so a long backlog does not hold the event loop
 
 
 class Publisher:
-    def __init__(self, store_id: str, mqtt: MqttLink, feed: AlertFeed,
+    def __init__(self, store_id: str, mqtt: MqttLink, feed: AlertFeed, journal: Journal,
                  sink: tsdb.TimeSeriesSink | None) -> None:
         self.store_id = store_id
         self._prefix = f"store/{store_id}/"
         self.mqtt = mqtt
         self.feed = feed
+        self.journal = journal
         self.sink = sink
+        self._log_behind = RateLimitedLog(log, 60.0)
 
     def alerts(self, alerts: list[tuple[Alert, bytes]]) -> None:
         """Committed transitions, each with its JSON: every one on the stream and the live
@@ -28,8 +46,6 @@ class Publisher:
         both go on one QoS 1 connection)."""
         if not alerts:
             return
-        if self.sink is not None:
-            self.sink.add([tsdb.alert_point(a) for a, _ in alerts])
         stream = f"{self._prefix}alerts"
         messages = []
         latest: dict[str, tuple[Alert, bytes]] = {}
@@ -48,17 +64,43 @@ class Publisher:
                                   json.dumps(fact.to_dict(), default=str).encode(), qos=1,
                                   retain=True)
 
-    def sales(self, sold: list[tuple[Sale, float]], ts: float) -> None:
-        """A booked sale's per-SKU quantities and amounts, to HQ."""
-        if self.sink is not None and sold:
-            points: list[str] = []
-            for sale, amount in sold:
-                points += tsdb.sale_points(sale, amount, ts)
-            self.sink.add(points)
+    def catch_up(self) -> bool:
+        """Buffer for HQ every sale and alert transition journaled since the sink's marks.
+        False when the buffer cannot be written now: the rows wait in the journal for the
+        next call."""
+        if self.sink is None:
+            return True
+        try:
+            self._feed("sale", self.journal.sales_after, _sale_points)
+            self._feed("alert", self.journal.transitions_after,
+                       lambda body: [tsdb.alert_point(alert_from_json(body))])
+        except StoreEdgeError as exc:
+            self._log_behind.log("behind", logging.WARNING,
+                                 "time-series points wait in the journal (store %s): %s",
+                                 self.store_id, exc)
+            return False
+        return True
+
+    def _feed(self, feed: str, rows_after: Callable[[int, int], list[tuple[int, str]]],
+              points: Callable[[str], list[str]]) -> None:
+        assert self.sink is not None
+        for _ in range(CATCH_UP_BATCHES):  # a long backlog is left to the next calls
+            rows = rows_after(self.sink.marked(feed), CATCH_UP_ROWS)
+            if not rows:
+                return
+            self.sink.add([line for _, body in rows for line in points(body)],
+                          mark=(feed, rows[-1][0]))
 
     def lane_samples(self, samples: list[tuple[str, str, int, float]], now: float) -> None:
+        """Samples of the lanes now; lost when the buffer cannot be written (the next sample
+        says the same of the shelf)."""
         if self.sink is not None and samples:
-            self.sink.add(tsdb.lane_points(self.store_id, samples, now))
+            try:
+                self.sink.add(tsdb.lane_points(self.store_id, samples, now))
+            except StoreEdgeError as exc:
+                self._log_behind.log("samples", logging.WARNING,
+                                     "lane samples not buffered (store %s): %s",
+                                     self.store_id, exc)
 
     def republish_state(self, active: list[Alert]) -> None:
         """After (re)connecting, refresh the retained state; the alert stream is not replayed."""
@@ -82,3 +124,9 @@ class Publisher:
         # an empty retained payload deletes a finished alert's entry.
         return (f"{self._prefix}state/alerts/{alert.alert_id}",
                 payload if alert.state in ACTIVE_STATES else b"", True)
+
+
+def _sale_points(body: str) -> list[str]:
+    txn = sale_from_json(body)
+    return [line for sale, amount in sales_per_sku(txn)
+            for line in tsdb.sale_points(sale, amount, txn.received_ts)]

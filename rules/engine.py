@@ -19,6 +19,7 @@ Guarantees, whatever the rules ask:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from rules.library import RULES
 from rules.library.base import Rule
 from rules.model import StoreModel
 from storeedge.errors import UsageError
-from storeedge.events import Event, Severity, StockCause, StockChanged
+from storeedge.events import Alert, AlertState, Event, Severity, StockCause, StockChanged
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,30 @@ class RuleEngine:
         self._cleared = {(r, s): at for r, s, at in data["cleared"]}
         for name, rule in self._rules.items():
             rule.state = data["rules"].get(name) or rule.initial_state()
+
+    def reconcile(self, active: Iterable[Alert], now: float) -> None:
+        """Make the open set the alerts the journal holds active (``active``, each its latest
+        transition). A snapshot is a few seconds older than the journal: an alert opened in
+        between would be left without updates, one ended in between never opened again."""
+        kept: dict[tuple[str, str], _Open] = {}
+        for alert in active:
+            key = (alert.rule, alert.subject)
+            if alert.rule not in self._rules:
+                continue
+            entry = self._open.get(key)
+            if entry is None:
+                zone = alert.detail.get("zone")
+                opened = alert.detail.get("opened_at", alert.received_ts)
+                esc = self.params(alert.rule, alert.sku, zone).escalate_after_seconds
+                waiting = alert.state is AlertState.OPEN and esc is not None
+                entry = _Open(opened, alert.sku, zone, opened + esc if waiting else None,
+                              claimed=alert.state is AlertState.CLAIMED)
+            kept[key] = entry
+        for key in self._open.keys() - kept.keys():
+            self._cleared[key] = now
+        if kept.keys() != self._open.keys():
+            self.changes += 1
+        self._open = kept
 
     # Inside
 

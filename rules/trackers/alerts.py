@@ -165,6 +165,10 @@ class AlertManager:
         """Whether (rule, subject) has an active alert."""
         return (rule, subject) in self._active
 
+    def current(self, rule: str, subject: str) -> Alert | None:
+        """The latest transition of (rule, subject)'s active alert, if it has one."""
+        return self._active.get((rule, subject))
+
     def get(self, alert_id: str) -> Alert:
         """The latest transition of an alert, active or ended (while its history is kept)."""
         key = self._by_id.get(alert_id)

@@ -390,6 +390,9 @@ async def test_an_agent_on_a_corrupt_journal_starts_fresh_and_says_where_the_old
         quarantined = agent.health()["journal"]["quarantined"]
         assert quarantined and Path(quarantined).read_bytes().startswith(b"\x00garbage")
         async with api(agent) as http:
+            (alert,) = (await http.get("/api/alerts")).json()
+            assert (alert["rule"], alert["severity"]) == ("journal_quarantined", "critical")
+            assert alert["detail"]["route"] == "manager" and quarantined in alert["message"]
             assert (await http.post("/api/pos/transactions", json=txn("T-1"))).status_code == 201
         assert agent.journal.sale_count() == 1
     finally:

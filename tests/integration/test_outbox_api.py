@@ -108,3 +108,28 @@ async def test_a_manager_lists_shows_retries_and_drops_dead_commands(
     dropped = await client.delete(f"/api/outbox/{key}")
     assert dropped.status_code == 200 and dropped.json()["key"] == key
     assert (await client.get(f"/api/outbox/{key}")).status_code == 404
+
+
+async def test_a_command_in_the_dead_letter_is_a_manager_alert_until_it_is_dealt_with(
+        agent: StoreAgent, client: httpx.AsyncClient) -> None:
+    assert (await client.post("/api/pos/transactions", json=sale("T-1"))).status_code == 201
+    assert agent.erp_bridge is not None
+    agent.clock.now += 60
+    assert agent.erp_bridge.close_due() == 1
+    write(agent, "UPDATE outbox SET state = 'rejected', last_error = 'rejected: no such SKU'")
+    agent.watch_dead_letter()
+
+    (alert,) = [a for a in (await client.get("/api/alerts")).json()
+                if a["rule"] == "erp_dead_letter"]
+    assert alert["state"] == "open" and alert["severity"] == "critical"
+    assert alert["detail"]["dead"] == 1 and alert["detail"]["route"] == "manager"
+    assert "rejected: no such SKU" in alert["message"]
+    agent.watch_dead_letter()  # nothing changed: not told again
+    history = (await client.get(f"/api/alerts/{alert['alert_id']}")).json()["history"]
+    assert [h["detail"]["transition"] for h in history] == ["opened"]
+
+    (key,) = [row["key"] for row in (await client.get("/api/outbox?state=rejected")).json()]
+    assert (await client.post(f"/api/outbox/{key}/retry")).status_code == 200
+    agent.watch_dead_letter()
+    latest = (await client.get(f"/api/alerts/{alert['alert_id']}")).json()["alert"]
+    assert latest["state"] == "cleared"

@@ -3,6 +3,7 @@ before anything is restored, never overwriting a journal unasked."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ import yaml
 
 from edge_agent import backup
 from edge_agent.backup import BackupError
+from tests.waiting import until
 
 
 def make_journal(path: Path, rows: int = 10) -> None:
@@ -104,8 +106,37 @@ def test_prune_keeps_the_newest(tmp_path):
     make_journal(journal)
     made = [backup.backup(journal, tmp_path / "b", store_id="s1", now=1_800_000_000 + i)
             for i in range(4)]
-    assert backup.prune(tmp_path / "b", keep=2) == made[:2]
-    assert sorted((tmp_path / "b").iterdir()) == made[2:]
+    other = backup.backup(journal, tmp_path / "b", store_id="s0", now=1_700_000_000)
+    assert backup.prune(tmp_path / "b", keep=2, store_id="s1") == made[:2]
+    assert sorted((tmp_path / "b").iterdir()) == [other, *made[2:]]  # another store's stays
+
+
+async def test_scheduled_backups_keep_the_newest_and_survive_a_failure(tmp_path):
+    journal = tmp_path / "journal.db"
+    make_journal(journal)
+    (tmp_path / "a-file").write_text("not a directory")
+    blocked = backup.Schedule(journal, tmp_path / "a-file", "s1", every_s=1.0, keep=2)
+    into = tmp_path / "backups"
+    schedule = backup.Schedule(journal, into, "s1", every_s=1.0, keep=2)
+    made: set[str] = set()
+
+    def three_made() -> bool:
+        if schedule.last is not None:
+            made.add(schedule.last)
+        return len(made) >= 3
+
+    tasks = [asyncio.create_task(blocked.run()), asyncio.create_task(schedule.run())]
+    try:
+        await until(three_made, within=30)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    kept = {str(p) for p in into.glob("storeedge-backup-s1-*")}
+    assert len(kept) == 2 and kept <= made and min(made) not in kept
+    assert all(backup.verify(Path(p)) and count(Path(p) / "journal.db") == 10 for p in kept)
+    assert "a-file" in str(blocked.stats()["last_error"])
+    assert blocked.stats()["next_due"] >= schedule.stats()["next_due"]  # retried much later
 
 
 def test_the_command_line_backs_up_and_restores_a_store(tmp_path):

@@ -101,6 +101,23 @@ def test_retention_keeps_active_alerts_and_undelivered_sales(journal: Journal) -
         "T-new", "T-open", "T-owed", "T-summed"]
 
 
+def test_latest_transitions_go_by_journal_order_not_by_a_clock_that_stepped(
+        journal: Journal) -> None:
+    # A-1 ended just before the clock stepped an hour ahead; A-2 opened after the step and
+    # ended once the clock stepped back: its end carries an earlier time than its opening.
+    journal.record([], [alert("A-1", AlertState.OPEN, 1_000.0),
+                        alert("A-1", AlertState.CLEARED, 1_010.0)])
+    journal.record([], [alert("A-2", AlertState.OPEN, 4_700.0),
+                        alert("A-2", AlertState.CLEARED, 1_100.0)])
+    journal.record([], [alert("A-3", AlertState.OPEN, 1_200.0)])
+
+    latest = journal.latest_transitions(last=10)
+    assert [(a.alert_id, a.state) for a in latest] == [
+        ("A-1", AlertState.CLEARED), ("A-2", AlertState.CLEARED), ("A-3", AlertState.OPEN)]
+    assert [(a.alert_id, a.state) for a in journal.latest_transitions(last=2)] == [
+        ("A-2", AlertState.CLEARED), ("A-3", AlertState.OPEN)]
+
+
 def test_a_full_journal_refuses_a_write_and_keeps_nothing_of_it(journal: Journal) -> None:
     journal.limit_pages(journal.page_count())
     with pytest.raises(JournalUnavailable, match="full"):

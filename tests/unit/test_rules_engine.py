@@ -9,10 +9,12 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.actions import ClearAlert, OpenAlert
+from rules.actions import ClearAlert, EscalateAlert, OpenAlert
 from rules.config import load_rules
 from rules.engine import RuleEngine
 from storeedge.events import (
+    Alert,
+    AlertState,
     CheckoutEvent,
     CheckoutKind,
     Climate,
@@ -72,6 +74,41 @@ def test_snapshot_restore_round_trips_through_json():
     assert twin.snapshot() == e.snapshot()
     assert twin.handle(stock("A1", 3, 2), DAY0 + 1) == e.handle(stock("A1", 3, 2), DAY0 + 1)
     assert twin.tick(DAY0 + 700) == e.tick(DAY0 + 700) != []
+
+
+def alert_of(action: OpenAlert, state: AlertState, at: float) -> Alert:
+    return Alert(**env(ts=at), alert_id=f"A-{action.subject}", rule=action.rule,
+                 severity=action.severity, subject=action.subject, message=action.message,
+                 state=state, sku=action.sku, location=action.location,
+                 detail={"opened_at": at, "zone": action.zone})
+
+
+def test_reconcile_takes_the_journals_open_alerts_over_an_older_snapshot():
+    rules = {"low_stock": {"escalate_after_seconds": 60}, "out_of_stock": {}}
+    e = engine(**rules)
+    snap = e.snapshot()  # saved before A1 opened
+    [a1] = opened(e.handle(stock("A1", 5, 3), DAY0))
+
+    twin = engine(**rules)
+    twin.restore(json.loads(json.dumps(snap)))
+    twin.reconcile([alert_of(a1, AlertState.OPEN, DAY0)], DAY0 + 10)
+
+    assert twin.open_alerts() == [("low_stock", "A1")]
+    escalated = [a for a in twin.tick(DAY0 + 61) if isinstance(a, EscalateAlert)]
+    assert [(a.rule, a.subject) for a in escalated] == [("low_stock", "A1")]
+
+
+def test_reconcile_closes_what_the_journal_ended_since_the_snapshot():
+    e = engine(out_of_stock={"cooldown_seconds": 0})
+    e.handle(stock("B1", 1, 0), DAY0)
+    snap = json.loads(json.dumps(e.snapshot()))  # B1 open; then staff resolved it
+    twin = engine(out_of_stock={"cooldown_seconds": 0})
+    twin.restore(snap)
+    twin.reconcile([], DAY0 + 10)
+    assert twin.open_alerts() == []
+    twin.handle(stock("B1", 0, 2, StockCause.RESTOCK), DAY0 + 20)
+    assert [(a.rule, a.subject) for a in opened(twin.handle(stock("B1", 2, 0), DAY0 + 30))] == [
+        ("out_of_stock", "B1")]
 
 
 def test_snapshot_shares_nothing_with_the_engine():
