@@ -36,7 +36,8 @@ class ErpBridge:
     """Owns the outbox and the sales windows of one store's journal at ``db_path``."""
 
     def __init__(self, db_path: Path | str, store_id: str, erp: SalesBooker, *,
-                 window_s: int = 60, limits: outbox_mod.Limits | None = None,
+                 window_s: int = 60, merge_s: float = 3600.0,
+                 limits: outbox_mod.Limits | None = None,
                  quarantine_after: int = 5, retry_initial_s: float = 0.5,
                  retry_max_s: float = 30.0, clock: Callable[[], float] = time.time) -> None:
         self.erp = erp
@@ -46,7 +47,7 @@ class ErpBridge:
                                         quarantine_after=quarantine_after, limits=limits)
         self._conn = sqlite3.connect(db_path, isolation_level=None, timeout=30.0)
         self._conn.executescript(summary.SCHEMA)
-        self.windows = summary.SalesWindows(store_id, window_s)
+        self.windows = summary.SalesWindows(store_id, window_s, merge_s)
 
     def close(self) -> None:
         """Close the bridge's connections (after ``run`` has stopped)."""
@@ -77,7 +78,7 @@ class ErpBridge:
 
     def close_due(self) -> int:
         """Close the windows that have ended; returns the commands enqueued."""
-        enqueued = self.windows.close_due(self._conn, self.clock())
+        enqueued = self.windows.close_due(self._conn, self.clock(), busy=self.outbox.in_flight)
         if enqueued:
             self.outbox.notify()
         return enqueued

@@ -83,6 +83,11 @@ WHEN (OLD.state = 'pending') != (NEW.state = 'pending') BEGIN
         bytes = bytes + IIF(NEW.state = 'pending', 1, -1) * LENGTH(NEW.payload)
     WHERE id = 1;
 END;
+CREATE TRIGGER IF NOT EXISTS outbox_usage_payload AFTER UPDATE OF payload ON outbox
+WHEN NEW.state = 'pending' BEGIN
+    UPDATE outbox_usage SET bytes = bytes + LENGTH(NEW.payload) - LENGTH(OLD.payload)
+    WHERE id = 1;
+END;
 CREATE TRIGGER IF NOT EXISTS outbox_usage_delete AFTER DELETE ON outbox
 WHEN OLD.state = 'pending' BEGIN
     UPDATE outbox_usage SET rows = rows - 1, bytes = bytes - LENGTH(OLD.payload) WHERE id = 1;
@@ -189,6 +194,8 @@ class Outbox:
         self._last_error: str | None = None
         self._last_prune = 0.0
         self._held: dict[int, float] = {}  # row id -> monotonic time it may go again
+        #: The command being delivered now (its ERP call is in progress), if any.
+        self.in_flight: int | None = None
         self._delivered = 0
         self._retries = 0
 
@@ -227,6 +234,7 @@ class Outbox:
                     await self._idle()
                 continue
             row_id, key, kind, payload = row
+            self.in_flight = row_id
             try:
                 erp_id = await deliver(kind, {**json.loads(payload), "key": key})
             except ErpRejected as exc:
@@ -253,6 +261,8 @@ class Outbox:
                 log.exception("unexpected error delivering %s (%s)", key, kind)
                 self._command_failed(row_id, key, kind, f"{type(exc).__name__}: {exc}")
                 continue
+            finally:
+                self.in_flight = None
             outage = 0
             self._held.pop(row_id, None)
             self._finish(row_id, "delivered", erp_id, None)

@@ -10,6 +10,13 @@ and window start, the lines are deleted and ``closed_until`` moves on. A crash b
 commit leaves the lines to be closed on restart; after it, the command is in the outbox, and its
 key makes a second close of the same window impossible (the outbox ignores a known key).
 
+While the ERP is behind (after an outage, say), a closing window joins the newest command
+instead when that one is a sales summary never sent yet (not even tried) and the two together
+span at most ``merge_s``: a store back from a day offline sends about one document per
+``merge_s`` of trading, not one per window. The command keeps its key, and the window its
+lines came from is closed in the same transaction, so nothing is booked twice or lost; its
+``window`` grows to cover both.
+
 With ``window_s`` 0 every receipt is its own command, keyed by its transaction id.
 
 Lines in open windows count against the outbox's bound like commands do (``outbox_usage``).
@@ -17,6 +24,7 @@ Lines in open windows count against the outbox's bound like commands do (``outbo
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import time
@@ -59,11 +67,12 @@ Enlist = Callable[[sqlite3.Connection], None]
 class SalesWindows:
     """One store's sales windows in the journal (``SCHEMA`` applied to it)."""
 
-    def __init__(self, store_id: str, window_s: int) -> None:
+    def __init__(self, store_id: str, window_s: int, merge_s: float = 0.0) -> None:
         if window_s < 0:
             raise ValueError(f"window_s must be 0 or more, not {window_s}")
         self.store_id = store_id
         self.window_s = window_s
+        self.merge_s = merge_s
 
     def enlist(self, txn_id: str, lines: list[tuple[str, int]], now: float,
                limits: Limits | None) -> Enlist:
@@ -96,10 +105,11 @@ class SalesWindows:
 
         return add
 
-    def close_due(self, conn: sqlite3.Connection, now: float) -> int:
+    def close_due(self, conn: sqlite3.Connection, now: float, busy: int | None = None) -> int:
         """Close every window that ended by ``now``: one outbox command each (windows with no
-        net movement give none). Runs its own transaction on ``conn`` (autocommit mode).
-        Returns the number of commands enqueued."""
+        net movement give none), or merged into the newest command (see the module's doc) if
+        it is not ``busy`` (the outbox row being delivered). Runs its own transaction on
+        ``conn`` (autocommit mode). Returns the number of commands enqueued."""
         if self.window_s == 0:
             return 0
         cutoff = self._start(now)
@@ -133,6 +143,8 @@ class SalesWindows:
                 if not net:
                     continue
                 end = min(cutoff, self._start(start) + self.window_s)
+                if self._merged(conn, busy, lines[start], list(receipts[start]), end):
+                    continue
                 enqueued += enqueue(
                     conn, self.key(start), KIND,
                     {"lines": net, "receipts": list(receipts[start]), "window": [start, end]},
@@ -144,6 +156,35 @@ class SalesWindows:
             conn.execute("ROLLBACK")
             raise
         return enqueued
+
+    def _merged(self, conn: sqlite3.Connection, busy: int | None, lines: Counter[str],
+                receipts: list[str], end: float) -> bool:
+        """Fold a closed window into the newest command if it may take it (True)."""
+        if self.merge_s <= 0:
+            return False
+        row = conn.execute("SELECT id, kind, state, attempts, payload FROM outbox"
+                           " ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return False
+        row_id, kind, state, attempts, payload = row
+        if kind != KIND or state != "pending" or attempts or row_id == busy:
+            return False
+        command = json.loads(payload)
+        first = command.get("window", [None])[0]
+        if first is None or end - first > self.merge_s:
+            return False
+        net: Counter[str] = Counter(dict(command["lines"]))
+        net.update(lines)
+        merged = sorted((sku, qty) for sku, qty in net.items() if qty)
+        if not merged:  # returns cancelled every sale it held: nothing for the ERP
+            conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+            return True
+        command.update(lines=merged, receipts=command["receipts"] + receipts,
+                       window=[first, end])
+        body = json.dumps(command, separators=(",", ":"))
+        conn.execute("UPDATE outbox SET payload = ?, subject = ? WHERE id = ?",
+                     (body, " ".join(sku for sku, _ in merged), row_id))
+        return True
 
     def seconds_to_close(self, now: float) -> float:
         """Until the window open at ``now`` ends."""

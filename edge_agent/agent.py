@@ -96,7 +96,8 @@ class StoreAgent:
                                        ca_file=str(e.ca_file) if e.ca_file else None)
             self.erp_bridge = ErpBridge(
                 config.journal.path, self.store_id, self.erp,
-                window_s=e.summary_window_seconds, quarantine_after=e.quarantine_after,
+                window_s=e.summary_window_seconds, merge_s=e.summary_merge_seconds,
+                quarantine_after=e.quarantine_after,
                 limits=outbox_mod.Limits(e.outbox_max_items, e.outbox_max_bytes),
                 retry_initial_s=e.retry_initial_seconds, retry_max_s=e.retry_max_seconds,
                 clock=clock)

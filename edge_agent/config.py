@@ -152,6 +152,9 @@ class ErpSection(Strict):
     ca_file: Path | None = None  # the CA that signed the ERP's certificate (default: the system's)
     # sales are booked as one ERP document per window (0: one per receipt); see cloud_bridge
     summary_window_seconds: Annotated[int, Field(ge=0, le=86_400)] = 60
+    # While the ERP is behind, closed windows join the newest unsent summary up to this span
+    # (one document per hour of an outage instead of one per window); 0: never.
+    summary_merge_seconds: Annotated[float, Field(ge=0)] = 3600.0
     # the undelivered backlog's bound: beyond it new POS sales are refused with HTTP 503
     outbox_max_items: Annotated[int, Field(ge=100)] = 100_000
     outbox_max_bytes: Annotated[int, Field(ge=1_000_000)] = 64 * 1024 * 1024

@@ -145,3 +145,50 @@ def test_open_window_lines_count_against_the_bound(conn) -> None:
     assert conn.execute("SELECT rows FROM outbox_usage").fetchone() == (3,)
     w.close_due(conn, T0 + 60)  # three lines become one command
     assert conn.execute("SELECT rows FROM outbox_usage").fetchone() == (1,)
+
+
+def usage(conn: sqlite3.Connection) -> tuple[int, int]:
+    return conn.execute("SELECT rows, bytes FROM outbox_usage WHERE id = 1").fetchone()
+
+
+def test_while_the_erp_is_behind_closed_windows_join_the_newest_unsent_summary(conn) -> None:
+    w = SalesWindows("s1", 60, merge_s=180)
+    for i, (txn, lines) in enumerate([("r1", [("COLA", 2)]), ("r2", [("CHIPS", 1)]),
+                                      ("r3", [("COLA", -2), ("WATER", 1)]),
+                                      ("r4", [("COLA", 5)])]):
+        sell(conn, w, txn, lines, T0 + 60 * i + 1)
+        assert w.close_due(conn, T0 + 60 * (i + 1)) == (1 if i in (0, 3) else 0)
+    first, second = commands(conn)
+    assert first["key"] == "s1:sales:20251128T090000Z"
+    assert first["lines"] == [["CHIPS", 1], ["WATER", 1]]  # COLA sold and returned: nets to 0
+    assert first["receipts"] == ["r1", "r2", "r3"] and first["window"] == [T0, T0 + 180]
+    assert first["subject"] == "CHIPS WATER"
+    assert second["key"] == "s1:sales:20251128T090300Z"  # 240 s would pass the 180 s span
+    assert second["lines"] == [["COLA", 5]] and second["window"] == [T0 + 180, T0 + 240]
+    # the bound's byte count follows the grown payloads
+    assert usage(conn) == (2, sum(len(p) for (p,) in conn.execute("SELECT payload FROM outbox")))
+
+
+def test_a_summary_tried_once_or_being_delivered_takes_no_more_windows(conn) -> None:
+    w = SalesWindows("s1", 60, merge_s=3600)
+    sell(conn, w, "r1", [("COLA", 1)], T0 + 1)
+    assert w.close_due(conn, T0 + 60) == 1
+    (busy,) = conn.execute("SELECT id FROM outbox").fetchone()
+    sell(conn, w, "r2", [("COLA", 1)], T0 + 61)
+    assert w.close_due(conn, T0 + 120, busy=busy) == 1  # its ERP call is under way
+    conn.execute("UPDATE outbox SET attempts = 1 WHERE id = ?", (busy + 1,))  # tried, failed
+    sell(conn, w, "r3", [("COLA", 1)], T0 + 121)
+    assert w.close_due(conn, T0 + 180) == 1
+    conn.execute("UPDATE outbox SET state = 'delivered'")
+    sell(conn, w, "r4", [("COLA", 1)], T0 + 181)
+    assert w.close_due(conn, T0 + 240) == 1  # the ERP has caught up: a window, a document
+    assert [c["receipts"] for c in commands(conn)] == [["r1"], ["r2"], ["r3"], ["r4"]]
+
+
+def test_a_merged_summary_that_nets_to_nothing_is_no_command(conn) -> None:
+    w = SalesWindows("s1", 60, merge_s=3600)
+    sell(conn, w, "r1", [("COLA", 1)], T0 + 1)
+    assert w.close_due(conn, T0 + 60) == 1
+    sell(conn, w, "r2", [("COLA", -1)], T0 + 61)
+    assert w.close_due(conn, T0 + 120) == 0
+    assert commands(conn) == [] and usage(conn) == (0, 0)
