@@ -1,12 +1,14 @@
 """ERP drain benchmark: a store offline for a day of busy trading reconnects to Tryton.
 
     .venv/bin/python bench/erp_drain.py [--receipts 20000] [--hours 24] [--window 60]
-                                        [--postgres] [--baseline 300] [--stores 3]
+                                        [--merge 3600] [--postgres] [--baseline 300]
+                                        [--stores 3]
 
 A store's journal and ERP bridge (the agent's own accept path: each receipt journalled in its
 own transaction with its ERP share) take ``--receipts`` receipts spread over a simulated 24 hours
 on a simulated clock, 1-4 lines each over a 200-SKU catalog, 3% of them with a returned item;
-the windows close as the simulated day goes by, while the ERP is unreachable. Then the store
+the windows close as the simulated day goes by, while the ERP is unreachable (each joining the
+newest unsent summary up to ``--merge`` seconds, as the agent does). Then the store
 reconnects to a real Tryton (SQLite, or PostgreSQL with ``--postgres``): the bench prints the
 time until the ERP's sold units equal the truth, the documents and ERP calls (per receipt), the
 check itself, and the ERP server's own CPU seconds per document (from /proc: what the drain
@@ -73,13 +75,14 @@ class SimClock:
 
 class Store:
     def __init__(self, code: str, server: TrytonServer, workdir: Path, window_s: int,
-                 clock: SimClock) -> None:
+                 clock: SimClock, merge_s: float = 0.0) -> None:
         self.code = code
         self.erp = TrytonConnector(server.url, server.database, "admin", PASSWORD,
                                    warehouse_code=code, timeout=60.0)
         self.journal = Journal(workdir / code / "journal.db", extra_schemas=SCHEMAS)
         self.bridge = ErpBridge(self.journal.path, code, self.erp, window_s=window_s,
-                                clock=clock, retry_initial_s=0.05, retry_max_s=1.0)
+                                merge_s=merge_s, clock=clock, retry_initial_s=0.05,
+                                retry_max_s=1.0)
         self.clock = clock
         self.truth: Counter[str] = Counter()
 
@@ -126,8 +129,8 @@ class Store:
 
 
 async def offline_day(server: TrytonServer, workdir: Path, receipts: int, window_s: int,
-                      hours: float, code: str = "WH") -> dict[str, Any]:
-    store = Store(code, server, workdir, window_s, SimClock(T0))
+                      hours: float, merge_s: float = 0.0, code: str = "WH") -> dict[str, Any]:
+    store = Store(code, server, workdir, window_s, SimClock(T0), merge_s)
     assert server.pid is not None
     try:
         started = time.monotonic()
@@ -147,7 +150,8 @@ async def offline_day(server: TrytonServer, workdir: Path, receipts: int, window
         dead = store.bridge.outbox.stats().rejected
     finally:
         await store.aclose()
-    return {"receipts": receipts, "hours": hours, "window_s": window_s, "documents": documents,
+    return {"receipts": receipts, "hours": hours, "window_s": window_s, "merge_s": merge_s,
+            "documents": documents,
             # the ERP's own CPU per document: what the drain costs on a machine not shared
             "erp_cpu_s": round(erp_cpu_s, 1),
             "erp_cpu_s_per_document": round(erp_cpu_s / documents, 3) if documents else None,
@@ -195,7 +199,8 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "erp": "tryton-postgresql" if args.postgres else "tryton-sqlite",
         "erp_start_s": round(time.monotonic() - started, 1)}
     try:
-        day = await offline_day(server, workdir, args.receipts, args.window, args.hours)
+        day = await offline_day(server, workdir, args.receipts, args.window, args.hours,
+                                args.merge)
         scale = DAY_S / (args.hours * 3600.0)  # 1 unless a shorter stretch was simulated
         day["projected_for_24h"] = {
             "receipts": round(args.receipts * scale), "documents": round(day["documents"] * scale),
@@ -225,6 +230,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--receipts", type=int, default=20_000)
     parser.add_argument("--window", type=int, default=60, help="summary window, seconds")
+    parser.add_argument("--merge", type=float, default=3600.0,
+                        help="erp.summary_merge_seconds: windows closed while the ERP is behind "
+                        "join the newest unsent summary up to this span (0: never)")
     parser.add_argument("--hours", type=float, default=24.0,
                         help="simulated trading time the receipts spread over; below 24 the "
                         "report also projects the day at the same density")

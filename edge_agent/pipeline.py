@@ -375,20 +375,22 @@ class StorePipeline:
     # Sales and staff
 
     def validate_sale(self, txn: PosTransaction) -> None:
-        """PayloadError naming the line when a SKU is unknown or a quantity below one."""
+        """PayloadError naming the line when a SKU is unknown or a quantity is 0."""
         for i, line in enumerate(txn.lines):
             if line.sku not in self.catalog:
                 raise PayloadError(f"lines.{i}.sku: unknown SKU {line.sku!r}", source="pos")
-            if line.qty < 1:
-                raise PayloadError(f"lines.{i}.qty: must be at least 1", source="pos")
+            if line.qty == 0:
+                raise PayloadError(f"lines.{i}.qty: must not be 0", source="pos")
 
     def sold(self, txn: PosTransaction, now: float) -> None:
-        """A booked sale: one ``Sale`` fact per SKU, seen by the rules."""
+        """A booked sale: one ``Sale`` fact per SKU, seen by the rules (returns, negative
+        lines, count in the net units sold only)."""
         self._now = now
         self.counters["sales"] += 1
         self.counters["sold_units"] += sum(line.qty for line in txn.lines)
         for sale, _ in sales_per_sku(txn):
-            self._rules(sale)
+            if sale.qty > 0:  # a return explains no pick and is no demand
+                self._rules(sale)
 
     def claim(self, alert_id: str, actor: Actor, now: float) -> Alert:
         self._staff(self.alert_manager.claim(alert_id, actor, now))

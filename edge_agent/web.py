@@ -204,9 +204,18 @@ TS_MAX_AHEAD_MS = 86_400_000  # a till's clock a day ahead of ours is wrong, not
 
 
 class PosLineCreate(BaseModel):
+    """One line: units sold, or returned as a negative quantity."""
+
     sku: Annotated[str, Field(min_length=1, max_length=64)]
-    qty: Annotated[int, Field(strict=True, ge=1, le=MAX_QTY)]
+    qty: Annotated[int, Field(strict=True, ge=-MAX_QTY, le=MAX_QTY)]
     unit_price: Annotated[float, Field(ge=0, le=MAX_UNIT_PRICE, allow_inf_nan=False)]
+
+    @field_validator("qty")
+    @classmethod
+    def _not_zero(cls, qty: int) -> int:
+        if qty == 0:
+            raise ValueError("must not be 0 (a return is a negative quantity)")
+        return qty
 
 
 class PosTransactionCreate(BaseModel):

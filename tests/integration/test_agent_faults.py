@@ -130,6 +130,7 @@ async def test_a_journal_that_cannot_write_loses_nothing_and_acknowledges_nothin
     ({"qty": 10**400}, "qty"),
     ({"qty": 10**20}, "qty"),
     ({"qty": 0}, "qty"),
+    ({"qty": -(10**20)}, "qty"),
     ({"unit_price": 1e300}, "unit_price"),
     ({"ts": 10**20}, "ts"),
     ({"ts": 17}, "ts"),

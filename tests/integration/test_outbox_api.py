@@ -133,3 +133,20 @@ async def test_a_command_in_the_dead_letter_is_a_manager_alert_until_it_is_dealt
     agent.watch_dead_letter()
     latest = (await client.get(f"/api/alerts/{alert['alert_id']}")).json()["alert"]
     assert latest["state"] == "cleared"
+
+
+async def test_a_return_at_the_till_is_a_negative_line_the_erp_window_nets(
+        agent: StoreAgent, client: httpx.AsyncClient) -> None:
+    assert (await client.post("/api/pos/transactions", json=sale("T-1"))).status_code == 201
+    back = {"txn_id": "R-1", "ts": 1_764_160_000_000,
+            "lines": [{"sku": "COLA-330", "qty": -1, "unit_price": 3.5},
+                      {"sku": "CHIPS-70", "qty": -3, "unit_price": 6.0}]}
+    assert (await client.post("/api/pos/transactions", json=back)).status_code == 201
+    assert agent.erp_bridge is not None
+    agent.clock.now += 60
+    assert agent.erp_bridge.close_due() == 1
+    (key,) = [row["key"] for row in (await client.get("/api/outbox")).json()]
+    shown = (await client.get(f"/api/outbox/{key}")).json()
+    assert shown["payload"]["lines"] == [["CHIPS-70", -1]]  # COLA nets to 0: no move
+    assert shown["payload"]["receipts"] == ["T-1", "R-1"]
+    assert agent.counters["sold_units"] == -1
