@@ -151,8 +151,11 @@ class StorePipeline:
             scale = self.scales.get(lane.id)
             if scale is None:
                 self.scales[lane.id] = LaneScale(lane.id, lane.sku, sku.unit_grams, lane.capacity)
-            else:
-                scale.unit_grams = sku.unit_grams
+            elif scale.set_unit(sku.unit_grams):
+                log.warning("lane %s (store %s): %s now weighs %.1f g a unit, was %.1f g; the %d "
+                            "units on the lane are counted at the old weight until it is empty",
+                            lane.id, self.store_id, lane.sku, sku.unit_grams, scale.unit_grams,
+                            scale.units)
         self.reload_rules(self.rules_config, self._now)
 
     def reload_rules(self, rules: RulesConfig, now: float) -> None:
@@ -335,6 +338,9 @@ class StorePipeline:
 
     def _on_change(self, scale: LaneScale, change: Change, reading: ShelfWeight) -> None:
         self.counters[_STOCK_KEYS[change.cause]] += 1
+        if change.after == 0 and (grams := scale.emptied()) is not None:
+            log.info("lane %s (store %s) is empty: %s is counted at its new unit weight %.1f g "
+                     "from now on", scale.lane, self.store_id, scale.sku, grams)
         if change.cause is StockCause.AMBIGUOUS:
             self.bad_input.warning(f"ambiguous:{scale.lane}",
                                    "lane %s (store %s): weight %.1f g is not a whole number of "

@@ -87,6 +87,8 @@ class LaneScale:
     run_committed: bool = False
     ambiguous_since: float | None = None  # since when the stable weight is no whole count
     ambiguous_reported: bool = False
+    # a new unit weight from the catalog, waiting for the lane to be empty (see ``set_unit``)
+    pending_unit_grams: float | None = None
 
     @property
     def stable(self) -> bool:
@@ -96,6 +98,27 @@ class LaneScale:
     def ambiguous(self) -> bool:
         """Whether the lane's stable weight is no whole number of units (reported or not)."""
         return self.ambiguous_since is not None
+
+    def set_unit(self, grams: float) -> bool:
+        """Take a unit weight from the catalog: at once while the lane holds nothing (or has
+        no count yet), else once it is next empty (``emptied``), since the units on it still
+        weigh what they weighed; re-counting them at the new weight would book phantom sales
+        or restocks. True when the change waits."""
+        if grams == self.unit_grams or not self.units:
+            self.unit_grams = grams
+            self.pending_unit_grams = None
+            return False
+        self.pending_unit_grams = grams
+        return True
+
+    def emptied(self) -> float | None:
+        """The lane's count reached 0: a unit weight waiting for that applies now (returned)."""
+        grams = self.pending_unit_grams
+        if grams is not None and self.units == 0:
+            self.unit_grams = grams
+            self.pending_unit_grams = None
+            return grams
+        return None
 
     def count_of(self, grams: float, tolerance: float) -> int:
         """The whole number of units ``grams`` reads as, or -1 when it is none."""
@@ -217,7 +240,8 @@ class LaneScale:
                 "reference_grams": self.reference_grams,
                 "last_grams": self.last_grams, "last_ts": self.last_ts,
                 "ambiguous_since": self.ambiguous_since,
-                "ambiguous_reported": self.ambiguous_reported}
+                "ambiguous_reported": self.ambiguous_reported,
+                "unit_grams": self.unit_grams}
 
     def restore(self, snap: dict[str, object]) -> None:
         units = snap.get("units")
@@ -231,3 +255,10 @@ class LaneScale:
         since = snap.get("ambiguous_since")
         self.ambiguous_since = float(since) if isinstance(since, (int, float)) else None
         self.ambiguous_reported = snap.get("ambiguous_reported") is True
+        # The units on the shelf were counted at the snapshot's unit weight; the catalog's
+        # (set before the restore) applies as a change would, once the lane is empty.
+        catalog_unit = self.unit_grams
+        unit = snap.get("unit_grams")
+        if isinstance(unit, (int, float)) and unit > 0:
+            self.unit_grams = float(unit)
+        self.set_unit(catalog_unit)

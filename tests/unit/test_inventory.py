@@ -221,3 +221,29 @@ def test_whatever_came_before_the_count_converges_on_the_next_whole_weight(
         lane.update(lane.tare_grams + true * unit + rng.uniform(-0.2, 0.2) * unit, t, DEFAULTS)
     assert lane.units == true
     assert not lane.ambiguous
+
+
+def test_a_new_unit_weight_waits_until_the_stocked_lane_is_empty():
+    lane = scale(350.0)
+    feed(lane, 3500.0, 0.0, 1.5)
+    assert lane.set_unit(330.0)  # the ERP's new packaging: the 10 on the shelf are the old
+    assert feed(lane, 3500.0, 2.0, 1.5) == []  # still 10, not 10.6 of the new
+    [pick] = feed(lane, 1050.0, 4.0, 1.5)
+    assert (pick.before, pick.after) == (10, 3) and lane.unit_grams == 350.0
+    [empty] = feed(lane, 0.0, 6.0, 1.5)
+    assert empty.after == 0 and lane.emptied() == 330.0
+    [restock] = feed(lane, 330.0 * 6, 8.0, 1.5)
+    assert (restock.before, restock.after) == (0, 6)  # counted at the new weight
+
+
+def test_an_empty_lane_takes_a_new_unit_weight_at_once_and_a_restart_keeps_the_wait():
+    empty = scale(350.0)
+    feed(empty, 0.0, 0.0, 1.5)
+    assert not empty.set_unit(330.0) and empty.unit_grams == 330.0
+
+    stocked = scale(350.0)
+    feed(stocked, 3500.0, 0.0, 1.5)
+    after_restart = scale(330.0)  # the catalog already says 330 g when the agent starts
+    after_restart.restore(stocked.snapshot())
+    assert (after_restart.unit_grams, after_restart.pending_unit_grams) == (350.0, 330.0)
+    assert feed(after_restart, 3500.0, 2.0, 1.5) == []
