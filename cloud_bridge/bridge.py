@@ -18,18 +18,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from cloud_bridge import counts, summary
 from cloud_bridge import outbox as outbox_mod
-from cloud_bridge import summary
-from storeedge.errors import UsageError
+from storeedge.errors import ErpUnavailable, UsageError
 
 log = logging.getLogger(__name__)
 
-SCHEMAS = (outbox_mod.SCHEMA, summary.SCHEMA)  # in this order, on the journal's database
+# in this order, on the journal's database
+SCHEMAS = (outbox_mod.SCHEMA, summary.SCHEMA, counts.SCHEMA)
 
 
 class SalesBooker(Protocol):
     async def book_sales(self, key: str, lines: list[tuple[str, int]],
                          receipts: list[str]) -> str: ...
+
+    async def stock_units(self) -> dict[str, int]: ...
+
+    async def book_count(self, key: str, lines: list[tuple[str, int]]) -> str: ...
 
 
 class ErpBridge:
@@ -83,6 +88,28 @@ class ErpBridge:
             self.outbox.notify()
         return enqueued
 
+    async def propose_counts(self, counted: dict[str, int], tolerance: int) -> list[dict[str, Any]]:
+        """Compare the store's ``counted`` units per SKU with the ERP's quantity (less what the
+        ERP has not booked yet) and record the differences beyond ``tolerance`` as proposals;
+        returns the open ones. Raises ErpUnavailable when the ERP cannot be asked."""
+        for _ in range(3):
+            before = counts.unbooked(self._conn)
+            erp = await self.erp.stock_units()
+            if counts.unbooked(self._conn) == before:  # nothing was booked while we asked
+                return counts.propose(self._conn, counted, erp, before, tolerance, self.clock())
+        raise ErpUnavailable("the ERP's stock moved while it was compared three times running")
+
+    def count_proposals(self, state: str | None = None) -> list[dict[str, Any]]:
+        return counts.proposals(self._conn, state)
+
+    def decide_count(self, proposal_id: int, approve: bool, by: str) -> dict[str, Any] | None:
+        """Approve (booked in the ERP once) or dismiss a proposal; None for an unknown one."""
+        decided = counts.decide(self._conn, self.windows.store_id, proposal_id, approve, by,
+                                self.clock())
+        if decided is not None and approve:
+            self.outbox.notify()
+        return decided
+
     async def run(self) -> None:
         """Close windows as they end and deliver the outbox, until cancelled."""
         async with asyncio.TaskGroup() as tg:
@@ -105,6 +132,8 @@ class ErpBridge:
         lines = [(str(sku), int(qty)) for sku, qty in payload["lines"]]
         if kind == summary.KIND:
             return await self.erp.book_sales(payload["key"], lines, list(payload["receipts"]))
+        if kind == counts.KIND:
+            return await self.erp.book_count(payload["key"], lines)
         if kind == "sale":  # one receipt, as enqueued before sales were summarised
             return await self.erp.book_sales(payload["key"], lines, [payload["reference"]])
         raise UsageError(f"no delivery for command kind {kind!r}")

@@ -49,7 +49,7 @@ from rules.config import DEFAULTS, load_rules
 from rules.trackers.alerts import Actor, AlertManager, Outcome
 from rules.trackers.inventory import LaneScale
 from rules.trackers.presence import PresenceTracker
-from storeedge.errors import ConfigError, JournalUnavailable, StoreEdgeError
+from storeedge.errors import ConfigError, JournalUnavailable, StoreEdgeError, UsageError
 from storeedge.events import Alert, CheckoutEvent, CheckoutKind, DeviceStatus, PosTransaction
 from storeedge.ratelimit import RateLimitedLog
 
@@ -294,6 +294,28 @@ class StoreAgent:
 
     def alerts(self, state: str | None = None) -> list[Alert]:
         return self.pipeline.alert_manager.alerts(state)
+
+    async def propose_counts(self) -> list[dict[str, Any]]:
+        if self.erp_bridge is None:
+            raise UsageError("no ERP is configured to count against")
+        units: dict[str, int] = {}
+        unknown: set[str] = set()
+        for lane in self.pipeline.lanes():
+            if lane["units"] is None:
+                unknown.add(lane["sku"])
+            else:
+                units[lane["sku"]] = units.get(lane["sku"], 0) + lane["units"]
+        counted = {sku: n for sku, n in units.items() if sku not in unknown}
+        return await self.erp_bridge.propose_counts(
+            counted, self.config.erp.count_tolerance_units)
+
+    def count_proposals(self, state: str | None = None) -> list[dict[str, Any]]:
+        return [] if self.erp_bridge is None else self.erp_bridge.count_proposals(state)
+
+    def decide_count(self, proposal_id: int, approve: bool, by: str) -> dict[str, Any] | None:
+        if self.erp_bridge is None:
+            raise UsageError("no ERP is configured to count against")
+        return self.erp_bridge.decide_count(proposal_id, approve, by)
 
     def alert(self, alert_id: str) -> Alert:
         return self.pipeline.alert_manager.get(alert_id)

@@ -71,3 +71,17 @@ class AgentApi(Protocol):
         """Match a scanned code to the actor's task for that product and confirm it
         (``AlertManager.scan(...).to_dict()``), journaling the transition it made."""
         ...
+
+    async def propose_counts(self) -> list[dict[str, Any]]:
+        """Compare the store's counts per SKU with the ERP's (``cloud_bridge.counts``); the
+        open proposals. ``UsageError`` without an ERP, ``ErpUnavailable`` when it is down."""
+        ...
+
+    def count_proposals(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Count proposals, newest first (none without an ERP)."""
+        ...
+
+    def decide_count(self, proposal_id: int, approve: bool, by: str) -> dict[str, Any] | None:
+        """Approve or dismiss an open proposal; None when unknown, ``ConflictError`` when
+        decided already."""
+        ...

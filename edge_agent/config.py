@@ -159,6 +159,8 @@ class ErpSection(Strict):
     outbox_max_items: Annotated[int, Field(ge=100)] = 100_000
     outbox_max_bytes: Annotated[int, Field(ge=1_000_000)] = 64 * 1024 * 1024
     quarantine_after: Annotated[int, Field(ge=1)] = 5  # identical failures before the dead letter
+    # a count and the ERP's quantity differing by more units than this is a count proposal
+    count_tolerance_units: Annotated[int, Field(ge=0)] = 0
 
     def password(self) -> SecretStr | None:
         return _secret(self.password_env)

@@ -329,6 +329,11 @@ lanes_router = APIRouter(prefix="/api/lanes", tags=["lanes"])
 devices_router = APIRouter(prefix="/api/devices", tags=["devices"])
 session_router = APIRouter(prefix="/api", tags=["people"], responses=_LIFECYCLE_RESPONSES)
 ops_router = APIRouter(tags=["ops"])
+counts_router = APIRouter(prefix="/api/counts", tags=["counts"], responses={
+    404: {"model": Problem, "description": "No such proposal"},
+    409: {"model": Problem, "description": "Decided already, or no ERP to count against"},
+    503: {"model": Problem, "description": "The ERP cannot be asked now"},
+})
 outbox_router = APIRouter(prefix="/api/outbox", tags=["outbox"], responses={
     404: {"model": Problem, "description": "No such command"},
     409: {"model": Problem, "description": "Only a dead command can be retried or dropped"},
@@ -585,6 +590,50 @@ async def drop_outbox(ctx: ContextDep, caller: ManagerCaller, key: str) -> dict[
     return found
 
 
+@counts_router.get("")
+async def list_counts(
+    ctx: ContextDep, _: ManagerCaller,
+    state: Literal["proposed", "approved", "dismissed", "superseded"] | None = None,
+) -> list[dict[str, Any]]:
+    """Count proposals, newest first: where the store's count and the ERP's quantity (less
+    the sales it has not booked yet) differ per SKU."""
+    with _count_errors():
+        return ctx.api.count_proposals(state)
+
+
+@counts_router.post("/compare")
+async def compare_counts(ctx: ContextDep, caller: ManagerCaller) -> list[dict[str, Any]]:
+    """Compare now; returns the open proposals (503 when the ERP cannot be asked)."""
+    with _count_errors():
+        found = await ctx.api.propose_counts()
+    audit.info("store %s: counts compared with the ERP by %s (%d open proposals)",
+               ctx.api.store_id, caller.name, len(found))
+    return found
+
+
+@counts_router.post("/{proposal_id}/{decision}")
+async def decide_count(ctx: ContextDep, caller: ManagerCaller, proposal_id: int,
+                       decision: Literal["approve", "dismiss"]) -> dict[str, Any]:
+    """Approve (booked in the ERP as one inventory, once) or dismiss an open proposal."""
+    with _count_errors():
+        found = ctx.api.decide_count(proposal_id, decision == "approve", caller.name)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no count proposal {proposal_id}")
+    audit.info("store %s: count proposal %d (%s %+d) %sd by %s", ctx.api.store_id, proposal_id,
+               found["sku"], found["difference"], decision, caller.name)
+    return found
+
+
+@contextmanager
+def _count_errors() -> Iterator[None]:
+    try:
+        yield
+    except (ConflictError, UsageError) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except Unavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+
+
 def _found(row: dict[str, Any] | None, key: str) -> dict[str, Any]:
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no outbox command {key!r}")
@@ -710,7 +759,7 @@ def create_app(
         log.warning("store %s: no HTTP tokens configured; the API is open to anyone who can "
                     "reach %s:%d", api.store_id, http.host, http.port)
     for router in (pos_router, alerts_router, lanes_router, devices_router, session_router,
-                   audit_router, outbox_router):
+                   audit_router, outbox_router, counts_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(ops_router)
     app.openapi_schema = json_errors(app.openapi())

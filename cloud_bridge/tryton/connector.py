@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 # Every state a crash (or a clerk) can leave a shipment in is finished from where it stands.
 _SHIPMENT = "stock.shipment.out"
 _RETURN = "stock.shipment.out.return"
-_STEPS = {
+_INVENTORY = "stock.inventory"
+_STEPS: dict[str, dict[str, tuple[str, ...]]] = {
     _SHIPMENT: {
         "draft": ("wait", "assign_force", "pack", "do"),
         "waiting": ("assign_force", "pack", "do"),
@@ -78,6 +79,7 @@ _STEPS = {
         "received": ("do",),
         "done": (),
     },
+    _INVENTORY: {"done": ()},  # created and confirmed in one transaction, or not at all
 }
 _TRANSIENT_STATUS = {423, 429, 500, 502, 503, 504}
 
@@ -186,6 +188,30 @@ class TrytonConnector:
         if back:
             ids.append(await self._book(_RETURN, f"{key}/return", back, receipts))
         return ",".join(ids)
+
+    async def book_count(self, key: str, lines: list[tuple[str, int]]) -> str:
+        """Book an approved count as one confirmed inventory of the store's storage keyed by
+        ``key``: per SKU the difference (counted less expected) the ERP's quantity moves by.
+        Exactly once: a second create is refused by the ERP's unique key and recognised."""
+        if not lines or any(delta == 0 for _, delta in lines):
+            raise ErpRejected(f"{key}: a count needs differences other than zero: {lines}",
+                              source="tryton")
+        setup = await self._store_setup()
+        skus = sorted({sku for sku, _ in lines})
+        products = await self._products(skus)
+        unknown = [sku for sku in skus if sku not in products]
+        if unknown:
+            raise ErpRejected(f"{key}: unknown SKU {', '.join(unknown)}", source="tryton")
+        deltas = {str(products[sku]["id"]): float(delta) for sku, delta in lines}
+        values = {"location": setup["storage"], "company": setup["company"],
+                  "storeedge_key": key}
+        try:
+            doc_id = int(await self.call(_INVENTORY, "storeedge_count", values, deltas))
+        except _DuplicateKey:
+            doc_id, state = await self._existing(_INVENTORY, key)
+            self.duplicates_refused += 1
+            await self._finish(_INVENTORY, doc_id, state)
+        return str(doc_id)
 
     async def _book(self, model: str, key: str, lines: list[tuple[str, int]],
                     receipts: list[str]) -> str:

@@ -20,6 +20,7 @@ from schemathesis import checks
 from edge_agent.config import HttpSection, HttpToken
 from edge_agent.web import AlertFeed, create_app
 from rules.trackers.alerts import AlertNotFound
+from storeedge.errors import UsageError
 from tests.unit.test_web import FakeAgent
 
 TOKENS = {"T_POS": ("till-1", "pos", "pos-S3cret-Xq7Lw2Zp9k"),
@@ -51,6 +52,15 @@ class Agent(FakeAgent):
 
     def devices(self) -> dict[str, dict[str, object]]:
         return {}
+
+    def count_proposals(self, state: str | None = None) -> list[dict[str, object]]:
+        return []
+
+    async def propose_counts(self) -> list[dict[str, object]]:
+        raise UsageError("no ERP is configured to count against")
+
+    def decide_count(self, proposal_id: int, approve: bool, by: str) -> None:
+        raise UsageError("no ERP is configured to count against")
 
 
 def _app() -> object:
