@@ -149,6 +149,12 @@ const PLACE_OF = {
   sensor_stuck: "device", cold_chain: "sensor", sensor_noisy: "spot",
 };
 
+// Midnight (UTC) of this device's date at ``now`` (epoch seconds), as Date.parse gives a date.
+function today(now) {
+  const t = new Date(now * 1000);
+  return Date.UTC(t.getFullYear(), t.getMonth(), t.getDate());
+}
+
 const I18N = {
   lang: LANGS.includes(localStorage.getItem(LANG_KEY)) ? localStorage.getItem(LANG_KEY)
     : (LANGS.includes(document.documentElement.lang) ? document.documentElement.lang : "zh-CN"),
@@ -196,8 +202,7 @@ const I18N = {
       name: (sku) => raw(this.product(sku)), temperature: alert.subject.endsWith("/t"),
       batch: raw(d.batch), expiry: raw(d.expiry),
       offlineFor: this.w.seconds(Math.max(0, (d.opened_at ?? now) - (d.since ?? d.opened_at ?? now))),
-      daysLeft: d.expiry ? Math.round((Date.parse(d.expiry) - Date.parse(
-        new Date(now * 1000).toISOString().slice(0, 10))) / 86400000) : 0,
+      daysLeft: d.expiry ? Math.round((Date.parse(d.expiry) - today(now)) / 86400000) : 0,
     };
     // A detail without what the template needs (an older agent's alert) says less, not "undefined".
     const text = template(d, names);

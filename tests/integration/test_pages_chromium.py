@@ -136,6 +136,7 @@ def test_every_visible_string_is_in_the_pages_language(
         page.locator("#info > summary").tap()
         expect(page.locator("#infos > .card").first).to_be_visible()
         assert page.evaluate(UNTRANSLATED) == [], "handheld"
+        assert page.evaluate("document.documentElement.scrollWidth") == 360  # no sideways scroll
         if language == "zh-CN":  # drawn in a CJK font, not as empty boxes
             assert page.evaluate("document.fonts.check('20px \"Noto Sans CJK SC\"', '库存不足')")
             expect(claimed.locator(".message")).to_contain_text(
