@@ -17,6 +17,8 @@ import pytest
 from edge_agent.config import HttpSection
 from edge_agent.services import free_port
 from rules.actions import OpenAlert
+from rules.library import RULES
+from rules.trackers.alerts import Outcome
 from storeedge.events import Alert, Severity
 from tests.fixtures.chromium import ARTIFACTS, CHROMIUM, AgentServer, card, sign_in, start
 from tests.integration.test_lifecycle_api import JournaledStore, http_section
@@ -157,6 +159,20 @@ def test_every_visible_string_is_in_the_pages_language(
         keep(manager, f"manager-{language}.png")
     finally:
         context.close()
+
+
+def test_every_rule_and_outcome_has_words_in_both_languages(
+    page: Any, servers: list[AgentServer], store: JournaledStore,
+) -> None:
+    """A rule added to the library without its name and message template here fails this."""
+    server = start(servers, store, free_port())
+    page.goto(server.url)
+    words = page.evaluate("""() => Object.fromEntries(Object.entries(WORDS).map(([lang, w]) =>
+      [lang, [Object.keys(w.rule), Object.keys(w.message), Object.keys(w.outcome)]]))""")
+    assert {a.rule for a in every_rule(0)} == set(RULES)  # the screens above show them all
+    for lang, (names, messages, outcomes) in words.items():
+        assert set(RULES) <= set(names) and set(RULES) <= set(messages), lang
+        assert set(outcomes) == {o.value for o in Outcome}, lang
 
 
 def test_the_language_chosen_on_the_page_is_kept_by_this_browser_only(
