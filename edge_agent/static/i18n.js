@@ -25,8 +25,7 @@ const WORDS = {
       false_alarm: "误报", other: "其他" },
     // An outcome named for what it means with this rule's alerts.
     outcomeOf: { checkout_suspect: { fixed: "已与顾客核对" }, checkout_voids: { fixed: "已与顾客核对" },
-      misplaced: { fixed: "已放回原位" }, device_offline: { fixed: "已修复" },
-      cold_chain: { fixed: "已处理温度" } },
+      misplaced: { fixed: "已放回原位" }, device_offline: { fixed: "已修复" } },
     signinLabel: "员工令牌", managerLabel: "店长令牌", signin: "登录", signout: "退出",
     allZones: "全部区域", zonesOf: "区域",
     scanOk: (r) => `✓ ${r.product} · 货道 ${r.lane}${r.bring ? ` · 补 ${r.bring} 件` : ""}`,
@@ -92,7 +91,7 @@ const WORDS = {
       false_alarm: "False alarm", other: "Other" },
     outcomeOf: { checkout_suspect: { fixed: "Checked with shopper" },
       checkout_voids: { fixed: "Checked with shopper" }, misplaced: { fixed: "Put back" },
-      device_offline: { fixed: "Repaired" }, cold_chain: { fixed: "Temperature fixed" } },
+      device_offline: { fixed: "Repaired" } },
     signinLabel: "Staff token", managerLabel: "Manager token", signin: "Sign in",
     signout: "Sign out", allZones: "all zones", zonesOf: "zones",
     scanOk: (r) => `✓ ${r.product} · lane ${r.lane}${r.bring ? ` · bring ${r.bring}` : ""}`,
