@@ -137,7 +137,7 @@ def test_every_visible_string_is_in_the_pages_language(
         expect(page.locator("#infos > .card")).to_have_count(len(alerts) - len(tasks))
         claimed = card(page, alerts[0].alert_id)
         claimed.locator("button.claim").tap()
-        expect(claimed).to_have_attribute("data-state", "claimed", timeout=2000)
+        expect(claimed).to_have_attribute("data-state", "claimed", timeout=5000)
         page.locator("#info > summary").tap()
         expect(page.locator("#infos > .card").first).to_be_visible()
         assert page.evaluate(UNTRANSLATED) == [], "handheld"
@@ -226,7 +226,7 @@ def test_a_new_card_waits_while_a_finger_is_on_the_list_and_nothing_is_redrawn(
     page.mouse.move(box["x"] + 20, box["y"] + 20)
     page.mouse.down()  # a finger on the card
     second = server.call(lambda: store.low("A1-4"))
-    expect(page.locator("#held")).to_be_visible(timeout=2000)
+    expect(page.locator("#held")).to_be_visible(timeout=5000)
     expect(page.locator("#held")).to_contain_text("1 new task")
     assert touched.bounding_box() == box  # it did not move under the finger
     expect(card(page, second.alert_id)).to_have_count(0)
@@ -234,10 +234,10 @@ def test_a_new_card_waits_while_a_finger_is_on_the_list_and_nothing_is_redrawn(
 
     # Released: the new card lands on top, the touched card is the same node, never redrawn.
     expect(page.locator("#alerts > .card").first).to_have_attribute(
-        "data-alert-id", second.alert_id, timeout=2000)
+        "data-alert-id", second.alert_id, timeout=5000)
     expect(page.locator("#held")).to_be_hidden()
     server.call(lambda: store.claim_alert(first.alert_id, _ana()))
-    expect(touched).to_have_attribute("data-state", "claimed", timeout=2000)
+    expect(touched).to_have_attribute("data-state", "claimed", timeout=5000)
     assert page.evaluate("id => document.querySelector(`[data-alert-id='${id}']`) === "
                          "window.touched", first.alert_id)
 
@@ -268,7 +268,7 @@ def test_a_new_task_in_my_zone_vibrates_and_beeps_and_a_notice_does_not(
     page.locator("#store").tap()  # browsers play sound only after a touch
 
     task = server.call(lambda: store.low("A1-3"))
-    expect(card(page, task.alert_id)).to_be_visible(timeout=2000)
+    expect(card(page, task.alert_id)).to_be_visible(timeout=5000)
     assert page.evaluate("window.buzz") == [["vibrate", [200, 100, 200]], ["tone", 880]]
 
     notice = server.call(lambda: store.record(store.manager.apply([OpenAlert(
@@ -277,7 +277,7 @@ def test_a_new_task_in_my_zone_vibrates_and_beeps_and_a_notice_does_not(
                                                "cover_hours": 1.3})], store.clock())))[0]
     other_zone = server.call(lambda: store.low("F2-1"))  # frozen: not ana's
     expect(page.locator(f'#infos [data-alert-id="{notice.alert_id}"]')).to_have_count(1,
-                                                                                        timeout=2000)
+                                                                                        timeout=5000)
     assert other_zone.detail["zone"] == "frozen"
     assert len(page.evaluate("window.buzz")) == 2  # neither the notice nor frozen's task
     expect(page.locator("#summary")).to_have_attribute("data-count", "1")
@@ -307,7 +307,7 @@ def test_outcomes_fit_the_rule_on_the_card_and_at_the_agent(
     assert refused.status_code == 422
     assert "'restocked' does not fit a checkout_suspect alert" in refused.json()["detail"]
     suspect.locator('button[data-outcome="fixed"]').tap()
-    expect(suspect).to_have_count(0, timeout=2000)
+    expect(suspect).to_have_count(0, timeout=5000)
 
 
 def test_the_handheld_installs_as_an_app(
