@@ -241,6 +241,16 @@ def test_a_new_card_waits_while_a_finger_is_on_the_list_and_nothing_is_redrawn(
     assert page.evaluate("id => document.querySelector(`[data-alert-id='${id}']`) === "
                          "window.touched", first.alert_id)
 
+    # A card above the finger that ends stays, faded, until the finger lifts.
+    box = touched.bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 20)
+    page.mouse.down()
+    server.call(lambda: store.clear("A1-4"))
+    expect(card(page, second.alert_id)).to_have_attribute("data-gone", "", timeout=5000)
+    assert touched.bounding_box() == box
+    page.mouse.up()
+    expect(card(page, second.alert_id)).to_have_count(0, timeout=5000)
+
 
 def _ana() -> Any:
     from rules.trackers.alerts import Actor
