@@ -350,6 +350,13 @@ class StoreAgent:
     def lanes(self) -> list[dict[str, Any]]:
         return self.pipeline.lanes()
 
+    def labels(self) -> dict[str, Any]:
+        config = self.config
+        return {"store": config.store.name,
+                "zones": {z.id: z.name for z in config.zones if z.name},
+                "products": {s.sku: s.name for s in self.pipeline.catalog.items.values()
+                             if s.name}}
+
     def health(self) -> dict[str, Any]:
         """Every component's state; ``ok`` only while the broker is connected, the ERP backlog
         is fresh, the journal writes and no task is down or crash-looping. A component that

@@ -36,6 +36,11 @@ class AgentApi(Protocol):
         """Per lane: id, sku, units, grams, stable, capacity, low_stock."""
         ...
 
+    def labels(self) -> dict[str, Any]:
+        """What the pages call things: ``store`` (the store's name), ``zones`` (zone id -> name)
+        and ``products`` (SKU -> catalog name), each only where a name is known."""
+        ...
+
     def devices(self) -> dict[str, dict[str, Any]]:
         """Per device: kind, health state and reason, last seen, good/bad counts, history."""
         ...

@@ -125,6 +125,8 @@ class HttpSection(Strict):
     public_docs: bool = False
     public_metrics: bool = False
     public_health_detail: bool = False
+    # The language the store's pages open in, until a person picks the other one on the page.
+    language: Literal["zh-CN", "en-US"] = "zh-CN"
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HttpSection:
@@ -219,6 +221,7 @@ class Zone(Strict):
     """An area of the store; chilled zones give the temperature range their sensors keep."""
 
     id: str
+    name: str = ""  # what the pages call it (default: its id)
     min_c: float | None = None
     max_c: float | None = None
 

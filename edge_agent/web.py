@@ -34,11 +34,12 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field, field_validator
+from swagger_ui_bundle import swagger_ui_path
 
 from edge_agent.api import AgentApi
 from edge_agent.config import HttpSection
@@ -57,12 +58,14 @@ from edge_agent.web_security import (
 )
 from rules.trackers.alerts import (
     ALL_ZONES,
+    OUTCOMES,
     Actor,
     AlertError,
     AlertNotFound,
     IllegalTransition,
     NotPermitted,
     Outcome,
+    outcomes_for,
 )
 from storeedge.errors import (
     ConflictError,
@@ -80,6 +83,13 @@ audit = logging.getLogger("storeedge.audit")
 ACTIVE_STATES = frozenset({AlertState.OPEN, AlertState.CLAIMED, AlertState.ESCALATED})
 
 _STATIC = Path(__file__).with_name("static")
+# Files the pages load besides themselves, by the name they are asked for: the app's icons, and
+# Swagger UI's script and style for /docs from the swagger-ui-bundle package (no CDN: stores in
+# mainland China cannot reach the public ones).
+_ICON_SIZES = {"icon-192.png": 192, "icon-512.png": 512}
+_ICONS = {name: _STATIC / name for name in _ICON_SIZES}
+_DOCS_ASSETS = {name: Path(str(swagger_ui_path)) / name
+                for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")}
 _RECONNECT_MS = 2000  # how soon a browser reconnects after the stream drops
 
 
@@ -537,6 +547,28 @@ async def scan(ctx: ContextDep, caller: ActingCaller, body: ScanIn) -> dict[str,
         return ctx.api.confirm_scan(body.code, caller)
 
 
+class Labels(BaseModel):
+    """What the pages call things, beside the words of their own language."""
+
+    store_id: str
+    store: str  # the store's name; empty when the config gives none
+    zones: dict[str, str]  # zone id -> name
+    products: dict[str, str]  # SKU -> catalog name
+    outcomes: dict[str, list[Outcome]]  # rule -> the outcomes that may close its alerts
+    any_outcome: list[Outcome]  # for a rule not in ``outcomes``
+
+
+@session_router.get("/labels")
+async def labels(ctx: ContextDep, _: StaffCaller) -> Labels:
+    """The store's, zones' and products' names, and which outcomes fit each rule's alerts (a
+    resolve with another is 422)."""
+    names = ctx.api.labels()
+    return Labels(store_id=ctx.api.store_id, store=names.get("store") or "",
+                  zones=names.get("zones") or {}, products=names.get("products") or {},
+                  outcomes={rule: list(outcomes_for(rule)) for rule in OUTCOMES},
+                  any_outcome=list(Outcome))
+
+
 @session_router.get("/manager/summary")
 async def manager_summary(ctx: ContextDep, _: ManagerCaller) -> dict[str, Any]:
     """Open alerts, per rule counts and time to claim and resolve, per person what they did."""
@@ -682,11 +714,53 @@ async def openapi_schema(request: Request, _: DocsReader) -> JSONResponse:
 
 @ops_router.get("/docs", include_in_schema=False)
 async def docs_page(request: Request, _: DocsReader) -> HTMLResponse:
-    page = get_swagger_ui_html(openapi_url="/openapi.json", title=request.app.title)
-    # Swagger UI loads its script and styles from a CDN and runs inline code.
+    page = get_swagger_ui_html(
+        openapi_url="/openapi.json", title=request.app.title,
+        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs/assets/swagger-ui.css",
+        swagger_favicon_url="/docs/assets/favicon-32x32.png")
+    # Swagger UI runs an inline script that starts it, and sets inline styles.
     return HTMLResponse(page.body, headers={"Content-Security-Policy": (
-        "default-src 'none'; script-src https: 'unsafe-inline'; style-src https:; "
-        "img-src https: data:; connect-src 'self'; frame-ancestors 'none'")})
+        "default-src 'none'; script-src 'self' 'unsafe-inline'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+        "frame-ancestors 'none'")})
+
+
+@ops_router.get("/docs/assets/{name}", include_in_schema=False)
+async def docs_asset(name: str) -> FileResponse:
+    return _file(_DOCS_ASSETS, name)
+
+
+@ops_router.get("/static/{name}", include_in_schema=False)
+async def icon(name: str) -> FileResponse:
+    return _file(_ICONS, name)
+
+
+def _file(files: dict[str, Path], name: str) -> FileResponse:
+    path = files.get(name)
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no file {name!r}")
+    return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+
+@ops_router.get("/manifest.webmanifest", include_in_schema=False)
+async def manifest(ctx: ContextDep) -> JSONResponse:
+    """The web app manifest: the handheld page installs as an app (over HTTPS)."""
+    return JSONResponse({
+        "name": f"storeedge {ctx.api.store_id}", "short_name": ctx.api.store_id,
+        "lang": ctx.http.language, "start_url": "/", "scope": "/", "display": "standalone",
+        "background_color": "#eef1f5", "theme_color": "#12324a",
+        "icons": [{"src": f"/static/{name}", "sizes": f"{px}x{px}", "type": "image/png",
+                   "purpose": "any maskable"} for name, px in _ICON_SIZES.items()],
+    }, media_type="application/manifest+json", headers={"Cache-Control": "no-cache"})
+
+
+@ops_router.get("/sw.js", include_in_schema=False)
+async def service_worker() -> FileResponse:
+    # The worker's own CSP governs what it fetches: only this agent.
+    return FileResponse(_STATIC / "sw.js", media_type="text/javascript", headers={
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": "default-src 'none'; connect-src 'self'"})
 
 
 @ops_router.get("/", include_in_schema=False)
@@ -742,11 +816,13 @@ def create_app(
     its token too weak.
     """
     store = html.escape(api.store_id)
+    words = (_STATIC / "i18n.js").read_text(encoding="utf-8")
     pages = {}
     for name in ("handheld", "manager"):
-        page = (_STATIC / f"{name}.html").read_text(encoding="utf-8").replace("__STORE_ID__",
-                                                                               store)
-        pages[name] = (page, page_csp(page))
+        page = ((_STATIC / f"{name}.html").read_text(encoding="utf-8")
+                .replace("__STORE_ID__", store).replace("__LANG__", http.language)
+                .replace("/*__I18N__*/", words))
+        pages[name] = (page, page_csp(page) + "; manifest-src 'self'; worker-src 'self'")
     guard = Guard(http, api.store_id, load_tokens(http, dict(os.environ if environ is None
                                                              else environ)))
     audit_log = audit_log or AuditLog(None)

@@ -13,6 +13,8 @@ want=(mosquitto victoria-metrics postgresql)  # postgresql: the chain's Tryton i
 # The tests also drive Chromium, step the agent's clock with libfaketime (the chaos suite) and
 # read our shelf simulator with an independent Modbus master (mbpoll, on libmodbus).
 [ "${STOREEDGE_SETUP_BROWSER:-0}" = 1 ] && want+=(chromium faketime mbpoll)
+# The pages are Chinese first: without a CJK font a browser on this machine draws empty boxes.
+[ "$runtime" = 1 ] || want+=(fonts-noto-cjk)
 # A Python 3.11+ with venv may come from elsewhere (pyenv, a base image); else Debian's.
 if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   want+=(python3 python3-venv)

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.victoria",
     "tests.fixtures.tryton",
     "tests.fixtures.postgres",
+    "tests.fixtures.chromium",
 ]

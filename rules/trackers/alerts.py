@@ -26,7 +26,8 @@ Not thread-safe: use it from the agent's event loop.
 
 Errors, each an ``AlertError`` (a ``StoreEdgeError``): ``AlertNotFound`` (HTTP 404),
 ``NotPermitted`` (403: another zone, another person's claim, a role that may not act),
-``IllegalTransition`` (409: claiming a resolved alert, a staff member resolving an unclaimed one).
+``IllegalTransition`` (409: claiming a resolved alert, a staff member resolving an unclaimed one),
+and ``PayloadError`` (422) for an outcome that is unknown or does not fit the rule (``OUTCOMES``).
 """
 
 from __future__ import annotations
@@ -59,8 +60,31 @@ class Outcome(StrEnum):
 
     RESTOCKED = "restocked"
     COUNTED = "counted"
+    FIXED = "fixed"  # put right on the spot: the item back, the device working, the basket checked
+    REMOVED = "removed"  # taken off sale (expired goods pulled)
     FALSE_ALARM = "false_alarm"
     OTHER = "other"
+
+
+_SHELF = (Outcome.RESTOCKED, Outcome.COUNTED, Outcome.FALSE_ALARM, Outcome.OTHER)
+_PUT_RIGHT = (Outcome.FIXED, Outcome.FALSE_ALARM, Outcome.OTHER)
+#: The outcomes that fit each rule's alerts, in the order a handheld offers them: only shelf
+#: stock is restocked; a checkout suspect, a device or a fridge is put right. A rule not named
+#: here (a store's own) takes any outcome.
+OUTCOMES: dict[str, tuple[Outcome, ...]] = {
+    "low_stock": _SHELF, "out_of_stock": _SHELF, "days_of_cover": _SHELF,
+    "shrink": (Outcome.COUNTED, Outcome.FALSE_ALARM, Outcome.OTHER),
+    "shelf_camera": (Outcome.COUNTED, *_PUT_RIGHT),
+    "expiry": (Outcome.REMOVED, Outcome.FALSE_ALARM, Outcome.OTHER),
+    **dict.fromkeys(("misplaced", "checkout_suspect", "checkout_voids", "cold_chain",
+                     "sensor_stuck", "sensor_noisy", "sensor_drift", "device_offline"),
+                    _PUT_RIGHT),
+}
+
+
+def outcomes_for(rule: str) -> tuple[Outcome, ...]:
+    """The outcomes that may close an alert of ``rule``."""
+    return OUTCOMES.get(rule, tuple(Outcome))
 
 
 class AlertError(StoreEdgeError):
@@ -298,6 +322,9 @@ class AlertManager:
             raise PayloadError(f"outcome {outcome!r} is not one of "
                                f"{', '.join(o.value for o in Outcome)}") from exc
         alert = self._actionable(alert_id, actor, "resolve")
+        if outcome not in outcomes_for(alert.rule):
+            raise PayloadError(f"outcome {outcome.value!r} does not fit a {alert.rule} alert: one "
+                               f"of {', '.join(o.value for o in outcomes_for(alert.rule))}")
         claimed_by = alert.detail.get("claimed_by")
         if not actor.is_manager:
             if alert.state is not AlertState.CLAIMED:

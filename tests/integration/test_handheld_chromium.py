@@ -1,175 +1,25 @@
-"""The handheld and manager pages in a real headless Chromium, against the app served by a real
-uvicorn over a real AlertManager and journal (``JournaledStore``, the agent's composition)."""
+"""The handheld and manager pages in a real headless Chromium (tests/fixtures/chromium.py), in
+English (the store's language set to en-US): live alerts, claim and resolve, scan, restart,
+sign-in."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
-import uvicorn
-from prometheus_client import CollectorRegistry
-
-from edge_agent.config import HttpSection
-from edge_agent.journal import Journal
 from edge_agent.services import free_port
-from edge_agent.web import AlertFeed, create_app
+from edge_agent.web import AlertFeed
 from storeedge.events import Severity
-from tests.integration.test_lifecycle_api import TOKENS, JournaledStore, http_section
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-STORE = "sh-0042"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed")
-R = TypeVar("R")
-
-
-class AgentServer:
-    """uvicorn serving the web app on a loopback port, from its own thread and event loop, as
-    the agent would; ``call`` runs store work on that loop, as the agent's rules do."""
-
-    def __init__(self, store: JournaledStore, port: int, http: HttpSection | None = None) -> None:
-        self.store = store
-        self.port = port
-        store.feed = AlertFeed()
-        app = create_app(store, store.feed, http or HttpSection(port=port), CollectorRegistry())
-        self.server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=asyncio.run, args=(self._serve(),),
-                                       name=f"uvicorn:{port}", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.server.serve()
-
-    def start(self) -> AgentServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on port {self.port}")
-            time.sleep(0.02)
-        return self
-
-    def call(self, fn: Callable[[], R]) -> R:
-        """Run ``fn`` on the server's event loop and wait for its result."""
-        assert self.loop is not None
-
-        async def run() -> R:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=5)
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.call(self.store.feed.close)  # open streams would hold the graceful shutdown
-            self.server.should_exit = True
-            self.thread.join(timeout=10)
-        assert not self.thread.is_alive(), "uvicorn did not stop"
-
-
-class WallClock:
-    """The real clock, which a test may set back to make an alert look older."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    # A handheld scanner: a 360x640 phone screen.
-    context = browser.new_context(viewport={"width": 360, "height": 640},
-                                  device_scale_factor=2, is_mobile=True, has_touch=True,
-                                  locale="en-US")
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-@pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: WallClock) -> Iterator[JournaledStore]:
-    journal = Journal(tmp_path / "journal.db")
-    yield JournaledStore(journal, AlertFeed(), clock)
-    journal.close()
-
-
-@pytest.fixture
-def tokens(monkeypatch: pytest.MonkeyPatch) -> None:
-    for env, (name, _, _) in TOKENS.items():
-        monkeypatch.setenv(env, f"S3cret-Of-Xq7Lw2Zp-{name}")
-
-
-@pytest.fixture
-def servers() -> Iterator[list[AgentServer]]:
-    """Servers a test started; each is stopped after the test, whatever happened."""
-    started: list[AgentServer] = []
-    yield started
-    for server in started:
-        server.stop()
-
-
-def start(servers: list[AgentServer], store: JournaledStore, port: int,
-          http: HttpSection | None = None) -> AgentServer:
-    server = AgentServer(store, port, http)
-    servers.append(server)
-    return server.start()
-
-
-def screenshot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
-def sign_in(page: Any, url: str, token: str) -> None:
-    """What a person does: open the page, type their token, press Enter."""
-    page.goto(url)
-    page.fill("#token", token)
-    page.press("#token", "Enter")
-
-
-def card(page: Any, alert_id: str) -> Any:
-    return page.locator(f'[data-alert-id="{alert_id}"]')
-
-
-def journaled(store: JournaledStore, alert_id: str) -> list[tuple[str, dict[str, Any]]]:
-    rows = store.journal.execute("SELECT state, body FROM alert_transition WHERE alert_id = ? "
-                                 "ORDER BY seq", (alert_id,))
-    return [(state, json.loads(body)["detail"]) for state, body in rows]
+from tests.fixtures.chromium import (
+    AgentServer,
+    WallClock,
+    card,
+    journaled,
+    screenshot,
+    sign_in,
+    start,
+)
+from tests.integration.test_lifecycle_api import STORE_NAME, TOKENS, JournaledStore, http_section
 
 
 def test_alerts_appear_within_a_second_by_priority_and_leave_when_cleared(
@@ -179,7 +29,7 @@ def test_alerts_appear_within_a_second_by_priority_and_leave_when_cleared(
 
     server = start(servers, store, free_port())
     page.goto(server.url)
-    expect(page.locator("#store")).to_have_text(STORE)
+    expect(page.locator("#store")).to_have_text(STORE_NAME)
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=5000)
     expect(page.locator("#summary")).to_have_attribute("data-count", "0")
 
@@ -233,7 +83,7 @@ def test_staff_claim_and_resolve_by_tapping_and_the_manager_sees_it(
 
     sign_in(page, server.url, "S3cret-Of-Xq7Lw2Zp-ana")
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=5000)
-    expect(page.locator("#who")).to_contain_text("ana · zones drinks")
+    expect(page.locator("#who")).to_contain_text("ana · zones 饮料区")
     ours = card(page, mine.alert_id)
     expect(ours).to_be_visible()
     expect(card(page, theirs.alert_id)).to_have_count(0)  # another zone's task
@@ -258,7 +108,7 @@ def test_staff_claim_and_resolve_by_tapping_and_the_manager_sees_it(
         expect(manager.locator("#conn")).to_have_attribute("data-state", "denied", timeout=5000)
         manager.fill("#token", "S3cret-Of-Xq7Lw2Zp-mei")
         manager.press("#token", "Enter")
-        expect(manager.locator('#people tr[data-key="ana"]')).to_contain_text("restocked 1",
+        expect(manager.locator('#people tr[data-key="ana"]')).to_contain_text("Restocked 1",
                                                                                timeout=5000)
         expect(manager.locator(f'#open tr[data-key="{theirs.alert_id}"]')).to_be_visible()
         # Live: cy claims the frozen task and the manager's view follows without a reload.

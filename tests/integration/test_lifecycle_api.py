@@ -25,6 +25,9 @@ T0 = 1_764_160_000.0
 ZONES = {"A1-3": "drinks", "A1-4": "drinks", "F2-1": "frozen"}
 BARCODES = {"COLA-330": "6901234567892", "CHIPS-70": "6909876543210", "ICE-1": "6900000000017"}
 SKU_OF = {"A1-3": "COLA-330", "A1-4": "CHIPS-70", "F2-1": "ICE-1"}
+STORE_NAME = "朝阳大悦城店"
+ZONE_NAMES = {"drinks": "饮料区", "frozen": "冷冻区"}
+PRODUCTS = {"COLA-330": "可口可乐 330ml 罐装", "CHIPS-70": "薯片 70克", "ICE-1": "冰淇淋"}
 TOKENS = {"T_ANA": ("ana", "staff", ["drinks"]), "T_BO": ("bo", "staff", ["drinks"]),
           "T_CY": ("cy", "staff", ["frozen"]), "T_MEI": ("mei", "manager", ["*"]),
           "T_HQ": ("hq-dash", "hq", ["*"]), "T_POS": ("till-1", "pos", ["*"])}
@@ -89,6 +92,9 @@ class JournaledStore:
 
     def lanes(self) -> list[dict[str, Any]]:
         return []
+
+    def labels(self) -> dict[str, Any]:
+        return {"store": STORE_NAME, "zones": ZONE_NAMES, "products": PRODUCTS}
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok"}

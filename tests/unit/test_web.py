@@ -60,6 +60,10 @@ class FakeAgent:
         return [{"id": "A1-3", "sku": "COLA-330", "units": 4, "grams": 1340.0, "stable": True,
                  "capacity": 20, "low_stock": 2}]
 
+    def labels(self) -> dict[str, Any]:
+        return {"store": "朝阳大悦城店", "zones": {"drinks": "饮料区"},
+                "products": {"COLA-330": "可乐 330ml"}}
+
     def health(self) -> dict[str, Any]:
         return dict(self.status)
 

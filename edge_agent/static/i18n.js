@@ -1,0 +1,211 @@
+// The words of the handheld and manager pages in zh-CN and en-US, and the alert messages built
+// from each rule's detail (the agent's own message is English and only a fallback). The agent
+// inlines this file into both pages. The language is the person's choice on this browser, else
+// the store's (http.language, the page's <html lang>).
+"use strict";
+
+const LANGS = ["zh-CN", "en-US"];
+const LANG_KEY = "storeedge.lang";
+
+const WORDS = {
+  "zh-CN": {
+    langName: "中文",
+    live: "实时", reconnecting: "重新连接中…", denied: "请登录",
+    tasks: (n) => `${n} 项待处理`, infos: (n) => `提示 ${n} 条`, empty: "暂无待处理任务",
+    held: (n) => `↑ ${n} 项新任务`,
+    sku: "商品", zone: "区域", bring: "补货", claimedBy: "认领人",
+    place: { lane: "货道", kiosk: "收银机", device: "设备", sensor: "传感器", spot: "位置" },
+    severity: { critical: "紧急", warning: "警告", info: "提示" },
+    state: { open: "待认领", claimed: "已认领", escalated: "已升级", resolved: "已解决",
+      cleared: "已自动清除" },
+    action: { opened: "新建", worsened: "加重", claimed: "认领", confirmed: "扫码确认",
+      escalated: "升级", resolved: "解决", cleared: "自动清除" },
+    claim: "认领",
+    outcome: { restocked: "已补货", counted: "已盘点", fixed: "已处理", removed: "已下架",
+      false_alarm: "误报", other: "其他" },
+    // An outcome named for what it means with this rule's alerts.
+    outcomeOf: { checkout_suspect: { fixed: "已与顾客核对" }, checkout_voids: { fixed: "已与顾客核对" },
+      misplaced: { fixed: "已放回原位" }, device_offline: { fixed: "已修复" } },
+    signinLabel: "员工令牌", managerLabel: "店长令牌", signin: "登录", signout: "退出",
+    allZones: "全部区域", zonesOf: "区域",
+    scanOk: (r) => `✓ ${r.product} · 货道 ${r.lane}${r.bring ? ` · 补 ${r.bring} 件` : ""}`,
+    scanNo: (code) => `✗ ${code}：没有对应任务`,
+    failed: "操作失败", offline: "网络中断，请重试",
+    refused: { 403: "这不是你区域的任务", 409: "任务已被他人认领或已结束", 422: "这个结果不适用于此任务",
+      413: "内容太长" },
+    tooMany: (s) => `尝试次数过多，请 ${s} 秒后再试`,
+    minutes: (m) => (m < 1 ? "刚刚" : m < 60 ? `${m} 分钟` : `${Math.floor(m / 60)} 小时 ${m % 60} 分`),
+    seconds: (s) => (s < 60 ? `${Math.round(s)} 秒` : s < 3600 ? `${Math.round(s / 60)} 分钟`
+      : `${Math.floor(s / 3600)} 小时 ${Math.round((s % 3600) / 60)} 分`),
+    title: { handheld: "门店任务", manager: "店长看板" },
+    open: "未关闭的警报", rules: "按规则", people: "按人员", recent: "最近操作",
+    cols: {
+      rule: "规则", what: "内容", state: "状态", age: "时长", claimed_by: "认领人",
+      opened: "新建", claimed: "认领", resolved: "解决", cleared: "自动清除", escalated: "升级",
+      to_claim: "认领用时 中位/九成", to_resolve: "解决用时 中位/九成", name: "人员",
+      confirmed: "扫码确认", outcomes: "结果", time: "时间", who: "人员", action: "操作",
+      outcome: "结果",
+    },
+    rule: {
+      low_stock: "库存不足", out_of_stock: "缺货", days_of_cover: "即将售罄", shrink: "不明损耗",
+      misplaced: "商品错放", shelf_camera: "货架与摄像头不符", sensor_stuck: "传感器读数不变",
+      sensor_noisy: "传感器读数跳动", sensor_drift: "空货道重量漂移", device_offline: "设备离线",
+      checkout_suspect: "自助收银可疑商品", checkout_voids: "自助收银多次撤销",
+      cold_chain: "冷链温度异常", expiry: "临期商品",
+    },
+    unknownRule: "其他规则",
+    message: {
+      low_stock: (d, n) => `${n.product} 在货道 ${n.lane} 仅剩 ${d.units} 件（阈值 ${d.threshold}），请补 ${d.bring} 件`,
+      out_of_stock: (d, n) => `${n.product} 在货道 ${n.lane} 已缺货${d.bring ? `，请补 ${d.bring} 件` : ""}`,
+      days_of_cover: (d, n) => `${n.product}：货架上 ${d.stock} 件，每小时售出 ${d.per_hour} 件，约 ${d.cover_hours} 小时后售罄`,
+      shrink: (d, n) => `${n.product}：${d.day} 有 ${d.units} 件离开货架，没有销售记录`,
+      misplaced: (d, n) => (d.epc
+        ? `${n.product} 被放在货道 ${n.lane}，该货道应放 ${n.name(d.lane_sku)}`
+        : `货道 ${n.lane}（${n.product}）的重量不是整件数：可能有异物或放错的商品`),
+      shelf_camera: (d, n) => `货道 ${n.lane}（${n.product}）：摄像头看到 ${Math.round(d.occupancy * 100)}% 满，货架计数 ${d.count} 件`,
+      sensor_stuck: (d, n) => `设备 ${n.lane} 的读数长时间不变，而同类设备的读数在变`,
+      sensor_noisy: (d, n) => `${n.lane}：相邻读数跳动 ${d.median_step} ${n.temperature ? "℃" : "克"}`,
+      sensor_drift: (d, n) => `货道 ${n.lane} 已空，但重量漂移了 ${d.drift_grams} 克`,
+      device_offline: (d, n) => `设备 ${n.lane} 已离线 ${n.offlineFor}`,
+      checkout_suspect: (d, n) => `收银机 ${n.lane}：装袋区有 ${Math.round(d.unexplained_grams)} 克商品未扫描`,
+      checkout_voids: (d, n) => `收银机 ${n.lane}：同一笔交易撤销了 ${d.voids} 件商品`,
+      cold_chain: (d, n) => `${n.zone}：${d.temperature} ℃，超出 ${d.min_c}～${d.max_c} ℃（传感器 ${n.lane}）`,
+      expiry: (d, n) => `${n.product}${d.batch ? ` 批次 ${n.batch}` : ""} ${n.daysLeft < 0 ? `已过期 ${-n.daysLeft} 天` : `${n.daysLeft} 天后过期`}（${n.expiry}）`,
+      other: (d, n) => `${n.ruleName}：${n.subject}`,
+    },
+  },
+  "en-US": {
+    langName: "English",
+    live: "Live", reconnecting: "Reconnecting…", denied: "Please sign in",
+    tasks: (n) => `${n} open`, infos: (n) => `${n} notice${n === 1 ? "" : "s"}`,
+    empty: "No open tasks", held: (n) => `↑ ${n} new task${n === 1 ? "" : "s"}`,
+    sku: "Product", zone: "Zone", bring: "Bring", claimedBy: "Claimed by",
+    place: { lane: "Lane", kiosk: "Kiosk", device: "Device", sensor: "Sensor", spot: "At" },
+    severity: { critical: "Critical", warning: "Warning", info: "Info" },
+    state: { open: "Open", claimed: "Claimed", escalated: "Escalated", resolved: "Resolved",
+      cleared: "Auto-cleared" },
+    action: { opened: "Opened", worsened: "Worsened", claimed: "Claimed", confirmed: "Scanned",
+      escalated: "Escalated", resolved: "Resolved", cleared: "Auto-cleared" },
+    claim: "Claim",
+    outcome: { restocked: "Restocked", counted: "Counted", fixed: "Fixed", removed: "Removed",
+      false_alarm: "False alarm", other: "Other" },
+    outcomeOf: { checkout_suspect: { fixed: "Checked with shopper" },
+      checkout_voids: { fixed: "Checked with shopper" }, misplaced: { fixed: "Put back" },
+      device_offline: { fixed: "Repaired" } },
+    signinLabel: "Staff token", managerLabel: "Manager token", signin: "Sign in",
+    signout: "Sign out", allZones: "all zones", zonesOf: "zones",
+    scanOk: (r) => `✓ ${r.product} · lane ${r.lane}${r.bring ? ` · bring ${r.bring}` : ""}`,
+    scanNo: (code) => `✗ ${code}: no task for it`,
+    failed: "Could not do that", offline: "Network down, try again",
+    refused: { 403: "Not a task of your zones", 409: "Someone else has it, or it has ended",
+      422: "That outcome does not fit this task", 413: "Too long" },
+    tooMany: (s) => `Too many tries; wait ${s} s`,
+    minutes: (m) => (m < 1 ? "now" : m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`),
+    seconds: (s) => (s < 60 ? `${Math.round(s)} s` : s < 3600 ? `${Math.round(s / 60)} min`
+      : `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`),
+    title: { handheld: "Store tasks", manager: "Manager" },
+    open: "Open alerts", rules: "By rule", people: "By person", recent: "Who did what",
+    cols: {
+      rule: "Rule", what: "What", state: "State", age: "Age", claimed_by: "Claimed by",
+      opened: "Opened", claimed: "Claimed", resolved: "Resolved", cleared: "Auto-cleared",
+      escalated: "Escalated", to_claim: "To claim median/p90",
+      to_resolve: "To resolve median/p90", name: "Person", confirmed: "Scanned",
+      outcomes: "Outcomes", time: "Time", who: "Who", action: "Action", outcome: "Outcome",
+    },
+    rule: {
+      low_stock: "Low stock", out_of_stock: "Out of stock", days_of_cover: "Selling out soon",
+      shrink: "Unexplained loss", misplaced: "Misplaced item", shelf_camera: "Shelf and camera disagree",
+      sensor_stuck: "Sensor stuck", sensor_noisy: "Sensor noisy", sensor_drift: "Empty lane drifting",
+      device_offline: "Device offline", checkout_suspect: "Checkout: unscanned item",
+      checkout_voids: "Checkout: many voids", cold_chain: "Cold chain", expiry: "Expiring",
+    },
+    unknownRule: "Other rule",
+    message: {
+      low_stock: (d, n) => `${n.product} at lane ${n.lane}: ${d.units} left (threshold ${d.threshold}); bring ${d.bring}`,
+      out_of_stock: (d, n) => `${n.product} at lane ${n.lane} is out of stock${d.bring ? `; bring ${d.bring}` : ""}`,
+      days_of_cover: (d, n) => `${n.product}: ${d.stock} on the shelf, selling ${d.per_hour}/h: out in about ${d.cover_hours} h`,
+      shrink: (d, n) => `${n.product}: ${d.units} left the shelf on ${d.day} with no sale to explain them`,
+      misplaced: (d, n) => (d.epc
+        ? `${n.product} is at lane ${n.lane}, which holds ${n.name(d.lane_sku)}`
+        : `Lane ${n.lane} (${n.product}): a weight that is no whole number of units: a foreign or misplaced item?`),
+      shelf_camera: (d, n) => `Lane ${n.lane} (${n.product}): the camera sees ${Math.round(d.occupancy * 100)}% full, the shelf counts ${d.count}`,
+      sensor_stuck: (d, n) => `Device ${n.lane}: readings unchanged while its peers' change`,
+      sensor_noisy: (d, n) => `${n.lane}: readings jump ${d.median_step} ${n.temperature ? "°C" : "g"} between samples`,
+      sensor_drift: (d, n) => `Lane ${n.lane} is empty but its weight drifted ${d.drift_grams} g`,
+      device_offline: (d, n) => `Device ${n.lane} offline for ${n.offlineFor}`,
+      checkout_suspect: (d, n) => `Kiosk ${n.lane}: ${Math.round(d.unexplained_grams)} g in the bagging area not scanned`,
+      checkout_voids: (d, n) => `Kiosk ${n.lane}: ${d.voids} items voided in one session`,
+      cold_chain: (d, n) => `${n.zone}: ${d.temperature} °C, outside ${d.min_c}..${d.max_c} °C (sensor ${n.lane})`,
+      expiry: (d, n) => `${n.product}${d.batch ? ` batch ${n.batch}` : ""} ${n.daysLeft < 0 ? `expired ${-n.daysLeft} day(s) ago` : `expires in ${n.daysLeft} day(s)`} (${n.expiry})`,
+      other: (d, n) => `${n.ruleName}: ${n.subject}`,
+    },
+  },
+};
+
+// What kind of place an alert's location is, by rule.
+const PLACE_OF = {
+  checkout_suspect: "kiosk", checkout_voids: "kiosk", device_offline: "device",
+  sensor_stuck: "device", cold_chain: "sensor", sensor_noisy: "spot",
+};
+
+// Midnight (UTC) of this device's date at ``now`` (epoch seconds), as Date.parse gives a date.
+function today(now) {
+  const t = new Date(now * 1000);
+  return Date.UTC(t.getFullYear(), t.getMonth(), t.getDate());
+}
+
+const I18N = {
+  lang: LANGS.includes(localStorage.getItem(LANG_KEY)) ? localStorage.getItem(LANG_KEY)
+    : (LANGS.includes(document.documentElement.lang) ? document.documentElement.lang : "zh-CN"),
+  // The store's, zones' and products' names (GET /api/labels), once signed in.
+  labels: { store: "", zones: {}, products: {}, outcomes: {}, any_outcome: [] },
+  get w() { return WORDS[this.lang]; },
+
+  choose(lang) {
+    this.lang = lang;
+    localStorage.setItem(LANG_KEY, lang);
+    document.documentElement.lang = lang;
+  },
+  other() { return LANGS.find((l) => l !== this.lang); },
+
+  ruleName(rule) { return this.w.rule[rule] ?? this.w.unknownRule; },
+  product(sku) { return (sku && this.labels.products[sku]) || sku || ""; },
+  zone(id) { return (id && this.labels.zones[id]) || id || ""; },
+  place(rule) { return this.w.place[PLACE_OF[rule] ?? "lane"]; },
+  outcomes(rule) { return this.labels.outcomes[rule] ?? this.labels.any_outcome; },
+  outcome(rule, outcome) {
+    return this.w.outcomeOf[rule]?.[outcome] ?? this.w.outcome[outcome] ?? outcome;
+  },
+
+  // Names and codes inside a sentence are data, not words of the page's language: they travel
+  // between Unicode isolates (FSI ... PDI), and fill() puts each into a <bdi data-raw>.
+  raw(value) { return `\u2068${value ?? ""}\u2069`; },
+  fill(node, text) {
+    node.replaceChildren(...String(text).split(/[\u2068\u2069]/).map((part, i) => {
+      if (i % 2 === 0) return document.createTextNode(part);
+      const data = document.createElement("bdi");
+      data.dataset.raw = "";
+      data.textContent = part;
+      return data;
+    }));
+  },
+
+  // The alert's message in this language, from its rule's template and its detail.
+  message(alert, now) {
+    const d = alert.detail ?? {};
+    const template = this.w.message[alert.rule] ?? this.w.message.other;
+    const raw = (v) => this.raw(v);
+    const names = {
+      product: raw(this.product(alert.sku ?? d.sku) || d.gtin), lane: raw(alert.location ?? alert.subject),
+      zone: raw(this.zone(d.zone)), subject: raw(alert.subject), ruleName: this.ruleName(alert.rule),
+      name: (sku) => raw(this.product(sku)), temperature: alert.subject.endsWith("/t"),
+      batch: raw(d.batch), expiry: raw(d.expiry),
+      offlineFor: this.w.seconds(Math.max(0, (d.opened_at ?? now) - (d.since ?? d.opened_at ?? now))),
+      daysLeft: d.expiry ? Math.round((Date.parse(d.expiry) - today(now)) / 86400000) : 0,
+    };
+    // A detail without what the template needs (an older agent's alert) says less, not "undefined".
+    const text = template(d, names);
+    return /undefined|NaN/.test(text) ? this.w.message.other(d, names) : text;
+  },
+};
+document.documentElement.lang = I18N.lang;
