@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import signal
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -86,6 +87,7 @@ class StoreAgent:
         self.pipeline = StorePipeline(config, load_rules(*self.rule_files),
                                       RateLimitedLog(log))
         self._rule_mtimes = self._mtimes()
+        self._log_unreadable = RateLimitedLog(log, 60.0)
         self.journal = Journal(config.journal.path, extra_schemas=ERP_SCHEMAS)
         self.erp: TrytonConnector | None = None
         self.erp_bridge: ErpBridge | None = None
@@ -487,12 +489,17 @@ class StoreAgent:
         """Keep the manager's alert about ERP commands in the dead letter current."""
         if self.erp_bridge is None:
             return
-        count = self.outbox.stats().rejected
-        alert = self.alert_manager.current(operations.ERP_DEAD_LETTER, "outbox")
-        told = None if alert is None else int(alert.detail.get("dead", 0))
-        if count == (told or 0):
+        try:
+            count = self.outbox.stats().rejected
+            alert = self.alert_manager.current(operations.ERP_DEAD_LETTER, "outbox")
+            told = None if alert is None else int(alert.detail.get("dead", 0))
+            if count == (told or 0):
+                return
+            oldest = self.outbox.rejected()[0] if count else None
+        except sqlite3.Error as exc:  # the outbox's own task shows what is wrong with it
+            self._log_unreadable.log("outbox", logging.WARNING,
+                                     "dead letter not readable (store %s): %s", self.store_id, exc)
             return
-        oldest = self.outbox.rejected()[0] if count else None
         self.pipeline.operations([operations.dead_letter(count, told, oldest)], self.clock())
         self._flush()
 

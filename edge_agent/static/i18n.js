@@ -52,6 +52,7 @@ const WORDS = {
       sensor_noisy: "传感器读数跳动", sensor_drift: "空货道重量漂移", device_offline: "设备离线",
       checkout_suspect: "自助收银可疑商品", checkout_voids: "自助收银多次撤销",
       cold_chain: "冷链温度异常", expiry: "临期商品",
+      journal_quarantined: "日志已隔离", erp_dead_letter: "ERP 指令未送达",
     },
     unknownRule: "其他规则",
     message: {
@@ -71,6 +72,8 @@ const WORDS = {
       checkout_voids: (d, n) => `收银机 ${n.lane}：同一笔交易撤销了 ${d.voids} 件商品`,
       cold_chain: (d, n) => `${n.zone}：${d.temperature} ℃，超出 ${d.min_c}～${d.max_c} ℃（传感器 ${n.lane}）`,
       expiry: (d, n) => `${n.product}${d.batch ? ` 批次 ${n.batch}` : ""} ${n.daysLeft < 0 ? `已过期 ${-n.daysLeft} 天` : `${n.daysLeft} 天后过期`}（${n.expiry}）`,
+      journal_quarantined: (d) => `日志未通过完整性检查，已移至 ${d.path}；系统已新建日志。尚未送达 ERP 的销售可按 docs/journal.md 重放`,
+      erp_dead_letter: (d) => `${d.dead} 条 ERP 指令进入死信队列，ERP 尚未收到：请在店长页面重试或删除`,
       other: (d, n) => `${n.ruleName}：${n.subject}`,
     },
   },
@@ -118,6 +121,7 @@ const WORDS = {
       sensor_stuck: "Sensor stuck", sensor_noisy: "Sensor noisy", sensor_drift: "Empty lane drifting",
       device_offline: "Device offline", checkout_suspect: "Checkout: unscanned item",
       checkout_voids: "Checkout: many voids", cold_chain: "Cold chain", expiry: "Expiring",
+      journal_quarantined: "Journal set aside", erp_dead_letter: "ERP commands held back",
     },
     unknownRule: "Other rule",
     message: {
@@ -137,6 +141,8 @@ const WORDS = {
       checkout_voids: (d, n) => `Kiosk ${n.lane}: ${d.voids} items voided in one session`,
       cold_chain: (d, n) => `${n.zone}: ${d.temperature} °C, outside ${d.min_c}..${d.max_c} °C (sensor ${n.lane})`,
       expiry: (d, n) => `${n.product}${d.batch ? ` batch ${n.batch}` : ""} ${n.daysLeft < 0 ? `expired ${-n.daysLeft} day(s) ago` : `expires in ${n.daysLeft} day(s)`} (${n.expiry})`,
+      journal_quarantined: (d) => `The journal failed its integrity check and was moved to ${d.path}; a fresh one was started. Sales the ERP had not taken can be replayed (docs/journal.md)`,
+      erp_dead_letter: (d) => `${d.dead} ERP command(s) in the dead letter: the ERP does not have them until retried or dropped on the manager page`,
       other: (d, n) => `${n.ruleName}: ${n.subject}`,
     },
   },
