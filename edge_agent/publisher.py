@@ -1,10 +1,13 @@
 """Tells the world what the journal holds: alert transitions on MQTT (the stream and each alert's
 retained state) and to the handhelds' live streams, device health as retained MQTT state, and
-alerts, sales and lane samples to the time-series sink. It is handed only what was committed."""
+alerts, sales and the sampled state (lanes, devices, climate, the agent's figures) to the
+time-series sink. It is handed only what was committed."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from cloud_bridge import tsdb
 from edge_agent.committer import alert_json
@@ -15,12 +18,14 @@ from storeedge.events import Alert, DeviceHealth, Event, Sale
 
 class Publisher:
     def __init__(self, store_id: str, mqtt: MqttLink, feed: AlertFeed,
-                 sink: tsdb.TimeSeriesSink | None) -> None:
+                 sink: tsdb.TimeSeriesSink | None, points: tsdb.Points | None = None) -> None:
         self.store_id = store_id
         self._prefix = f"store/{store_id}/"
         self.mqtt = mqtt
         self.feed = feed
         self.sink = sink
+        self.points = points or tsdb.Points(store_id)
+        self._climate_sent: dict[str, float] = {}  # zone -> time of the last sample sent
 
     def alerts(self, alerts: list[tuple[Alert, bytes]]) -> None:
         """Committed transitions, each with its JSON: every one on the stream and the live
@@ -29,7 +34,7 @@ class Publisher:
         if not alerts:
             return
         if self.sink is not None:
-            self.sink.add([tsdb.alert_point(a) for a, _ in alerts])
+            self.sink.add(self.points.alerts(a for a, _ in alerts))
         stream = f"{self._prefix}alerts"
         messages = []
         latest: dict[str, tuple[Alert, bytes]] = {}
@@ -51,14 +56,26 @@ class Publisher:
     def sales(self, sold: list[tuple[Sale, float]], ts: float) -> None:
         """A booked sale's per-SKU quantities and amounts, to HQ."""
         if self.sink is not None and sold:
-            points: list[str] = []
-            for sale, amount in sold:
-                points += tsdb.sale_points(sale, amount, ts)
-            self.sink.add(points)
+            self.sink.add(self.points.sales(sold, ts))
 
     def lane_samples(self, samples: list[tuple[str, str, int, float]], now: float) -> None:
         if self.sink is not None and samples:
-            self.sink.add(tsdb.lane_points(self.store_id, samples, now))
+            self.sink.add(self.points.lanes(samples, now))
+
+    def health_samples(self, agent: Mapping[str, int | None],
+                       devices: Mapping[str, Mapping[str, Any]],
+                       climate: Mapping[str, Mapping[str, Any]], now: float) -> None:
+        """The sampled health of the store, to HQ: the agent's own figures (HQ sees a store
+        that stopped reporting), each device's state, and each climate sensor's latest sample
+        once (at the time it was received)."""
+        if self.sink is None:
+            return
+        lines = [self.points.agent(now, agent), *self.points.devices(devices, now)]
+        for zone, sample in climate.items():
+            if self._climate_sent.get(zone) != sample["ts"]:
+                self._climate_sent[zone] = sample["ts"]
+                lines.append(self.points.climate(zone, sample))
+        self.sink.add(lines)
 
     def republish_state(self, active: list[Alert]) -> None:
         """After (re)connecting, refresh the retained state; the alert stream is not replayed."""
