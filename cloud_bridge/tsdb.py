@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storeedge.errors import PeerError, StoreEdgeError, TimeSeriesUnavailable, UsageError
-from storeedge.events import Alert, Sale
+from storeedge.events import Alert, AlertState, Sale
 from storeedge.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
@@ -136,7 +136,8 @@ class Points:
     def alerts(self, alerts: Iterable[Alert]) -> list[str]:
         """``alert`` points for alert transitions, at the device's time if known, else the
         agent's. Transitions that fall on one point (same tags, same instant) are summed into
-        it: ``count`` transitions, ``age_s`` their seconds since the alert opened."""
+        it: ``count`` transitions, ``age_s`` their seconds since the alert opened, and, where
+        one claimed the alert (by hand or by a scan), ``claims`` and their ``claim_s``."""
         groups: dict[tuple[tuple[tuple[str, str | None], ...], int], list[Alert]] = {}
         for alert in alerts:
             tags = {**self._tags, "rule": alert.rule, "severity": str(alert.severity),
@@ -147,6 +148,9 @@ class Points:
         out = []
         for (tag_items, time_ns), group in groups.items():
             fields: dict[str, FieldValue] = {"count": len(group), "age_s": sum(map(_age, group))}
+            claims = [a for a in group if _claims(a)]
+            if claims:
+                fields.update(claims=len(claims), claim_s=sum(map(_age, claims)))
             if self._strings:
                 fields.update(alert_id=group[0].alert_id, message=group[0].message)
             out.append(encode_line("alert", dict(tag_items), fields, time_ns))
@@ -193,6 +197,12 @@ _DEVICE_STATES = ("online", "degraded", "offline")
 def _age(alert: Alert) -> float:
     """Seconds from the alert's opening to this transition."""
     return max(0.0, alert.received_ts - alert.detail.get("opened_at", alert.received_ts))
+
+
+def _claims(alert: Alert) -> bool:
+    """Whether this transition claimed the alert (a later confirming scan claims nothing)."""
+    return (alert.state is AlertState.CLAIMED
+            and alert.detail.get("claimed_at") == alert.received_ts)
 
 
 def _number(value: Any) -> float | None:

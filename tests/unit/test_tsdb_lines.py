@@ -193,3 +193,16 @@ def test_climate_point_at_its_receive_time() -> None:
                                       "temperature": 4.5, "humidity": None, "battery": 86})
     assert line == ("climate,device=fridge-1,store=s-01,zone=chill-1 temperature=4.5,battery=86 "
                     "1764160000250000000")
+
+
+def test_only_the_transition_that_claims_counts_as_a_claim() -> None:
+    opened = 1764160300.0
+    claim = _alert(state=AlertState.CLAIMED, received_ts=opened + 40, device_ts=None,
+                   detail={"transition": "claimed", "opened_at": opened,
+                           "claimed_at": opened + 40})
+    confirm = _alert(state=AlertState.CLAIMED, received_ts=opened + 70, device_ts=None,
+                     detail={"transition": "confirmed", "opened_at": opened,
+                             "claimed_at": opened + 40})
+    first, again = POINTS.alerts([claim, confirm])
+    assert " count=1i,age_s=40,claims=1i,claim_s=40 " in first
+    assert " count=1i,age_s=70 " in again  # the scan confirmed a claim already made
