@@ -21,7 +21,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from devices.shelf_mqtt.protocol import decode_status
 from edge_agent.catalog import Catalog
@@ -59,6 +59,7 @@ from storeedge.units import PLAUSIBLE_EPOCH_S
 log = logging.getLogger(__name__)
 
 Batch = list[tuple[str, bytes]]
+E = TypeVar("E", bound=Event)
 
 _STOCK_KEYS = {cause: f"stock_{cause.value}" for cause in StockCause}
 #: Kiosk events that change what a session sells, journaled as facts (bagging weights are not).
@@ -302,7 +303,7 @@ class StorePipeline:
         self.counters[f"device_{change.state.value}"] += 1
         self._fact(change)
 
-    def device_time(self, event: Any) -> Any:
+    def device_time(self, event: E) -> E:
         """``event`` as it is when its ``device_ts`` is a plausible epoch time; else counted
         (``device_time_wrong_unit``), logged (rate-limited) and without it, so that it is
         stamped with its receive time instead of 1970 (a time sent in seconds where

@@ -21,13 +21,16 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import aiomqtt
 import httpx
 import pytest
 
 from cloud_bridge.tsdb import Points, TimeSeriesSink, encode_line, to_ns
+from edge_agent.agent import StoreAgent
+from edge_agent.config import StoreConfig
 from edge_agent.services import Service, free_port, start_victoria_metrics
 from storeedge.events import Alert, AlertState, Sale, Severity
-from tests.fixtures.victoria import rows_received, samples, victoria_url, wait_for_count
+from tests.fixtures.victoria import export, rows_received, samples, victoria_url, wait_for_count
 
 T0 = 1764160000.0  # a fixed past time: points never depend on the clock of the test run
 
@@ -132,6 +135,51 @@ async def test_points_land_with_tags_fields_and_device_time(
     # Numbers only: no series of zeros from strings, no series per kiosk session.
     assert not [name for name, _ in got if name.endswith(("_txn_id", "_alert_id", "_message"))]
     assert not [labels for _, labels in got if "subject" in dict(labels)]
+
+
+@pytest.mark.timeout(90)
+async def test_a_running_agent_writes_its_health_devices_and_climate(
+        victoria: Service, mosquitto: Service, store_id: str, tmp_path: Path) -> None:
+    cfg = StoreConfig.model_validate({
+        "store": {"id": store_id, "region": "north", "city": "Beijing"},
+        "broker": {"port": mosquitto.port, "client_id": f"agent-{store_id}"},
+        "journal": {"path": str(tmp_path / "journal.db")},
+        "http": {"port": free_port()},
+        "timeseries": {"enabled": True, "url": victoria_url(victoria), "sample_seconds": 0.2,
+                       "flush_seconds": 0.1},
+        "catalog": [{"sku": "COLA", "unit_grams": 100.0, "low_stock": 3}],
+        "lanes": [{"id": "A1", "sku": "COLA", "capacity": 10}],
+        "devices": [{"type": "shelf_mqtt", "id": "shelf-1", "lanes": ["A1"]},
+                    {"type": "zigbee2mqtt", "id": "fridge-1", "name": f"{store_id}-fridge",
+                     "zone": "chill-1"}],
+    })
+    agent = StoreAgent(cfg)
+    task = asyncio.create_task(agent.run())
+    tags = f'store="{store_id}",region="north",city="Beijing"'
+
+    async def landed(match: str, count: int) -> None:
+        async with asyncio.timeout(30):
+            while sum(len(s["values"]) for s in await asyncio.to_thread(
+                    export, victoria, match)) < count:
+                await asyncio.sleep(0.2)
+
+    try:
+        # The agent point keeps coming with no device saying anything: HQ sees the store live.
+        await landed(f"agent_readings_total{{{tags}}}", 3)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as mqtt:
+            await mqtt.publish(f"zigbee2mqtt/{store_id}-fridge",
+                               json.dumps({"temperature": 7.5, "humidity": 61}), qos=1)
+        await landed(f'climate_temperature{{{tags},zone="chill-1",device="fridge-1"}}', 1)
+        await landed(f'device_online{{{tags},device="fridge-1",device_type="zigbee2mqtt"}}', 1)
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, 20)
+    got = samples(victoria, f'{{{tags}}}')
+    (climate,) = [v for (name, _), v in got.items() if name == "climate_temperature"]
+    assert [value for _, value in climate] == [7.5]  # each sample once, not once per tick
+    shelf = dict(t for t in next(labels for (name, labels) in got
+                                 if name == "device_offline" and ("device", "shelf-1") in labels))
+    assert shelf["device_type"] == "shelf_mqtt"
 
 
 async def test_server_down_keeps_points_then_drains_exactly_once(
