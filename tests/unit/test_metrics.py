@@ -12,10 +12,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cloud_bridge.bridge import ErpBridge
+from cloud_bridge.summary import KIND as SALES
 from cloud_bridge.tsdb import Points
 from edge_agent.agent import StoreAgent
 from edge_agent.config import StoreConfig
 from edge_agent.metrics import agent_figures, counter_families
+from storeedge.errors import ErpUnavailable
 from storeedge.events import PosLine, PosTransaction
 
 STORE = "metrics-01"
@@ -149,3 +152,28 @@ async def test_a_pos_time_in_seconds_is_stamped_with_receive_time(agent: StoreAg
     assert agent.counters["device_time_wrong_unit"] == 2
     (stored,) = agent.journal.execute("SELECT device_ts FROM sale WHERE txn_id = 'T-2'")
     assert stored == (None,)
+
+
+async def test_every_erp_delivery_attempt_is_timed(tmp_path: Path) -> None:
+    class Erp:
+        def __init__(self) -> None:
+            self.down = False
+
+        async def book_sales(self, key: str, lines: list[tuple[str, int]],
+                             receipts: list[str]) -> str:
+            if self.down:
+                raise ErpUnavailable("connection refused")
+            return "SO-1"
+
+    took: list[float] = []
+    erp = Erp()
+    bridge = ErpBridge(tmp_path / "journal.db", STORE, erp, observe_delivery=took.append)
+    try:
+        payload = {"lines": [["COLA", 2]], "receipts": ["T-1"], "key": "k-1"}
+        assert await bridge.deliver(SALES, payload) == "SO-1"
+        erp.down = True
+        with pytest.raises(ErpUnavailable):
+            await bridge.deliver(SALES, payload)
+    finally:
+        bridge.close()
+    assert len(took) == 2 and all(t >= 0 for t in took)
