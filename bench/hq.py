@@ -63,17 +63,18 @@ def write_history(url: str, stores: list[str], lanes: int, skus: int, minutes: i
     with httpx.Client(timeout=120) as client:
         for sid in stores:
             lines: list[str] = []
+            points = tsdb.Points(sid)
             for t in ticks:
-                lines += tsdb.lane_points(sid, [(f"L{i:02d}", f"SKU-{i % skus:03d}",
-                                                 rng.choice((0, 3, 8, 12)), 100.0)
-                                                for i in range(lanes)], t)
-                lines.append(tsdb.agent_point(sid, t, readings_total=int(t), erp_backlog=0,
-                                              tsdb_backlog=0))
-            for n in range(minutes * 4):  # a sale line every 15 s
+                lines += points.lanes([(f"L{i:02d}", f"SKU-{i % skus:03d}",
+                                        rng.choice((0, 3, 8, 12)), 100.0)
+                                       for i in range(lanes)], t)
+                lines.append(points.agent(t, {"readings_total": int(t), "erp_backlog": 0,
+                                              "tsdb_backlog": 0}))
+            for _ in range(minutes * 4):  # a sale line every 15 s
                 t = now - rng.uniform(1, minutes * 60)
                 lines.append(tsdb.encode_line(
                     "sale", {"store": sid, "sku": f"SKU-{rng.randrange(skus):03d}"},
-                    {"qty": 1, "amount": 3.5, "txn_id": f"t{n}"}, tsdb.to_ns(t)))
+                    {"qty": 1, "amount": 3.5}, tsdb.to_ns(t)))
             resp = client.post(f"{url}/api/v2/write", params={"precision": "ns"},
                                content="\n".join(lines).encode())
             resp.raise_for_status()
@@ -98,11 +99,12 @@ class LiveTicks:
                 t = time.time()
                 lines: list[str] = []
                 for sid in self.stores:
-                    lines += tsdb.lane_points(sid, [(f"L{i:02d}", f"SKU-{i % self.skus:03d}",
-                                                     rng.choice((0, 3, 8, 12)), 100.0)
-                                                    for i in range(self.lanes)], t)
-                    lines.append(tsdb.agent_point(sid, t, readings_total=int(t), erp_backlog=0,
-                                                  tsdb_backlog=0))
+                    points = tsdb.Points(sid)
+                    lines += points.lanes([(f"L{i:02d}", f"SKU-{i % self.skus:03d}",
+                                            rng.choice((0, 3, 8, 12)), 100.0)
+                                           for i in range(self.lanes)], t)
+                    lines.append(points.agent(t, {"readings_total": int(t), "erp_backlog": 0,
+                                                  "tsdb_backlog": 0}))
                 client.post(f"{self.url}/api/v2/write", params={"precision": "ns"},
                             content="\n".join(lines).encode()).raise_for_status()
                 self.stop.wait(max(0.0, 10 - (time.time() - t)))

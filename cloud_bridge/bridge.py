@@ -44,9 +44,11 @@ class ErpBridge:
                  window_s: int = 60, merge_s: float = 3600.0,
                  limits: outbox_mod.Limits | None = None,
                  quarantine_after: int = 5, retry_initial_s: float = 0.5,
-                 retry_max_s: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+                 retry_max_s: float = 30.0, clock: Callable[[], float] = time.time,
+                 observe_delivery: Callable[[float], None] | None = None) -> None:
         self.erp = erp
         self.clock = clock
+        self._observe_delivery = observe_delivery  # seconds each delivery attempt took
         self.outbox = outbox_mod.Outbox(db_path, retry_initial_s=retry_initial_s,
                                         retry_max_s=retry_max_s,
                                         quarantine_after=quarantine_after, limits=limits)
@@ -129,6 +131,14 @@ class ErpBridge:
 
     async def deliver(self, kind: str, payload: dict[str, Any]) -> str:
         """One outbox command to the ERP; returns the ERP's document id(s)."""
+        started = time.monotonic()
+        try:
+            return await self._deliver(kind, payload)
+        finally:
+            if self._observe_delivery is not None:
+                self._observe_delivery(time.monotonic() - started)
+
+    async def _deliver(self, kind: str, payload: dict[str, Any]) -> str:
         lines = [(str(sku), int(qty)) for sku, qty in payload["lines"]]
         if kind == summary.KIND:
             return await self.erp.book_sales(payload["key"], lines, list(payload["receipts"]))

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storeedge.errors import PeerError, StoreEdgeError, TimeSeriesUnavailable, UsageError
-from storeedge.events import Alert, Sale
+from storeedge.events import Alert, AlertState, Sale
 from storeedge.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
@@ -104,56 +104,109 @@ def _field_value(value: FieldValue) -> str | None:
     raise UsageError(f"unsupported field type {type(value).__name__}")
 
 
-def sale_points(sale: Sale, amount: float, ts: float) -> list[str]:
-    """``sale`` points for one sale line: qty, amount and txn_id, tagged by store and sku.
+class Points:
+    """The points of one store (docs/timeseries.md is the schema): every point carries the
+    store's tags (``store``, and ``region`` and ``city`` where the config names them).
 
-    Stamped with the device's time when the sale carries one, else ``ts`` (epoch seconds).
+    Tags stay bounded per store (lanes, SKUs, devices, rules, states), so an alert is tagged
+    by its ``location`` and ``sku``, never its ``subject``, which can hold a kiosk session, a
+    tag's EPC or a day. Fields are numbers: VictoriaMetrics stores a string field as an
+    all-zero series. ``strings`` adds the ids and texts (``txn_id``, ``alert_id``,
+    ``message``) as string fields, for servers that keep them (InfluxDB).
     """
-    when = sale.device_ts if sale.device_ts is not None else ts
-    return [encode_line(
-        "sale",
-        {"store": sale.store_id, "sku": sale.sku},
-        {"qty": sale.qty, "amount": float(amount), "txn_id": sale.txn_id},
-        to_ns(when),
-    )]
+
+    def __init__(self, store: str, *, region: str = "", city: str = "",
+                 strings: bool = False) -> None:
+        self.store = store
+        self._tags = {"store": store, "region": region, "city": city}
+        self._strings = strings
+
+    def sales(self, sold: Iterable[tuple[Sale, float]], ts: float) -> list[str]:
+        """``sale`` points, one per ``(sale, amount)``: qty and amount, tagged by SKU. Stamped
+        with the device's time when the sale carries one, else ``ts`` (epoch seconds)."""
+        out = []
+        for sale, amount in sold:
+            fields: dict[str, FieldValue] = {"qty": sale.qty, "amount": float(amount)}
+            if self._strings:
+                fields["txn_id"] = sale.txn_id
+            when = sale.device_ts if sale.device_ts is not None else ts
+            out.append(encode_line("sale", {**self._tags, "sku": sale.sku}, fields, to_ns(when)))
+        return out
+
+    def alerts(self, alerts: Iterable[Alert]) -> list[str]:
+        """``alert`` points for alert transitions, at the device's time if known, else the
+        agent's. Transitions that fall on one point (same tags, same instant) are summed into
+        it: ``count`` transitions, ``age_s`` their seconds since the alert opened, and, where
+        one claimed the alert (by hand or by a scan), ``claims`` and their ``claim_s``."""
+        groups: dict[tuple[tuple[tuple[str, str | None], ...], int], list[Alert]] = {}
+        for alert in alerts:
+            tags = {**self._tags, "rule": alert.rule, "severity": str(alert.severity),
+                    "state": str(alert.state), "transition": alert.detail.get("transition"),
+                    "location": alert.location, "sku": alert.sku}
+            when = alert.device_ts if alert.device_ts is not None else alert.received_ts
+            groups.setdefault((tuple(tags.items()), to_ns(when)), []).append(alert)
+        out = []
+        for (tag_items, time_ns), group in groups.items():
+            fields: dict[str, FieldValue] = {"count": len(group), "age_s": sum(map(_age, group))}
+            claims = [a for a in group if _claims(a)]
+            if claims:
+                fields.update(claims=len(claims), claim_s=sum(map(_age, claims)))
+            if self._strings:
+                fields.update(alert_id=group[0].alert_id, message=group[0].message)
+            out.append(encode_line("alert", dict(tag_items), fields, time_ns))
+        return out
+
+    def lanes(self, samples: Iterable[tuple[str, str, int, float]], ts: float) -> list[str]:
+        """``shelf_stock`` points, one per ``(lane, sku, units, grams)`` sample taken at ``ts``."""
+        time_ns = to_ns(ts)
+        return [encode_line("shelf_stock", {**self._tags, "lane": lane, "sku": sku},
+                            {"units": int(units), "grams": float(grams)}, time_ns)
+                for lane, sku, units, grams in samples]
+
+    def agent(self, ts: float, figures: Mapping[str, int | None]) -> str:
+        """The ``agent`` point, sampled at ``ts``: the agent's own figures (``readings_total``,
+        ``erp_backlog``, ``tsdb_backlog``, ...), integers; None ones are left out."""
+        return encode_line("agent", self._tags, dict(figures), to_ns(ts))
+
+    def devices(self, devices: Mapping[str, Mapping[str, Any]], ts: float) -> list[str]:
+        """``device`` points sampled at ``ts``, one per device of ``HealthTracker.view()``:
+        its state one-hot (``online``, ``degraded``, ``offline``: 1 for the state it is in, all 0
+        while unknown) and its good and bad message counts."""
+        time_ns = to_ns(ts)
+        out = []
+        for device, view in devices.items():
+            state = view.get("state")
+            fields: dict[str, FieldValue] = {s: int(state == s) for s in _DEVICE_STATES}
+            fields.update(readings=int(view.get("readings") or 0), bad=int(view.get("bad") or 0))
+            out.append(encode_line("device", {**self._tags, "device": device,
+                                              "device_type": view.get("type")}, fields, time_ns))
+        return out
+
+    def climate(self, zone: str, sample: Mapping[str, Any]) -> str:
+        """A ``climate`` point for one sensor's sample (``StorePipeline.climate``), at the time
+        it was received: temperature (°C), humidity (%) and battery (%) where it gave them."""
+        return encode_line(
+            "climate", {**self._tags, "zone": zone, "device": sample.get("device")},
+            {key: _number(sample.get(key)) for key in ("temperature", "humidity", "battery")},
+            to_ns(sample["ts"]))
 
 
-def alert_point(alert: Alert) -> str:
-    """An ``alert`` point for one transition of an alert, at the device's time if known.
-
-    ``subject`` is a tag so two alerts of one rule at one instant stay two points; ``count`` is
-    always 1 so stores that keep numbers only (VictoriaMetrics) can count transitions.
-    """
-    when = alert.device_ts if alert.device_ts is not None else alert.received_ts
-    return encode_line(
-        "alert",
-        {"store": alert.store_id, "rule": alert.rule, "severity": str(alert.severity),
-         "state": str(alert.state), "subject": alert.subject},
-        {"count": 1, "alert_id": alert.alert_id, "message": alert.message},
-        to_ns(when),
-    )
+_DEVICE_STATES = ("online", "degraded", "offline")
 
 
-def lane_points(store_id: str, samples: Iterable[tuple[str, str, int, float]],
-                ts: float) -> list[str]:
-    """``shelf_stock`` points, one per ``(lane, sku, units, grams)`` sample taken at ``ts``."""
-    time_ns = to_ns(ts)
-    return [
-        encode_line("shelf_stock", {"store": store_id, "lane": lane, "sku": sku},
-                    {"units": int(units), "grams": float(grams)}, time_ns)
-        for lane, sku, units, grams in samples
-    ]
+def _age(alert: Alert) -> float:
+    """Seconds from the alert's opening to this transition."""
+    return max(0.0, alert.received_ts - alert.detail.get("opened_at", alert.received_ts))
 
 
-def agent_point(store_id: str, ts: float, *, readings_total: int, erp_backlog: int,
-                tsdb_backlog: int) -> str:
-    """An ``agent`` point: the agent's own counters, sampled at ``ts``."""
-    return encode_line(
-        "agent", {"store": store_id},
-        {"readings_total": readings_total, "erp_backlog": erp_backlog,
-         "tsdb_backlog": tsdb_backlog},
-        to_ns(ts),
-    )
+def _claims(alert: Alert) -> bool:
+    """Whether this transition claimed the alert (a later confirming scan claims nothing)."""
+    return (alert.state is AlertState.CLAIMED
+            and alert.detail.get("claimed_at") == alert.received_ts)
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 class _Rejected(PeerError):

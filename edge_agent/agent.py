@@ -39,7 +39,7 @@ from edge_agent import backup, device_kinds, operations
 from edge_agent.committer import Committed, Committer
 from edge_agent.config import StoreConfig, reveal
 from edge_agent.journal import Journal, alert_from_json
-from edge_agent.metrics import AgentCollector
+from edge_agent.metrics import AgentCollector, Latencies, agent_figures
 from edge_agent.mqtt import Batch, BatchNotCommitted, MqttLink
 from edge_agent.pipeline import StorePipeline
 from edge_agent.publisher import Publisher
@@ -78,6 +78,7 @@ class StoreAgent:
                  monotonic: Callable[[], float] | None = None) -> None:
         self.config = config
         self.store_id = config.store.id
+        self.latency = Latencies(self.store_id)
         self.clock = clock
         self.monotonic = monotonic or (time.monotonic if clock is time.time else clock)
         self._wall_offset = clock() - self.monotonic()
@@ -102,7 +103,7 @@ class StoreAgent:
                 quarantine_after=e.quarantine_after,
                 limits=outbox_mod.Limits(e.outbox_max_items, e.outbox_max_bytes),
                 retry_initial_s=e.retry_initial_seconds, retry_max_s=e.retry_max_seconds,
-                clock=clock)
+                clock=clock, observe_delivery=self.latency.erp.observe)
         self.outbox = (self.erp_bridge.outbox if self.erp_bridge is not None
                        else outbox_mod.Outbox(config.journal.path))
         self.committer = Committer(self.journal, self.store_id, erp=self.erp_bridge)
@@ -127,7 +128,10 @@ class StoreAgent:
             online=(f"{prefix}state/agent", b"online"),
             on_connected=self._republish_state)
         self.feed = AlertFeed()
-        self.publisher = Publisher(self.store_id, self.mqtt, self.feed, self.journal, self.sink)
+        self.publisher = Publisher(
+            self.store_id, self.mqtt, self.feed, self.journal, self.sink, tsdb.Points(
+                self.store_id, region=config.store.region, city=config.store.city,
+                strings=ts.string_fields))
         self.supervisor = Supervisor(self.store_id)
         self.registry = CollectorRegistry()
         self.registry.register(AgentCollector(self))
@@ -258,8 +262,10 @@ class StoreAgent:
     def _publish(self, done: Committed) -> None:
         if done.alerts:
             counters, key = self.pipeline.counters, self.pipeline.alert_counter
+            now = self.clock()
             for alert, _ in done.alerts:
                 counters[key(alert)] += 1
+                self.latency.alert.observe(max(0.0, now - alert.received_ts))
             self.publisher.alerts(done.alerts)
         if done.facts:
             self.publisher.facts(done.facts)
@@ -282,6 +288,10 @@ class StoreAgent:
     # AgentApi
 
     def accept_pos(self, txn: PosTransaction) -> bool:
+        with self.latency.pos.time():
+            return self._accept_pos(self.pipeline.device_time(txn))
+
+    def _accept_pos(self, txn: PosTransaction) -> bool:
         self.pipeline.validate_sale(txn)
         # What waits for the journal goes first: a sale is not booked ahead of older facts.
         if self.committer.pending and not self._flush():
@@ -530,7 +540,10 @@ class StoreAgent:
         while True:
             self.publisher.catch_up()
             await asyncio.sleep(self.config.timeseries.sample_seconds)
-            self.publisher.lane_samples(self.pipeline.lane_samples(), self.clock())
+            now = self.clock()
+            self.publisher.lane_samples(self.pipeline.lane_samples(), now)
+            self.publisher.health_samples(agent_figures(self), self.pipeline.device_health.view(),
+                                          self.pipeline.climate, now)
 
     def reload_rules(self) -> bool:
         """Re-read the rule files (SIGHUP, or a file changed). Open alerts stay open; a rule

@@ -50,6 +50,9 @@ class StoreSection(Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
     name: str = ""
     timezone: str = "Asia/Shanghai"
+    # Tags on every time-series point of the store, for HQ to group stores by.
+    region: Annotated[str, Field(max_length=64)] = ""
+    city: Annotated[str, Field(max_length=64)] = ""
 
     @field_validator("timezone")
     @classmethod
@@ -179,6 +182,9 @@ class TimeSeriesSection(Strict):
     batch_size: Annotated[int, Field(ge=1, le=50_000)] = 5_000
     buffer_max_points: Annotated[int, Field(ge=1_000)] = 2_000_000
     ca_file: Path | None = None  # the CA that signed the server's certificate (default: system's)
+    # Ids and texts (txn_id, alert_id, message) as string fields: only for a server that keeps
+    # strings (InfluxDB); VictoriaMetrics turns each into an all-zero series.
+    string_fields: bool = False
 
     def token(self) -> SecretStr | None:
         return _secret(self.token_env)

@@ -16,11 +16,12 @@ entry points, the handlers and the snapshot stay in this one module.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from devices.shelf_mqtt.protocol import decode_status
 from edge_agent.catalog import Catalog
@@ -54,10 +55,12 @@ from storeedge.events import (
     TagRead,
 )
 from storeedge.ratelimit import RateLimitedLog
+from storeedge.units import PLAUSIBLE_EPOCH_S
 
 log = logging.getLogger(__name__)
 
 Batch = list[tuple[str, bytes]]
+E = TypeVar("E", bound=Event)
 
 _STOCK_KEYS = {cause: f"stock_{cause.value}" for cause in StockCause}
 #: Kiosk events that change what a session sells, journaled as facts (bagging weights are not).
@@ -205,9 +208,13 @@ class StorePipeline:
         counters = self.counters
         seen = self.device_health.seen
         listens = self.engine.listens
+        low, high = PLAUSIBLE_EPOCH_S
         for event in events:
             kind = type(event)
             if kind is not DeviceStatus:
+                device_ts = event.device_ts
+                if device_ts is not None and not low <= device_ts < high:
+                    event = self.device_time(event)
                 counters["readings"] += 1
                 counters[self._reading_key.get(event.source, "readings_other")] += 1
                 change = seen(event.source, event.received_ts)
@@ -299,6 +306,22 @@ class StorePipeline:
                  self.store_id, change.reason)
         self.counters[f"device_{change.state.value}"] += 1
         self._fact(change)
+
+    def device_time(self, event: E) -> E:
+        """``event`` as it is when its ``device_ts`` is a plausible epoch time; else counted
+        (``device_time_wrong_unit``), logged (rate-limited) and without it, so that it is
+        stamped with its receive time instead of 1970 (a time sent in seconds where
+        milliseconds are expected) or a far future (milliseconds where seconds are)."""
+        device_ts = event.device_ts
+        low, high = PLAUSIBLE_EPOCH_S
+        if device_ts is None or low <= device_ts < high:
+            return event
+        self.counters["device_time_wrong_unit"] += 1
+        self.bad_input.warning(
+            f"device_time:{event.source}", "device %s (store %s): timestamp %r s is no "
+            "plausible time (sent in the wrong unit?); stamped with its receive time",
+            event.source, self.store_id, device_ts)
+        return dataclasses.replace(event, device_ts=None)
 
     def _reject(self, reason: str, device_id: str, detail: str) -> None:
         self.counters[f"rejected_{reason}"] += 1

@@ -1,6 +1,7 @@
 """Tells the world what the journal holds: alert transitions on MQTT (the stream and each alert's
 retained state) and to the handhelds' live streams, device health as retained MQTT state, and
-alerts, sales and lane samples to the time-series sink. It is handed only what was committed.
+alerts, sales and the sampled state (lanes, devices, climate, the agent's figures) to the
+time-series sink. It is handed only what was committed.
 
 Sales and alert transitions reach the sink from the journal itself (``catch_up``): the sink
 records, with each batch it buffers, the journal row it reached. A buffer that cannot be
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from cloud_bridge import tsdb
 from edge_agent.committer import alert_json
@@ -31,7 +33,7 @@ CATCH_UP_BATCHES = 5  # per call, so a long backlog does not hold the event loop
 
 class Publisher:
     def __init__(self, store_id: str, mqtt: MqttLink, feed: AlertFeed, journal: Journal,
-                 sink: tsdb.TimeSeriesSink | None) -> None:
+                 sink: tsdb.TimeSeriesSink | None, points: tsdb.Points | None = None) -> None:
         self.store_id = store_id
         self._prefix = f"store/{store_id}/"
         self.mqtt = mqtt
@@ -39,6 +41,8 @@ class Publisher:
         self.journal = journal
         self.sink = sink
         self._log_behind = RateLimitedLog(log, 60.0)
+        self.points = points or tsdb.Points(store_id)
+        self._climate_sent: dict[str, float] = {}  # zone -> time of the last sample sent
 
     def alerts(self, alerts: list[tuple[Alert, bytes]]) -> None:
         """Committed transitions, each with its JSON: every one on the stream and the live
@@ -71,9 +75,9 @@ class Publisher:
         if self.sink is None:
             return True
         try:
-            self._feed("sale", self.journal.sales_after, _sale_points)
+            self._feed("sale", self.journal.sales_after, self._sale_points)
             self._feed("alert", self.journal.transitions_after,
-                       lambda body: [tsdb.alert_point(alert_from_json(body))])
+                       lambda bodies: self.points.alerts(alert_from_json(b) for b in bodies))
         except StoreEdgeError as exc:
             self._log_behind.log("behind", logging.WARNING,
                                  "time-series points wait in the journal (store %s): %s",
@@ -82,25 +86,49 @@ class Publisher:
         return True
 
     def _feed(self, feed: str, rows_after: Callable[[int, int], list[tuple[int, str]]],
-              points: Callable[[str], list[str]]) -> None:
+              points: Callable[[list[str]], list[str]]) -> None:
         assert self.sink is not None
         for _ in range(CATCH_UP_BATCHES):  # a long backlog is left to the next calls
             rows = rows_after(self.sink.marked(feed), CATCH_UP_ROWS)
             if not rows:
                 return
-            self.sink.add([line for _, body in rows for line in points(body)],
-                          mark=(feed, rows[-1][0]))
+            self.sink.add(points([body for _, body in rows]), mark=(feed, rows[-1][0]))
+
+    def _sale_points(self, bodies: list[str]) -> list[str]:
+        lines: list[str] = []
+        for body in bodies:
+            txn = sale_from_json(body)
+            lines += self.points.sales(sales_per_sku(txn), txn.received_ts)
+        return lines
 
     def lane_samples(self, samples: list[tuple[str, str, int, float]], now: float) -> None:
-        """Samples of the lanes now; lost when the buffer cannot be written (the next sample
+        """Samples of the lanes now (lost when the buffer cannot be written: the next sample
         says the same of the shelf)."""
         if self.sink is not None and samples:
-            try:
-                self.sink.add(tsdb.lane_points(self.store_id, samples, now))
-            except StoreEdgeError as exc:
-                self._log_behind.log("samples", logging.WARNING,
-                                     "lane samples not buffered (store %s): %s",
-                                     self.store_id, exc)
+            self._sampled(self.points.lanes(samples, now))
+
+    def health_samples(self, agent: Mapping[str, int | None],
+                       devices: Mapping[str, Mapping[str, Any]],
+                       climate: Mapping[str, Mapping[str, Any]], now: float) -> None:
+        """The sampled health of the store, to HQ: the agent's own figures (HQ sees a store
+        that stopped reporting), each device's state, and each climate sensor's latest sample
+        once (at the time it was received)."""
+        if self.sink is None:
+            return
+        lines = [self.points.agent(now, agent), *self.points.devices(devices, now)]
+        for zone, sample in climate.items():
+            if self._climate_sent.get(zone) != sample["ts"]:
+                self._climate_sent[zone] = sample["ts"]
+                lines.append(self.points.climate(zone, sample))
+        self._sampled(lines)
+
+    def _sampled(self, lines: list[str]) -> None:
+        assert self.sink is not None
+        try:
+            self.sink.add(lines)
+        except StoreEdgeError as exc:
+            self._log_behind.log("samples", logging.WARNING,
+                                 "samples not buffered (store %s): %s", self.store_id, exc)
 
     def republish_state(self, active: list[Alert]) -> None:
         """After (re)connecting, refresh the retained state; the alert stream is not replayed."""
@@ -125,8 +153,3 @@ class Publisher:
         return (f"{self._prefix}state/alerts/{alert.alert_id}",
                 payload if alert.state in ACTIVE_STATES else b"", True)
 
-
-def _sale_points(body: str) -> list[str]:
-    txn = sale_from_json(body)
-    return [line for sale, amount in sales_per_sku(txn)
-            for line in tsdb.sale_points(sale, amount, txn.received_ts)]

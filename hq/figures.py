@@ -12,7 +12,6 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -192,7 +191,7 @@ class Figures:
                                span.start, span.end, step),
                 self._hourly(f"sum(sum_over_time(sale_qty{sel}[$w]))", span),
                 self.tsq.range(
-                    f"sum by (rule) (sum_over_time(alert_count{_sel(sid, state='open')}"
+                    f"sum by (rule) (sum_over_time(alert_count{_sel(sid, transition='opened')}"
                     f"[{step:g}s]))", span.start, span.end, step))
         except TimeSeriesUnavailable as exc:
             out["timeseries"] = {"ok": False, "error": str(exc)}
@@ -248,7 +247,8 @@ class Figures:
                 f"sum by (store) (count_le_over_time(shelf_stock_units[{r}s], 0)) * {sample:g}"
                 " / 60", at),
             self.tsq.instant(
-                f"sum by (rule) (sum_over_time(alert_count{{state=\"open\"}}[{r}s]))", at))
+                f"sum by (rule) (sum_over_time(alert_count{{transition=\"opened\"}}[{r}s]))",
+                at))
         return {
             "sales_per_hour": [{"store": s.labels.get("store"), "points": s.points}
                                for s in sales],
@@ -330,35 +330,32 @@ class Figures:
                       key=lambda r: (r["store"], -r["minutes"], r["lane"]))
 
     async def alert_response_report(self, span: TimeRange) -> list[dict[str, Any]]:
-        """Time to claim and to resolve per store and rule, pairing each subject's transitions
-        in time order (open, then claimed, then resolved or cleared)."""
-        raw = await self.tsq.instant(f"alert_count[{span.seconds}s]", span.end)
-        events: dict[tuple[str, str, str], list[tuple[float, str]]] = defaultdict(list)
-        for s in raw:
-            key = (s.labels.get("store", ""), s.labels.get("rule", ""),
-                   s.labels.get("subject", ""))
-            events[key] += [(t, s.labels.get("state", "")) for t, _ in s.points]
-        stats: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(
-            lambda: {"opened": [], "claim": [], "resolve": []})
-        for (store, rule, _), seq in events.items():
-            st = stats[(store, rule)]
-            opened = claimed = None
-            for t, state in sorted(seq):
-                if state == "open":
-                    opened, claimed = t, None
-                    st["opened"].append(t)
-                elif state == "claimed" and opened is not None and claimed is None:
-                    claimed = t
-                    st["claim"].append(t - opened)
-                elif state in ("resolved", "cleared") and opened is not None:
-                    st["resolve"].append(t - opened)
-                    opened = None
+        """Alerts opened, claimed and closed per store and rule, with the time from opening
+        to claim and to resolution (each transition's point carries its ``age_s``)."""
+        r = span.seconds
+        closed = 'state=~"resolved|cleared"'
+        names = ("opened", "claimed", "claim_s", "max_claim_s", "closed", "resolve_s")
+        got = await asyncio.gather(*(self.tsq.instant(q, span.end) for q in (
+            f'sum by (store, rule) (sum_over_time(alert_count{{transition="opened"}}[{r}s]))',
+            f"sum by (store, rule) (sum_over_time(alert_claims[{r}s]))",
+            f"sum by (store, rule) (sum_over_time(alert_claim_s[{r}s]))",
+            f"max by (store, rule) (max_over_time(alert_claim_s[{r}s]))",
+            f"sum by (store, rule) (sum_over_time(alert_count{{{closed}}}[{r}s]))",
+            f"sum by (store, rule) (sum_over_time(alert_age_s{{{closed}}}[{r}s]))")))
+        figures = {name: _by(result, "store", "rule") for name, result in zip(names, got,
+                                                                               strict=True)}
         known = {s.id for s in self.config.stores}
-        return [{"store": store, "rule": rule, "opened": len(st["opened"]),
-                 "claimed": len(st["claim"]),
-                 "mean_claim_s": _mean(st["claim"]), "max_claim_s": _max(st["claim"]),
-                 "closed": len(st["resolve"]), "mean_resolve_s": _mean(st["resolve"])}
-                for (store, rule), st in sorted(stats.items()) if store in known]
+        keys = sorted({k for f in figures.values() for k in f if k[0] in known})
+        rows = []
+        for key in keys:
+            f = {name: figures[name].get(key, 0.0) for name in names}
+            rows.append({"store": key[0], "rule": key[1], "opened": round(f["opened"]),
+                         "claimed": round(f["claimed"]),
+                         "mean_claim_s": _ratio(f["claim_s"], f["claimed"]),
+                         "max_claim_s": round(f["max_claim_s"], 1) if f["claimed"] else None,
+                         "closed": round(f["closed"]),
+                         "mean_resolve_s": _ratio(f["resolve_s"], f["closed"])})
+        return rows
 
     async def stock_accuracy_report(self, at: float) -> list[dict[str, Any]]:
         stale = round(self.config.timeseries.stale_seconds)
@@ -406,12 +403,8 @@ async def _none() -> list[Series]:
     return []
 
 
-def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), 1) if values else None
-
-
-def _max(values: list[float]) -> float | None:
-    return round(max(values), 1) if values else None
+def _ratio(total: float, count: float) -> float | None:
+    return round(total / count, 1) if count else None
 
 
 async def _bounded(aws: list[Awaitable[Any]], limit: int = 8) -> list[Any]:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+#: Epoch seconds a device's clock can plausibly read: 2001-09-09 up to 2286-11-20. A time sent
+#: in seconds where milliseconds are expected decodes a thousand times too small (January 1970);
+#: milliseconds where seconds are expected, a thousand times too large: both fall outside.
+PLAUSIBLE_EPOCH_S = (1e9, 1e10)
+
 
 def ms_to_s(ms: float) -> float:
     return ms / 1000.0

@@ -127,19 +127,30 @@ def test_the_systemd_unit_runs_commands_the_cli_has(tmp_path: Path,
 def test_every_grafana_panel_query_returns_series(victoria: Service, store_id: str) -> None:
     now = time.time()
     lines: list[str] = []
+    points = tsdb.Points(store_id, region="north", city="Beijing")
     for ago in (50, 30, 10):
-        lines += tsdb.lane_points(store_id, [("A1-1", "COLA-330", 0, 0.0),
-                                             ("A1-2", "CHIPS-70", 4, 300.0)], now - ago)
-        lines.append(tsdb.agent_point(store_id, now - ago, readings_total=10, erp_backlog=1,
-                                      tsdb_backlog=0))
+        lines += points.lanes([("A1-1", "COLA-330", 0, 0.0),
+                               ("A1-2", "CHIPS-70", 4, 300.0)], now - ago)
+        lines.append(points.agent(now - ago, {"readings_total": 10, "erp_backlog": 1,
+                                              "tsdb_backlog": 0, "devices_offline": 1}))
+        lines += points.devices({"shelf-a1": {"type": "shelf_mqtt", "state": "offline"},
+                                 "fridge-1": {"type": "zigbee2mqtt", "state": "online"}},
+                                now - ago)
+        lines.append(points.climate("chill-1", {"device": "fridge-1", "ts": now - ago,
+                                                "temperature": 4.5, "humidity": 60.0}))
     # Older than a range step: VictoriaMetrics aligns a range query's end down to its step.
     sale = Sale(store_id=store_id, source="pos", received_ts=now - 150, sku="COLA-330", qty=2,
                 txn_id="t1")
-    lines += tsdb.sale_points(sale, 7.0, now - 150)
-    lines.append(tsdb.alert_point(Alert(
-        store_id=store_id, source="rules", received_ts=now - 15, alert_id="a1",
+    lines += points.sales([(sale, 7.0)], now - 150)
+    opened = now - 150
+    lines += points.alerts([Alert(
+        store_id=store_id, source="rules", received_ts=ts, alert_id="a1",
         rule="out_of_stock", severity=Severity.CRITICAL, subject="A1-1", message="empty",
-        state=AlertState.OPEN)))
+        state=state, location="A1-1", sku="COLA-330",
+        detail={"transition": transition, "opened_at": opened, "claimed_at": now - 100})
+        for ts, state, transition in ((opened, AlertState.OPEN, "opened"),
+                                      (now - 100, AlertState.CLAIMED, "claimed"),
+                                      (now - 15, AlertState.RESOLVED, "resolved"))])
     write_lines(victoria_url(victoria), lines)
 
     dashboards = sorted((DOCKER / "hq" / "grafana" / "dashboards").glob("*.json"))

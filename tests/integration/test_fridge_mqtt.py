@@ -172,8 +172,8 @@ async def test_agent_keeps_the_temperature_of_quirky_messages(mosquitto: Service
             assert agent.pipeline.climate["dairy"]["temperature"] == 3.25
             assert agent.counters["rejected_bad_payload"] == 0
             metrics = (await http.get("/metrics")).text
-        bad = [line for line in metrics.splitlines() if "rejected_bad_field" in line
-               and not line.startswith("#")]
+        bad = [line for line in metrics.splitlines()
+               if line.startswith("storeedge_rejected_total") and 'reason="bad_field"' in line]
         assert bad and float(bad[0].split()[-1]) >= 2 * len(QUIRKS)
     finally:
         fridge.stop()

@@ -38,11 +38,14 @@ SALES = [  # (store suffix, sku, qty, unit price, seconds ago)
 
 
 def alert(sid: str, state: AlertState, ts: float, severity: Severity = Severity.WARNING,
-          by: str | None = None) -> Alert:
+          by: str | None = None, transition: str | None = None,
+          opened_at: float | None = None) -> Alert:
     return Alert(store_id=sid, source="rules", received_ts=ts, alert_id=f"{sid}-al-1",
                  rule="low_stock", severity=severity, subject="A1-1", message="A1-1 low",
                  state=state, sku="COLA-330", location="A1-1",
-                 detail={"by": by} if by else {})
+                 detail={"by": by or "rule", "transition": transition or state.value,
+                         "opened_at": ts if opened_at is None else opened_at,
+                         **({"claimed_at": ts} if state is AlertState.CLAIMED else {})})
 
 
 class Chain:
@@ -60,18 +63,22 @@ def chain(store_id: str, victoria: Service, mosquitto: Service) -> Chain:
         sid = c.a if suffix == "a" else c.b
         sale = Sale(store_id=sid, source="pos", received_ts=now - ago, sku=sku, qty=qty,
                     txn_id=f"t{ago}")
-        lines += tsdb.sale_points(sale, qty * price, now - ago)
+        lines += tsdb.Points(sid).sales([(sale, qty * price)], now - ago)
+    a, b = tsdb.Points(c.a), tsdb.Points(c.b)
     for ago in (60, 30, 5):
-        lines += tsdb.lane_points(c.a, [("A1-1", "COLA-330", 0 if ago < 40 else 2, 0.0),
-                                        ("A1-2", "CHIPS-70", 5, 375.0)], now - ago)
-        lines += tsdb.lane_points(c.b, [("B1-1", "WATER-550", 7, 3920.0)], now - ago)
-        lines.append(tsdb.agent_point(c.a, now - ago, readings_total=100, erp_backlog=3,
-                                      tsdb_backlog=0))
-        lines.append(tsdb.agent_point(c.b, now - ago, readings_total=50, erp_backlog=0,
-                                      tsdb_backlog=0))
-    lines += [tsdb.alert_point(alert(c.a, AlertState.OPEN, now - 120)),
-              tsdb.alert_point(alert(c.a, AlertState.CLAIMED, now - 90, by="li-wei")),
-              tsdb.alert_point(alert(c.a, AlertState.RESOLVED, now - 30, by="li-wei"))]
+        lines += a.lanes([("A1-1", "COLA-330", 0 if ago < 40 else 2, 0.0),
+                          ("A1-2", "CHIPS-70", 5, 375.0)], now - ago)
+        lines += b.lanes([("B1-1", "WATER-550", 7, 3920.0)], now - ago)
+        lines.append(a.agent(now - ago, {"readings_total": 100, "erp_backlog": 3,
+                                         "tsdb_backlog": 0}))
+        lines.append(b.agent(now - ago, {"readings_total": 50, "erp_backlog": 0,
+                                         "tsdb_backlog": 0}))
+    opened = now - 120
+    lines += a.alerts([
+        alert(c.a, AlertState.OPEN, opened, transition="opened"),
+        alert(c.a, AlertState.OPEN, now - 100, transition="worsened", opened_at=opened),
+        alert(c.a, AlertState.CLAIMED, now - 90, by="li-wei", opened_at=opened),
+        alert(c.a, AlertState.RESOLVED, now - 30, by="li-wei", opened_at=opened)])
     write_lines(victoria_url(victoria), lines)
     claimed = alert(c.a, AlertState.CLAIMED, now - 90, Severity.CRITICAL, by="li-wei")
     publish(mosquitto.port, [

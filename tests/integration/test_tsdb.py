@@ -21,20 +21,16 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import aiomqtt
 import httpx
 import pytest
 
-from cloud_bridge.tsdb import (
-    TimeSeriesSink,
-    alert_point,
-    encode_line,
-    lane_points,
-    sale_points,
-    to_ns,
-)
+from cloud_bridge.tsdb import Points, TimeSeriesSink, encode_line, to_ns
+from edge_agent.agent import StoreAgent
+from edge_agent.config import StoreConfig
 from edge_agent.services import Service, free_port, start_victoria_metrics
 from storeedge.events import Alert, AlertState, Sale, Severity
-from tests.fixtures.victoria import rows_received, samples, victoria_url, wait_for_count
+from tests.fixtures.victoria import export, rows_received, samples, victoria_url, wait_for_count
 
 T0 = 1764160000.0  # a fixed past time: points never depend on the clock of the test run
 
@@ -92,29 +88,98 @@ async def test_points_land_with_tags_fields_and_device_time(
     sale = Sale(store_id=store_id, source="pos-1", received_ts=T0, device_ts=backfilled,
                 sku="COLA", qty=3, txn_id="T-1")
     alert = Alert(store_id=store_id, source="rules", received_ts=T0 + 1.5, alert_id="a-1",
-                  rule="low_stock", severity=Severity.WARNING, subject="A1-3",
-                  message='only 1 "Cola" left', state=AlertState.OPEN)
+                  rule="checkout_suspect", severity=Severity.WARNING,
+                  subject="kiosk-1/session-0f3a9", message='120 g "not scanned"',
+                  state=AlertState.OPEN, location="kiosk-1",
+                  detail={"transition": "opened", "opened_at": T0 + 1.5})
     odd_lane = 'A 1,=\\"🍭'  # every character line protocol escapes, and a trailing quote
+    points = Points(store_id, region="north", city="Beijing")
     sink = make_sink(tmp_path / "buf.db", victoria_url(victoria))
-    sink.add(sale_points(sale, 4.5, ts=T0))
-    sink.add([alert_point(alert)])
-    sink.add(lane_points(store_id, [("A1-3", "COLA", 7, 2310.5), (odd_lane, "W\\", 0, 0.0)],
-                         T0 + 2.123))
+    sink.add(points.sales([(sale, 4.5)], ts=T0))
+    sink.add(points.alerts([alert]))
+    sink.add(points.lanes([("A1-3", "COLA", 7, 2310.5), (odd_lane, "W\\", 0, 0.0)], T0 + 2.123))
+    sink.add([points.agent(T0 + 3, {"readings_total": 42, "erp_backlog": 0, "tsdb_backlog": 5}),
+              *points.devices({"shelf-1": {"type": "shelf_mqtt", "state": "degraded",
+                                           "readings": 9, "bad": 2}}, T0 + 3),
+              points.climate("chill-1", {"device": "fridge-1", "ts": T0 + 2.5,
+                                         "temperature": 4.5, "humidity": 61.0,
+                                         "battery": 86})])
     await drain(sink)
-    assert sink.stats()["written"] == 4
+    assert sink.stats()["written"] == 7
 
     got = samples(victoria, f'{{store="{store_id}"}}')
-    tags = (("sku", "COLA"), ("store", store_id))
-    assert got[("sale_qty", tags)] == [(int(backfilled * 1000), 3)]
-    assert got[("sale_amount", tags)] == [(int(backfilled * 1000), 4.5)]
-    alert_tags = (("rule", "low_stock"), ("severity", "warning"), ("state", "open"),
-                  ("store", store_id), ("subject", "A1-3"))
-    assert got[("alert_count", alert_tags)] == [(int((T0 + 1.5) * 1000), 1)]
-    lane = (("lane", "A1-3"), ("sku", "COLA"), ("store", store_id))
+
+    def tags(**kw: str) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted({"store": store_id, "region": "north", "city": "Beijing",
+                             **kw}.items()))
+
+    sold = tags(sku="COLA")
+    assert got[("sale_qty", sold)] == [(int(backfilled * 1000), 3)]
+    assert got[("sale_amount", sold)] == [(int(backfilled * 1000), 4.5)]
+    alerted = tags(location="kiosk-1", rule="checkout_suspect", severity="warning",
+                   state="open", transition="opened")
+    assert got[("alert_count", alerted)] == [(int((T0 + 1.5) * 1000), 1)]
+    assert got[("alert_age_s", alerted)] == [(int((T0 + 1.5) * 1000), 0)]
+    lane = tags(lane="A1-3", sku="COLA")
     assert got[("shelf_stock_units", lane)] == [(int(T0 * 1000) + 2123, 7)]
     assert got[("shelf_stock_grams", lane)] == [(int(T0 * 1000) + 2123, 2310.5)]
-    odd = (("lane", odd_lane), ("sku", "W\\"), ("store", store_id))
+    odd = tags(lane=odd_lane, sku="W\\")
     assert got[("shelf_stock_units", odd)] == [(int(T0 * 1000) + 2123, 0)]
+    assert got[("agent_readings_total", tags())] == [(int(T0 * 1000) + 3000, 42)]
+    assert got[("agent_tsdb_backlog", tags())] == [(int(T0 * 1000) + 3000, 5)]
+    device = tags(device="shelf-1", device_type="shelf_mqtt")
+    assert got[("device_degraded", device)] == [(int(T0 * 1000) + 3000, 1)]
+    assert got[("device_offline", device)] == [(int(T0 * 1000) + 3000, 0)]
+    climate = tags(device="fridge-1", zone="chill-1")
+    assert got[("climate_temperature", climate)] == [(int(T0 * 1000) + 2500, 4.5)]
+    # Numbers only: no series of zeros from strings, no series per kiosk session.
+    assert not [name for name, _ in got if name.endswith(("_txn_id", "_alert_id", "_message"))]
+    assert not [labels for _, labels in got if "subject" in dict(labels)]
+
+
+@pytest.mark.timeout(90)
+async def test_a_running_agent_writes_its_health_devices_and_climate(
+        victoria: Service, mosquitto: Service, store_id: str, tmp_path: Path) -> None:
+    cfg = StoreConfig.model_validate({
+        "store": {"id": store_id, "region": "north", "city": "Beijing"},
+        "broker": {"port": mosquitto.port, "client_id": f"agent-{store_id}"},
+        "journal": {"path": str(tmp_path / "journal.db")},
+        "http": {"port": free_port()},
+        "timeseries": {"enabled": True, "url": victoria_url(victoria), "sample_seconds": 0.2,
+                       "flush_seconds": 0.1},
+        "catalog": [{"sku": "COLA", "unit_grams": 100.0, "low_stock": 3}],
+        "lanes": [{"id": "A1", "sku": "COLA", "capacity": 10}],
+        "devices": [{"type": "shelf_mqtt", "id": "shelf-1", "lanes": ["A1"]},
+                    {"type": "zigbee2mqtt", "id": "fridge-1", "name": f"{store_id}-fridge",
+                     "zone": "chill-1"}],
+    })
+    agent = StoreAgent(cfg)
+    task = asyncio.create_task(agent.run())
+    tags = f'store="{store_id}",region="north",city="Beijing"'
+
+    async def landed(match: str, count: int) -> None:
+        async with asyncio.timeout(30):
+            while sum(len(s["values"]) for s in await asyncio.to_thread(
+                    export, victoria, match)) < count:
+                await asyncio.sleep(0.2)
+
+    try:
+        # The agent point keeps coming with no device saying anything: HQ sees the store live.
+        await landed(f"agent_readings_total{{{tags}}}", 3)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as mqtt:
+            await mqtt.publish(f"zigbee2mqtt/{store_id}-fridge",
+                               json.dumps({"temperature": 7.5, "humidity": 61}), qos=1)
+        await landed(f'climate_temperature{{{tags},zone="chill-1",device="fridge-1"}}', 1)
+        await landed(f'device_online{{{tags},device="fridge-1",device_type="zigbee2mqtt"}}', 1)
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, 20)
+    got = samples(victoria, f'{{{tags}}}')
+    (climate,) = [v for (name, _), v in got.items() if name == "climate_temperature"]
+    assert [value for _, value in climate] == [7.5]  # each sample once, not once per tick
+    shelf = dict(t for t in next(labels for (name, labels) in got
+                                 if name == "device_offline" and ("device", "shelf-1") in labels))
+    assert shelf["device_type"] == "shelf_mqtt"
 
 
 async def test_server_down_keeps_points_then_drains_exactly_once(
