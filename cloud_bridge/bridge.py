@@ -14,18 +14,19 @@ import dataclasses
 import logging
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from cloud_bridge import counts, summary
+from cloud_bridge import counts, orders, summary
 from cloud_bridge import outbox as outbox_mod
 from storeedge.errors import ErpUnavailable, UsageError
 
 log = logging.getLogger(__name__)
 
 # in this order, on the journal's database
-SCHEMAS = (outbox_mod.SCHEMA, summary.SCHEMA, counts.SCHEMA)
+SCHEMAS = (outbox_mod.SCHEMA, summary.SCHEMA, counts.SCHEMA, orders.SCHEMA)
 
 
 class SalesBooker(Protocol):
@@ -35,6 +36,10 @@ class SalesBooker(Protocol):
     async def stock_units(self) -> dict[str, int]: ...
 
     async def book_count(self, key: str, lines: list[tuple[str, int]]) -> str: ...
+
+    async def book_order(self, key: str, lines: list[tuple[str, int]]) -> str: ...
+
+    async def book_receipt(self, key: str, received: list[tuple[str, int]]) -> str: ...
 
 
 class ErpBridge:
@@ -94,12 +99,28 @@ class ErpBridge:
         """Compare the store's ``counted`` units per SKU with the ERP's quantity (less what the
         ERP has not booked yet) and record the differences beyond ``tolerance`` as proposals;
         returns the open ones. Raises ErpUnavailable when the ERP cannot be asked."""
+        erp, not_booked = await self._erp_stock()
+        return counts.propose(self._conn, counted, erp, not_booked, tolerance, self.clock())
+
+    async def propose_order(self, policy: orders.Policy,
+                            minimum: dict[str, int]) -> dict[str, Any] | None:
+        """The order the policy asks for now (``minimum``: each SKU's shelf minimum), from
+        the journal's sales and the ERP's stock less what it has not booked; None when
+        nothing needs ordering. Raises ErpUnavailable when the ERP cannot be asked."""
+        erp, not_booked = await self._erp_stock()
+        held = {sku: units - not_booked.get(sku, 0) for sku, units in erp.items()}
+        now = self.clock()
+        daily = orders.demand(self._conn, now - policy.window_days * 86_400, policy.window_days)
+        return orders.propose(self._conn, policy, daily, held, minimum, now)
+
+    async def _erp_stock(self) -> tuple[dict[str, int], Counter[str]]:
+        """The ERP's units per SKU and the store's sales it has not booked, read together."""
         for _ in range(3):
             before = counts.unbooked(self._conn)
             erp = await self.erp.stock_units()
             if counts.unbooked(self._conn) == before:  # nothing was booked while we asked
-                return counts.propose(self._conn, counted, erp, before, tolerance, self.clock())
-        raise ErpUnavailable("the ERP's stock moved while it was compared three times running")
+                return erp, before
+        raise ErpUnavailable("the ERP's stock moved while it was read three times running")
 
     def count_proposals(self, state: str | None = None) -> list[dict[str, Any]]:
         return counts.proposals(self._conn, state)
@@ -111,6 +132,30 @@ class ErpBridge:
         if decided is not None and approve:
             self.outbox.notify()
         return decided
+
+    def orders(self, state: str | None = None) -> list[dict[str, Any]]:
+        return orders.orders(self._conn, state)
+
+    def order(self, order_id: int) -> dict[str, Any] | None:
+        """An order with what has arrived of it so far."""
+        return orders.receipt(self._conn, order_id)
+
+    def decide_order(self, order_id: int, approve: bool, by: str,
+                     lines: list[tuple[str, int]] | None = None) -> dict[str, Any] | None:
+        decided = orders.decide(self._conn, self.windows.store_id, order_id, approve, by,
+                                lines, self.clock())
+        if decided is not None and approve:
+            self.outbox.notify()
+        return decided
+
+    def receive(self, order_id: int, sku: str, by: str) -> dict[str, Any] | None:
+        return orders.scan(self._conn, order_id, sku, by, self.clock())
+
+    def received(self, order_id: int, by: str) -> dict[str, Any] | None:
+        done = orders.finish(self._conn, self.windows.store_id, order_id, by, self.clock())
+        if done is not None:
+            self.outbox.notify()
+        return done
 
     async def run(self) -> None:
         """Close windows as they end and deliver the outbox, until cancelled."""
@@ -144,6 +189,10 @@ class ErpBridge:
             return await self.erp.book_sales(payload["key"], lines, list(payload["receipts"]))
         if kind == counts.KIND:
             return await self.erp.book_count(payload["key"], lines)
+        if kind == orders.ORDER:
+            return await self.erp.book_order(payload["key"], lines)
+        if kind == orders.RECEIVE:
+            return await self.erp.book_receipt(payload["order"], lines)
         if kind == "sale":  # one receipt, as enqueued before sales were summarised
             return await self.erp.book_sales(payload["key"], lines, [payload["reference"]])
         raise UsageError(f"no delivery for command kind {kind!r}")

@@ -30,8 +30,8 @@ from typing import Any
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from cloud_bridge import orders, tsdb
 from cloud_bridge import outbox as outbox_mod
-from cloud_bridge import tsdb
 from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
 from cloud_bridge.bridge import ErpBridge
 from cloud_bridge.tryton.connector import TrytonConnector
@@ -50,7 +50,13 @@ from rules.config import DEFAULTS, load_rules
 from rules.trackers.alerts import Actor, AlertManager, Outcome
 from rules.trackers.inventory import LaneScale
 from rules.trackers.presence import PresenceTracker
-from storeedge.errors import ConfigError, JournalUnavailable, StoreEdgeError, UsageError
+from storeedge.errors import (
+    ConfigError,
+    JournalUnavailable,
+    PayloadError,
+    StoreEdgeError,
+    UsageError,
+)
 from storeedge.events import Alert, CheckoutEvent, CheckoutKind, DeviceStatus, PosTransaction
 from storeedge.ratelimit import RateLimitedLog
 
@@ -96,7 +102,8 @@ class StoreAgent:
             e = config.erp
             self.erp = TrytonConnector(e.url, e.database, e.username, reveal(e.password()) or "",
                                        e.warehouse, e.customer, e.timeout_seconds,
-                                       ca_file=str(e.ca_file) if e.ca_file else None)
+                                       ca_file=str(e.ca_file) if e.ca_file else None,
+                                       supply_warehouse_code=e.supply_warehouse)
             self.erp_bridge = ErpBridge(
                 config.journal.path, self.store_id, self.erp,
                 window_s=e.summary_window_seconds, merge_s=e.summary_merge_seconds,
@@ -308,8 +315,7 @@ class StoreAgent:
         return self.pipeline.alert_manager.alerts(state)
 
     async def propose_counts(self) -> list[dict[str, Any]]:
-        if self.erp_bridge is None:
-            raise UsageError("no ERP is configured to count against")
+        bridge = self._bridge()
         units: dict[str, int] = {}
         unknown: set[str] = set()
         for lane in self.pipeline.lanes():
@@ -318,16 +324,47 @@ class StoreAgent:
             else:
                 units[lane["sku"]] = units.get(lane["sku"], 0) + lane["units"]
         counted = {sku: n for sku, n in units.items() if sku not in unknown}
-        return await self.erp_bridge.propose_counts(
-            counted, self.config.erp.count_tolerance_units)
+        return await bridge.propose_counts(counted, self.config.erp.count_tolerance_units)
+
+    async def propose_order(self) -> dict[str, Any] | None:
+        e = self.config.erp
+        minimum: dict[str, int] = {}
+        for lane in self.config.lanes:
+            minimum[lane.sku] = minimum.get(lane.sku, 0) + self.pipeline.catalog.threshold(
+                lane.id)
+        return await self._bridge().propose_order(
+            orders.Policy(e.order_lead_days, e.order_cover_days, e.demand_window_days),
+            minimum)
+
+    def orders(self, state: str | None = None) -> list[dict[str, Any]]:
+        return [] if self.erp_bridge is None else self.erp_bridge.orders(state)
+
+    def order(self, order_id: int) -> dict[str, Any] | None:
+        return None if self.erp_bridge is None else self.erp_bridge.order(order_id)
+
+    def decide_order(self, order_id: int, approve: bool, by: str,
+                     lines: list[tuple[str, int]] | None = None) -> dict[str, Any] | None:
+        return self._bridge().decide_order(order_id, approve, by, lines)
+
+    def receive(self, order_id: int, code: str, by: str) -> dict[str, Any] | None:
+        sku = code if code in self.pipeline.catalog else self.pipeline.catalog.sku_of_code(code)
+        if sku is None:
+            raise PayloadError(f"code {code!r} is no product of the catalog", source="receiving")
+        return self._bridge().receive(order_id, sku, by)
+
+    def received(self, order_id: int, by: str) -> dict[str, Any] | None:
+        return self._bridge().received(order_id, by)
+
+    def _bridge(self) -> ErpBridge:
+        if self.erp_bridge is None:
+            raise UsageError("no ERP is configured for this")
+        return self.erp_bridge
 
     def count_proposals(self, state: str | None = None) -> list[dict[str, Any]]:
         return [] if self.erp_bridge is None else self.erp_bridge.count_proposals(state)
 
     def decide_count(self, proposal_id: int, approve: bool, by: str) -> dict[str, Any] | None:
-        if self.erp_bridge is None:
-            raise UsageError("no ERP is configured to count against")
-        return self.erp_bridge.decide_count(proposal_id, approve, by)
+        return self._bridge().decide_count(proposal_id, approve, by)
 
     def alert(self, alert_id: str) -> Alert:
         return self.pipeline.alert_manager.get(alert_id)

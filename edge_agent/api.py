@@ -90,3 +90,31 @@ class AgentApi(Protocol):
         """Approve or dismiss an open proposal; None when unknown, ``ConflictError`` when
         decided already."""
         ...
+
+    async def propose_order(self) -> dict[str, Any] | None:
+        """The store order the policy asks for now (``cloud_bridge.orders``), or None.
+        ``UsageError`` without an ERP, ``ErpUnavailable`` when it is down."""
+        ...
+
+    def orders(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Store orders, newest first (none without an ERP)."""
+        ...
+
+    def order(self, order_id: int) -> dict[str, Any] | None:
+        """One order with what has arrived of it; None when unknown."""
+        ...
+
+    def decide_order(self, order_id: int, approve: bool, by: str,
+                     lines: list[tuple[str, int]] | None = None) -> dict[str, Any] | None:
+        """Approve (with ``lines``, if given) or dismiss a proposed order; None when unknown,
+        ``ConflictError`` once decided."""
+        ...
+
+    def receive(self, order_id: int, code: str, by: str) -> dict[str, Any] | None:
+        """A unit scanned (barcode or SKU) off the delivery of an approved order; the receipt
+        so far. ``PayloadError`` for a code no product has."""
+        ...
+
+    def received(self, order_id: int, by: str) -> dict[str, Any] | None:
+        """The delivery is all scanned: booked in the ERP with what arrived."""
+        ...

@@ -166,6 +166,11 @@ class ErpSection(Strict):
     quarantine_after: Annotated[int, Field(ge=1)] = 5  # identical failures before the dead letter
     # a count and the ERP's quantity differing by more units than this is a count proposal
     count_tolerance_units: Annotated[int, Field(ge=0)] = 0
+    # store orders (cloud_bridge.orders): the chain's distribution centre, and the policy
+    supply_warehouse: str = "DC"  # its warehouse code in the ERP
+    order_lead_days: Annotated[float, Field(ge=0, le=60)] = 1.0
+    order_cover_days: Annotated[float, Field(gt=0, le=90)] = 3.0
+    demand_window_days: Annotated[float, Field(gt=0, le=90)] = 7.0
 
     def password(self) -> SecretStr | None:
         return _secret(self.password_env)

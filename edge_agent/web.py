@@ -344,6 +344,11 @@ counts_router = APIRouter(prefix="/api/counts", tags=["counts"], responses={
     409: {"model": Problem, "description": "Decided already, or no ERP to count against"},
     503: {"model": Problem, "description": "The ERP cannot be asked now"},
 })
+orders_router = APIRouter(prefix="/api/orders", tags=["orders"], responses={
+    404: {"model": Problem, "description": "No such order"},
+    409: {"model": Problem, "description": "Not in the state this needs, or no ERP"},
+    503: {"model": Problem, "description": "The ERP cannot be asked now"},
+})
 outbox_router = APIRouter(prefix="/api/outbox", tags=["outbox"], responses={
     404: {"model": Problem, "description": "No such command"},
     409: {"model": Problem, "description": "Only a dead command can be retried or dropped"},
@@ -656,10 +661,94 @@ async def decide_count(ctx: ContextDep, caller: ManagerCaller, proposal_id: int,
     return found
 
 
+class OrderLineIn(BaseModel):
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    qty: Annotated[int, Field(strict=True, ge=0, le=MAX_QTY)]
+
+
+class OrderApproval(BaseModel):
+    """The manager's own quantities, if the proposal's are not the ones to order."""
+
+    lines: Annotated[list[OrderLineIn], Field(max_length=500)] | None = None
+
+
+@orders_router.get("")
+async def list_orders(
+    ctx: ContextDep, _: ManagerCaller,
+    state: Literal["proposed", "approved", "dismissed", "superseded", "received"] | None = None,
+) -> list[dict[str, Any]]:
+    """Store orders on the distribution centre, newest first."""
+    return ctx.api.orders(state)
+
+
+@orders_router.post("/propose")
+async def propose_order(ctx: ContextDep, caller: ManagerCaller) -> dict[str, Any] | None:
+    """The order the replenishment policy asks for now (null when nothing needs ordering)."""
+    with _count_errors():
+        order = await ctx.api.propose_order()
+    audit.info("store %s: order proposed for %s: %s", ctx.api.store_id, caller.name,
+               order["lines"] if order else "nothing needed")
+    return order
+
+
+@orders_router.get("/{order_id}")
+async def get_order(ctx: ContextDep, _: ActingCaller, order_id: int) -> dict[str, Any]:
+    """An order with what has arrived of it so far and how that differs."""
+    return _order(ctx.api.order(order_id), order_id)
+
+
+@orders_router.post("/{order_id}/approve")
+async def approve_order(ctx: ContextDep, caller: ManagerCaller, order_id: int,
+                        body: OrderApproval | None = None) -> dict[str, Any]:
+    """Order it from the distribution centre (booked in the ERP once)."""
+    lines = None if body is None or body.lines is None else [(x.sku, x.qty) for x in body.lines]
+    with _count_errors():
+        order = _order(ctx.api.decide_order(order_id, True, caller.name, lines), order_id)
+    audit.info("store %s: order %d approved by %s: %s", ctx.api.store_id, order_id,
+               caller.name, order["lines"])
+    return order
+
+
+@orders_router.post("/{order_id}/dismiss")
+async def dismiss_order(ctx: ContextDep, caller: ManagerCaller, order_id: int) -> dict[str, Any]:
+    with _count_errors():
+        order = _order(ctx.api.decide_order(order_id, False, caller.name), order_id)
+    audit.info("store %s: order %d dismissed by %s", ctx.api.store_id, order_id, caller.name)
+    return order
+
+
+@orders_router.post("/{order_id}/scan")
+async def receive_scan(ctx: ContextDep, caller: ActingCaller, order_id: int,
+                       body: ScanIn) -> dict[str, Any]:
+    """One unit of the delivery scanned (its barcode): the receipt so far, with what is over,
+    under or not ordered."""
+    with _count_errors():
+        return _order(ctx.api.receive(order_id, body.code, caller.name), order_id)
+
+
+@orders_router.post("/{order_id}/received")
+async def receive_done(ctx: ContextDep, caller: ActingCaller, order_id: int) -> dict[str, Any]:
+    """The delivery is all scanned: booked in the ERP with what arrived."""
+    with _count_errors():
+        order = _order(ctx.api.received(order_id, caller.name), order_id)
+    audit.info("store %s: order %d received by %s: %s", ctx.api.store_id, order_id,
+               caller.name, order["discrepancies"] or "as ordered")
+    return order
+
+
+def _order(order: dict[str, Any] | None, order_id: int) -> dict[str, Any]:
+    if order is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {order_id}")
+    return order
+
+
 @contextmanager
 def _count_errors() -> Iterator[None]:
+    """Counts and orders: 409 decided already or no ERP, 422 a bad code, 503 ERP down."""
     try:
         yield
+    except PayloadError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     except (ConflictError, UsageError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except Unavailable as exc:
@@ -835,7 +924,7 @@ def create_app(
         log.warning("store %s: no HTTP tokens configured; the API is open to anyone who can "
                     "reach %s:%d", api.store_id, http.host, http.port)
     for router in (pos_router, alerts_router, lanes_router, devices_router, session_router,
-                   audit_router, outbox_router, counts_router):
+                   audit_router, outbox_router, counts_router, orders_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(ops_router)
     app.openapi_schema = json_errors(app.openapi())

@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 _SHIPMENT = "stock.shipment.out"
 _RETURN = "stock.shipment.out.return"
 _INVENTORY = "stock.inventory"
+_INTERNAL = "stock.shipment.internal"
 _STEPS: dict[str, dict[str, tuple[str, ...]]] = {
     _SHIPMENT: {
         "draft": ("wait", "assign_force", "pack", "do"),
@@ -94,13 +95,15 @@ class TrytonConnector:
 
     def __init__(self, url: str, database: str, username: str, password: str,
                  warehouse_code: str = "WH", customer_name: str = "Walk-in customer",
-                 timeout: float = 10.0, *, ca_file: str | None = None) -> None:
+                 timeout: float = 10.0, *, ca_file: str | None = None,
+                 supply_warehouse_code: str = "DC") -> None:
         """``ca_file``: the CA that signed the ERP's certificate (default: the system's CAs);
         the certificate is verified either way."""
         self._endpoint = f"{url.rstrip('/')}/{database}/rpc/"
         self._username = username
         self._password = password
         self._warehouse_code = warehouse_code
+        self._supply_code = supply_warehouse_code
         self._customer_name = customer_name
         self._client = httpx.AsyncClient(
             timeout=timeout, verify=ssl.create_default_context(cafile=ca_file) if ca_file else True)
@@ -212,6 +215,57 @@ class TrytonConnector:
             self.duplicates_refused += 1
             await self._finish(_INVENTORY, doc_id, state)
         return str(doc_id)
+
+    async def book_order(self, key: str, lines: list[tuple[str, int]]) -> str:
+        """Request ``lines`` (SKU, units) from the distribution centre: one internal shipment
+        from its storage to the store's, keyed by ``key`` and left waiting for the centre to
+        assign, pack and ship. Exactly once by the ERP's unique key."""
+        if not lines or any(qty < 1 for _, qty in lines):
+            raise ErpRejected(f"{key}: an order needs lines of at least one unit: {lines}",
+                              source="tryton")
+        setup = await self._store_setup()
+        supply = await self._supply_storage()
+        products = await self._known(key, lines)
+        values = {
+            "company": setup["company"], "from_location": supply,
+            "to_location": setup["storage"], "reference": key, "storeedge_key": key,
+            "moves": [["create", [{
+                "product": products[sku]["id"], "unit": products[sku]["default_uom"],
+                "quantity": float(qty), "from_location": supply, "to_location": setup["storage"],
+                "company": setup["company"]} for sku, qty in lines]]],
+        }
+        try:
+            (doc_id,) = await self.call(_INTERNAL, "storeedge_book", [values])
+        except _DuplicateKey:
+            doc_id, _ = await self._existing(_INTERNAL, key)
+            self.duplicates_refused += 1
+        return str(doc_id)
+
+    async def book_receipt(self, key: str, received: list[tuple[str, int]]) -> str:
+        """Receive the order keyed ``key`` with the units that arrived per SKU (an ordered SKU
+        missing from ``received`` arrived not at all), in one ERP transaction (the storeedge
+        module's ``storeedge_receive``): to done, shipped first if the centre had not booked
+        that. Goods not on the order are not booked here; the store's count corrects those.
+        Idempotent: a done shipment is left as it is."""
+        units = {sku: int(qty) for sku, qty in received}
+        return str(await self.call(_INTERNAL, "storeedge_receive", key, units))
+
+    async def _known(self, key: str, lines: list[tuple[str, int]]) -> dict[str, dict[str, Any]]:
+        skus = sorted({sku for sku, _ in lines})
+        products = await self._products(skus)
+        unknown = [sku for sku in skus if sku not in products]
+        if unknown:
+            raise ErpRejected(f"{key}: unknown SKU {', '.join(unknown)}", source="tryton")
+        return products
+
+    async def _supply_storage(self) -> int:
+        found = await self.call("stock.location", "search_read",
+                                [("code", "=", self._supply_code), ("type", "=", "warehouse")],
+                                0, 1, None, ["storage_location"])
+        if not found:
+            raise ErpRejected(f"Tryton has no supply warehouse with code {self._supply_code!r}",
+                              source="tryton")
+        return int(found[0]["storage_location"])
 
     async def _book(self, model: str, key: str, lines: list[tuple[str, int]],
                     receipts: list[str]) -> str:

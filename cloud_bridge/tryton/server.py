@@ -167,16 +167,19 @@ class TrytonServer:
 
 def start_tryton(workdir: Path, port: int, catalog: list[dict[str, Any]],
                  initial_stock: dict[str, int], admin_password: str,
-                 cache_dir: Path | None = None, timeout: float = 30.0) -> TrytonServer:
+                 cache_dir: Path | None = None, timeout: float = 30.0,
+                 warehouses: dict[str, dict[str, int]] | None = None) -> TrytonServer:
     """Start a Tryton on ``127.0.0.1:port`` with a database provisioned for ``catalog``.
 
     ``catalog`` items are dicts with ``sku``, ``name``, ``barcode`` (a valid EAN or None) and
-    ``unit_grams``; ``initial_stock`` maps SKU to the units in warehouse ``WH``. The first call
-    for a given catalog builds a template database in ``cache_dir`` (see ``timings["init_s"]``);
+    ``unit_grams``; ``initial_stock`` maps SKU to the units in warehouse ``WH``; ``warehouses``
+    adds more (code -> initial stock), such as the chain's distribution centre. The first call
+    for given inputs builds a template database in ``cache_dir`` (see ``timings["init_s"]``);
     later calls copy it.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    template, init_s = ensure_template(catalog, initial_stock, cache_dir or default_cache_dir())
+    template, init_s = ensure_template(catalog, initial_stock, cache_dir or default_cache_dir(),
+                                       warehouses or {})
     shutil.copyfile(template, workdir / f"{DATABASE}.sqlite")
     server = TrytonServer(workdir=workdir, port=port)
     server.conf.write_text(TRYTOND_CONF.format(uri="sqlite://", path=workdir, port=port))
@@ -242,7 +245,8 @@ def set_admin_password(server: TrytonServer, old: str, new: str) -> None:
 
 
 def ensure_template(catalog: list[dict[str, Any]], initial_stock: dict[str, int],
-                    cache_dir: Path) -> tuple[Path, float | None]:
+                    cache_dir: Path, warehouses: dict[str, dict[str, int]] | None = None,
+                    ) -> tuple[Path, float | None]:
     """Return the cached template for these inputs, building it first if missing.
 
     Returns the template's path and how long building took (None when it was cached). The
@@ -256,6 +260,7 @@ def ensure_template(catalog: list[dict[str, Any]], initial_stock: dict[str, int]
         "storeedge_module": _module_digest(),
         "catalog": catalog,
         "initial_stock": initial_stock,
+        **({"warehouses": warehouses} if warehouses else {}),
     }, sort_keys=True).encode()).hexdigest()[:16]
     template = cache_dir / f"{DATABASE}-{key}.sqlite"
     if template.exists():
@@ -267,7 +272,8 @@ def ensure_template(catalog: list[dict[str, Any]], initial_stock: dict[str, int]
         conf = build / "trytond.conf"
         conf.write_text(TRYTOND_CONF.format(uri="sqlite://", path=build, port=0))
         (build / f"{DATABASE}.sqlite").touch()
-        _initialise(conf, DATABASE, {"catalog": catalog, "initial_stock": initial_stock},
+        _initialise(conf, DATABASE, {"catalog": catalog, "initial_stock": initial_stock,
+                                     "warehouses": warehouses or {}},
                     TEMPLATE_PASSWORD, build)
         db = build / f"{DATABASE}.sqlite"
         # fold any write-ahead log into the file, so the copy alone is the whole database

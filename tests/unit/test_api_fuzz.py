@@ -59,8 +59,19 @@ class Agent(FakeAgent):
     async def propose_counts(self) -> list[dict[str, object]]:
         raise UsageError("no ERP is configured to count against")
 
-    def decide_count(self, proposal_id: int, approve: bool, by: str) -> None:
-        raise UsageError("no ERP is configured to count against")
+    def decide_count(self, *args: object) -> None:
+        raise UsageError("no ERP is configured for this")
+
+    def orders(self, state: str | None = None) -> list[dict[str, object]]:
+        return []
+
+    def order(self, order_id: int) -> None:
+        return None
+
+    async def propose_order(self) -> None:
+        raise UsageError("no ERP is configured for this")
+
+    decide_order = receive = received = decide_count
 
 
 def _app() -> object:

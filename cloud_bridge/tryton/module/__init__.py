@@ -2,7 +2,8 @@
 
 Installed into trytond through the ``trytond.modules`` entry point of this package (see
 pyproject.toml) and activated by :mod:`cloud_bridge.tryton.server` with the other modules. It
-adds to customer shipments, customer returns and inventories:
+adds to customer shipments, customer returns, internal shipments (a store's orders on the
+distribution centre) and inventories:
 
 - ``storeedge_key``: the idempotency key of the agent's command, unique in the database (an SQL
   unique index on SQLite and PostgreSQL alike), so a create repeated after a timeout or a crash

@@ -1,8 +1,11 @@
 """Customer shipments and returns with storeedge's unique document key."""
 
+from trytond.exceptions import UserError
+from trytond.i18n import gettext
 from trytond.model import Unique, fields
-from trytond.pool import PoolMeta
+from trytond.pool import Pool, PoolMeta
 from trytond.rpc import RPC
+from trytond.transaction import Transaction
 
 KEY_UNIQUE_MESSAGE = "storeedge.msg_storeedge_key_unique"
 
@@ -59,3 +62,49 @@ class ShipmentOutReturn(_StoreedgeKeyed, metaclass=PoolMeta):
 
     # received straight into storage: receiving also does them
     _storeedge_steps = ("receive",)
+
+
+class ShipmentInternal(_StoreedgeKeyed, metaclass=PoolMeta):
+    __name__ = "stock.shipment.internal"
+
+    # a store's order on the distribution centre: requested, and the centre takes it from there
+    # (assigned, packed and shipped by its staff); the store receives it to done
+    _storeedge_steps = ("wait",)
+    # what the goods that arrived did of the centre's part, if it had not booked it
+    _storeedge_to_shipped = {"waiting": ("assign_force", "pack", "ship"),
+                             "assigned": ("pack", "ship"), "packed": ("ship",), "shipped": ()}
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.__rpc__.update({"storeedge_receive": RPC(readonly=False)})
+
+    @classmethod
+    def storeedge_receive(cls, key, received):
+        """Receive the order keyed ``key`` in this one transaction: each incoming move takes
+        the units that arrived (``received``: product code -> units; an ordered product not in
+        it arrived not at all) and the shipment goes to done, shipped first where the centre
+        had not booked that. What left the centre and did not arrive stays in transit, for
+        the chain to find. A shipment already done is left as it is. Returns its id."""
+        pool = Pool()
+        Move = pool.get("stock.move")
+        shipments = cls.search([("storeedge_key", "=", key)], limit=1)
+        if not shipments:
+            raise UserError(gettext("storeedge.msg_storeedge_no_order", key=key))
+        (shipment,) = shipments
+        if shipment.state == "done":
+            return shipment.id
+        if shipment.state not in cls._storeedge_to_shipped:
+            raise UserError(gettext("storeedge.msg_storeedge_order_state", key=key,
+                                    state=shipment.state))
+        for step in cls._storeedge_to_shipped[shipment.state]:
+            getattr(cls, step)(cls.browse([shipment.id]))
+        (shipment,) = cls.browse([shipment.id])
+        moves = list(shipment.incoming_moves)
+        for move in moves:
+            move.quantity = float(received.get(move.product.code, 0))
+        Move.save(moves)
+        # a short or over delivery is what this records, not a mistake to warn about
+        with Transaction().set_context(_skip_warnings=True):
+            cls.do(cls.browse([shipment.id]))
+        return shipment.id
