@@ -30,12 +30,12 @@ from typing import Any
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from cloud_bridge import orders, tsdb
 from cloud_bridge import outbox as outbox_mod
+from cloud_bridge import tsdb
 from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
 from cloud_bridge.bridge import ErpBridge
 from cloud_bridge.tryton.connector import TrytonConnector
-from edge_agent import backup, device_kinds, operations
+from edge_agent import backup, device_kinds, operations, pickups
 from edge_agent.committer import Committed, Committer
 from edge_agent.config import StoreConfig, reveal
 from edge_agent.journal import Journal, alert_from_json
@@ -43,21 +43,26 @@ from edge_agent.metrics import AgentCollector, Latencies, agent_figures
 from edge_agent.mqtt import Batch, BatchNotCommitted, MqttLink
 from edge_agent.pipeline import StorePipeline
 from edge_agent.publisher import Publisher
+from edge_agent.store_work import StoreWork
 from edge_agent.supervisor import Supervisor
 from edge_agent.web import AlertFeed, create_app
 from edge_agent.web_security import AuditLog, tls_server_options
 from rules.config import DEFAULTS, load_rules
-from rules.trackers.alerts import Actor, AlertManager, Outcome
+from rules.trackers.alerts import Actor, Outcome
 from rules.trackers.inventory import LaneScale
 from rules.trackers.presence import PresenceTracker
 from storeedge.errors import (
     ConfigError,
     JournalUnavailable,
-    PayloadError,
     StoreEdgeError,
-    UsageError,
 )
-from storeedge.events import Alert, CheckoutEvent, CheckoutKind, DeviceStatus, PosTransaction
+from storeedge.events import (
+    Alert,
+    CheckoutEvent,
+    CheckoutKind,
+    DeviceStatus,
+    PosTransaction,
+)
 from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -72,7 +77,7 @@ PRUNE_SECONDS = 3_600.0
 _STATE_KEYS = ("catalog", "lanes", "presence", "checkout", "rules", "clock")
 
 
-class StoreAgent:
+class StoreAgent(StoreWork):
     """Implements ``edge_agent.api.AgentApi`` for the web app.
 
     ``clock`` is the wall clock events are stamped with; ``monotonic`` the clock that tells a
@@ -95,7 +100,11 @@ class StoreAgent:
                                       RateLimitedLog(log))
         self._rule_mtimes = self._mtimes()
         self._log_unreadable = RateLimitedLog(log, 60.0)
-        self.journal = Journal(config.journal.path, extra_schemas=ERP_SCHEMAS)
+        self.journal = Journal(config.journal.path,
+                               extra_schemas=(*ERP_SCHEMAS, pickups.SCHEMA))
+        self.pickups_db = sqlite3.connect(config.journal.path, timeout=30.0,
+                                          check_same_thread=False)
+        self.pickups_db.execute("PRAGMA synchronous=FULL")
         self.erp: TrytonConnector | None = None
         self.erp_bridge: ErpBridge | None = None
         if config.erp.kind == "tryton":
@@ -156,10 +165,6 @@ class StoreAgent:
         return self.pipeline.scales
 
     @property
-    def alert_manager(self) -> AlertManager:
-        return self.pipeline.alert_manager
-
-    @property
     def presence(self) -> PresenceTracker:
         return self.pipeline.presence
 
@@ -182,8 +187,11 @@ class StoreAgent:
             "SELECT body FROM fact WHERE kind = 'CheckoutEvent' AND ts > ? ORDER BY seq",
             (since,))])
         if self.journal.quarantined is not None:
-            self.pipeline.operations([operations.journal_quarantined(self.journal.quarantined)],
-                                     now)
+            self.pipeline.raise_alerts([operations.journal_quarantined(self.journal.quarantined)],
+                                       now)
+        for order in pickups.pickups(self.pickups_db, "open"):  # a task lost to a crash
+            if self.alert_manager.current(pickups.RULE, order["order_id"]) is None:
+                self._pick_task(order)
         self._flush()
 
     async def _refresh_catalog(self) -> None:
@@ -314,58 +322,6 @@ class StoreAgent:
     def alerts(self, state: str | None = None) -> list[Alert]:
         return self.pipeline.alert_manager.alerts(state)
 
-    async def propose_counts(self) -> list[dict[str, Any]]:
-        bridge = self._bridge()
-        units: dict[str, int] = {}
-        unknown: set[str] = set()
-        for lane in self.pipeline.lanes():
-            if lane["units"] is None:
-                unknown.add(lane["sku"])
-            else:
-                units[lane["sku"]] = units.get(lane["sku"], 0) + lane["units"]
-        counted = {sku: n for sku, n in units.items() if sku not in unknown}
-        return await bridge.propose_counts(counted, self.config.erp.count_tolerance_units)
-
-    async def propose_order(self) -> dict[str, Any] | None:
-        e = self.config.erp
-        minimum: dict[str, int] = {}
-        for lane in self.config.lanes:
-            minimum[lane.sku] = minimum.get(lane.sku, 0) + self.pipeline.catalog.threshold(
-                lane.id)
-        return await self._bridge().propose_order(
-            orders.Policy(e.order_lead_days, e.order_cover_days, e.demand_window_days),
-            minimum)
-
-    def orders(self, state: str | None = None) -> list[dict[str, Any]]:
-        return [] if self.erp_bridge is None else self.erp_bridge.orders(state)
-
-    def order(self, order_id: int) -> dict[str, Any] | None:
-        return None if self.erp_bridge is None else self.erp_bridge.order(order_id)
-
-    def decide_order(self, order_id: int, approve: bool, by: str,
-                     lines: list[tuple[str, int]] | None = None) -> dict[str, Any] | None:
-        return self._bridge().decide_order(order_id, approve, by, lines)
-
-    def receive(self, order_id: int, code: str, by: str) -> dict[str, Any] | None:
-        sku = code if code in self.pipeline.catalog else self.pipeline.catalog.sku_of_code(code)
-        if sku is None:
-            raise PayloadError(f"code {code!r} is no product of the catalog", source="receiving")
-        return self._bridge().receive(order_id, sku, by)
-
-    def received(self, order_id: int, by: str) -> dict[str, Any] | None:
-        return self._bridge().received(order_id, by)
-
-    def _bridge(self) -> ErpBridge:
-        if self.erp_bridge is None:
-            raise UsageError("no ERP is configured for this")
-        return self.erp_bridge
-
-    def count_proposals(self, state: str | None = None) -> list[dict[str, Any]]:
-        return [] if self.erp_bridge is None else self.erp_bridge.count_proposals(state)
-
-    def decide_count(self, proposal_id: int, approve: bool, by: str) -> dict[str, Any] | None:
-        return self._bridge().decide_count(proposal_id, approve, by)
-
     def alert(self, alert_id: str) -> Alert:
         return self.pipeline.alert_manager.get(alert_id)
 
@@ -479,6 +435,7 @@ class StoreAgent:
                 await self.erp.aclose()
             if self.erp_bridge is not None:
                 self.erp_bridge.close()
+            self.pickups_db.close()
             self.journal.close()
             log.info("stopped store %s", self.store_id)
 
@@ -547,7 +504,7 @@ class StoreAgent:
             self._log_unreadable.log("outbox", logging.WARNING,
                                      "dead letter not readable (store %s): %s", self.store_id, exc)
             return
-        self.pipeline.operations([operations.dead_letter(count, told, oldest)], self.clock())
+        self.pipeline.raise_alerts([operations.dead_letter(count, told, oldest)], self.clock())
         self._flush()
 
     def prune(self) -> dict[str, int]:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from cloud_bridge.outbox import Outbox
 from rules.trackers.alerts import Actor, Outcome
-from storeedge.events import Alert, PosTransaction
+from storeedge.events import Alert, PosLine, PosTransaction
 
 
 class AgentApi(Protocol):
@@ -117,4 +117,26 @@ class AgentApi(Protocol):
 
     def received(self, order_id: int, by: str) -> dict[str, Any] | None:
         """The delivery is all scanned: booked in the ERP with what arrived."""
+        ...
+
+    def new_pickup(self, order_id: str, lines: list[PosLine], customer: str | None) -> bool:
+        """An online order to pick (``edge_agent.pickups``): True when new, False on a replay;
+        ``ConflictError`` when the id came with other lines, ``PayloadError`` for an unknown
+        SKU."""
+        ...
+
+    def pickups(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Online orders, newest first."""
+        ...
+
+    def pickup_picked(self, order_id: str, actor: Actor) -> dict[str, Any] | None:
+        """Picked: the task closes and the rules hear the units as sold. None when unknown."""
+        ...
+
+    def pickup_handed_over(self, order_id: str, actor: Actor) -> dict[str, Any] | None:
+        """Handed to the customer: booked as a sale, once."""
+        ...
+
+    def pickup_cancelled(self, order_id: str, actor: Actor) -> dict[str, Any] | None:
+        """Cancelled before it was handed over: the task clears."""
         ...

@@ -389,8 +389,9 @@ class StorePipeline:
         if actions:
             self.turn.transitions += self.alert_manager.apply(actions, now)
 
-    def operations(self, actions: list[Action], now: float) -> None:
-        """Alerts about the agent itself (``edge_agent.operations``)."""
+    def raise_alerts(self, actions: list[Action], now: float) -> None:
+        """Alerts from outside the rule engine: about the agent itself
+        (``edge_agent.operations``), and pick tasks (``edge_agent.pickups``)."""
         self._now = now
         self.turn.transitions += self.alert_manager.apply(actions, now)
 
@@ -411,12 +412,20 @@ class StorePipeline:
             if line.qty == 0:
                 raise PayloadError(f"lines.{i}.qty: must not be 0", source="pos")
 
-    def sold(self, txn: PosTransaction, now: float) -> None:
+    def sold(self, txn: PosTransaction, now: float, rules: bool = True) -> None:
         """A booked sale: one ``Sale`` fact per SKU, seen by the rules (returns, negative
-        lines, count in the net units sold only)."""
+        lines, count in the net units sold only) unless they heard of it already
+        (``picked``)."""
         self._now = now
         self.counters["sales"] += 1
         self.counters["sold_units"] += sum(line.qty for line in txn.lines)
+        if rules:
+            self.picked(txn, now)
+
+    def picked(self, txn: PosTransaction, now: float) -> None:
+        """Units taken off the shelves for a sale: the rules hear them as sold (a pick they
+        explain is no loss)."""
+        self._now = now
         for sale, _ in sales_per_sku(txn):
             if sale.qty > 0:  # a return explains no pick and is no demand
                 self._rules(sale)

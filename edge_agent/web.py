@@ -319,6 +319,7 @@ def _require_unless(switch: str, *roles: str) -> Callable[..., Caller | None]:
 
 _STAFF = ("staff", "manager", "hq")
 PosCaller = Annotated[Caller, Depends(_require("pos"))]
+OrderTaker = Annotated[Caller, Depends(_require("pos", "manager"))]  # the online shop's token
 StaffCaller = Annotated[Caller, Depends(_require(*_STAFF))]
 ActingCaller = Annotated[Caller, Depends(_require("staff", "manager"))]
 ManagerCaller = Annotated[Caller, Depends(_require("manager", "hq"))]
@@ -348,6 +349,12 @@ orders_router = APIRouter(prefix="/api/orders", tags=["orders"], responses={
     404: {"model": Problem, "description": "No such order"},
     409: {"model": Problem, "description": "Not in the state this needs, or no ERP"},
     503: {"model": Problem, "description": "The ERP cannot be asked now"},
+})
+pickups_router = APIRouter(prefix="/api/pickups", tags=["pickups"], responses={
+    404: {"model": Problem, "description": "No such order"},
+    409: {"model": Problem, "description": "Not in the state this needs, or came before "
+          "with other lines"},
+    503: {"model": Problem, "description": "Not accepted now; retry after Retry-After"},
 })
 outbox_router = APIRouter(prefix="/api/outbox", tags=["outbox"], responses={
     404: {"model": Problem, "description": "No such command"},
@@ -736,6 +743,64 @@ async def receive_done(ctx: ContextDep, caller: ActingCaller, order_id: int) -> 
     return order
 
 
+class PickupLineIn(BaseModel):
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    qty: Annotated[int, Field(strict=True, ge=1, le=MAX_QTY)]
+    unit_price: Annotated[float, Field(ge=0, le=MAX_UNIT_PRICE, allow_inf_nan=False)]
+
+
+class PickupCreate(BaseModel):
+    """An online order to pick in the store and hand to the customer (idempotent on
+    ``order_id``)."""
+
+    order_id: Annotated[str, Field(min_length=1, max_length=64)]
+    lines: Annotated[list[PickupLineIn], Field(min_length=1, max_length=200)]
+    customer: Annotated[str, Field(max_length=120)] | None = None
+
+
+@pickups_router.post("", status_code=status.HTTP_201_CREATED,
+                     responses={200: {"description": "Already here; nothing changed"}})
+async def new_pickup(body: PickupCreate, response: Response, ctx: ContextDep,
+                     caller: OrderTaker) -> dict[str, Any]:
+    """The online shop (or the ERP) hands the store an order: a pick task on the handhelds.
+    201 when new, 200 on a replay, 409 when the id came with other lines."""
+    lines = [PosLine(sku=x.sku, qty=x.qty, unit_price=x.unit_price) for x in body.lines]
+    with _count_errors():
+        new = ctx.api.new_pickup(body.order_id, lines, body.customer)
+    audit.info("store %s: online order %s from %s%s", ctx.api.store_id, body.order_id,
+               caller.name, "" if new else " (again)")
+    if not new:
+        response.status_code = status.HTTP_200_OK
+    return {"order_id": body.order_id, "duplicate": not new}
+
+
+@pickups_router.get("")
+async def list_pickups(
+    ctx: ContextDep, _: StaffCaller,
+    state: Literal["open", "picked", "handed_over", "cancelled"] | None = None,
+) -> list[dict[str, Any]]:
+    """Online orders to pick, newest first."""
+    return ctx.api.pickups(state)
+
+
+@pickups_router.post("/{order_id}/{step}")
+async def pickup_step(ctx: ContextDep, caller: ActingCaller, order_id: str,
+                      step: Literal["picked", "handed_over", "cancelled"]) -> dict[str, Any]:
+    """``picked`` (the task closes; the units leaving the shelf are no loss), ``handed_over``
+    (booked as a sale, once), or ``cancelled`` (a manager; the units stay store stock)."""
+    if step == "cancelled" and not caller.is_manager:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only a manager cancels an order")
+    act = {"picked": ctx.api.pickup_picked, "handed_over": ctx.api.pickup_handed_over,
+           "cancelled": ctx.api.pickup_cancelled}[step]
+    with _count_errors():
+        order = act(order_id, caller)
+    if order is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no online order {order_id!r}")
+    audit.info("store %s: online order %s %s by %s", ctx.api.store_id, order_id, step,
+               caller.name)
+    return order
+
+
 def _order(order: dict[str, Any] | None, order_id: int) -> dict[str, Any]:
     if order is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {order_id}")
@@ -751,6 +816,9 @@ def _count_errors() -> Iterator[None]:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     except (ConflictError, UsageError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except JournalUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"not done: {exc}",
+                            headers={"Retry-After": "5"}) from exc
     except Unavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
 
@@ -924,7 +992,8 @@ def create_app(
         log.warning("store %s: no HTTP tokens configured; the API is open to anyone who can "
                     "reach %s:%d", api.store_id, http.host, http.port)
     for router in (pos_router, alerts_router, lanes_router, devices_router, session_router,
-                   audit_router, outbox_router, counts_router, orders_router):
+                   audit_router, outbox_router, counts_router, orders_router,
+                   pickups_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(ops_router)
     app.openapi_schema = json_errors(app.openapi())

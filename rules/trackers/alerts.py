@@ -79,6 +79,7 @@ OUTCOMES: dict[str, tuple[Outcome, ...]] = {
     **dict.fromkeys(("misplaced", "checkout_suspect", "checkout_voids", "cold_chain",
                      "sensor_stuck", "sensor_noisy", "sensor_drift", "device_offline"),
                     _PUT_RIGHT),
+    "click_collect": _PUT_RIGHT,  # fixed: picked (edge_agent.pickups)
     # the agent's own (edge_agent.operations)
     **dict.fromkeys(("journal_quarantined", "erp_dead_letter"), _PUT_RIGHT),
 }

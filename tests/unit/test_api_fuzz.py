@@ -73,6 +73,17 @@ class Agent(FakeAgent):
 
     decide_order = receive = received = decide_count
 
+    def new_pickup(self, order_id: str, *args: object) -> bool:
+        return True
+
+    def pickups(self, state: str | None = None) -> list[dict[str, object]]:
+        return []
+
+    def pickup_picked(self, order_id: str, actor: object) -> None:
+        return None
+
+    pickup_handed_over = pickup_cancelled = pickup_picked
+
 
 def _app() -> object:
     http = HttpSection(
