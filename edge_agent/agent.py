@@ -74,7 +74,7 @@ REPLAY_TRANSITIONS = 2_000
 # A jump between the wall clock and the monotonic one larger than this is a clock step.
 CLOCK_STEP_S = 2.0
 PRUNE_SECONDS = 3_600.0
-_STATE_KEYS = ("catalog", "lanes", "presence", "checkout", "rules", "clock")
+_STATE_KEYS = ("catalog", "lanes", "presence", "checkout", "restocks", "rules", "clock")
 
 
 class StoreAgent(StoreWork):

@@ -203,6 +203,8 @@ class InventorySection(Strict):
     retare_below_grams: Annotated[float, Field(ge=0)] = 15.0
     # a lane whose stable weight is no whole number of units this long is reported ambiguous
     ambiguous_seconds: Annotated[float, Field(ge=0)] = 30.0
+    # a stock task resolved as restocked opens again if its lane has not risen by then; 0: never
+    verify_restock_seconds: Annotated[float, Field(ge=0)] = 300.0
 
     @cached_property
     def settling(self) -> Settling:

@@ -35,6 +35,7 @@ from rules.trackers.checkout import CheckoutReconciler, CheckoutSale
 from rules.trackers.health import HealthTracker
 from rules.trackers.inventory import Change, LaneScale
 from rules.trackers.presence import PresenceParams, PresenceTracker
+from rules.trackers.restock import RestockChecks
 from storeedge.errors import PayloadError, StoreEdgeError
 from storeedge.events import (
     Alert,
@@ -99,6 +100,7 @@ class StorePipeline:
             zones={lane.id: lane.zone for lane in config.lanes if lane.zone})
         self.engine = RuleEngine(rules, self.catalog.store_model())
         self._rules_saved = -1  # engine.changes at the last saved snapshot
+        self.restocks = RestockChecks(config.inventory.verify_restock_seconds)
         r = config.rfid
         self.presence = PresenceTracker(
             PresenceParams(window=r.window, rssi_offset_db=r.rssi_offset_db,
@@ -361,6 +363,8 @@ class StorePipeline:
 
     def _on_change(self, scale: LaneScale, change: Change, reading: ShelfWeight) -> None:
         self.counters[_STOCK_KEYS[change.cause]] += 1
+        if self.restocks:
+            self.restocks.counted(scale.lane, change.after)
         if change.after == 0 and (grams := scale.emptied()) is not None:
             log.info("lane %s (store %s) is empty: %s is counted at its new unit weight %.1f g "
                      "from now on", scale.lane, self.store_id, scale.sku, grams)
@@ -388,6 +392,10 @@ class StorePipeline:
         actions = self.engine.tick(now)
         if actions:
             self.turn.transitions += self.alert_manager.apply(actions, now)
+        if self.restocks:
+            reopened = [self.engine.reopen(a, now) for a in self.restocks.due(now)]
+            if reopened:
+                self.turn.transitions += self.alert_manager.apply(reopened, now)
 
     def raise_alerts(self, actions: list[Action], now: float) -> None:
         """Alerts from outside the rule engine: about the agent itself
@@ -437,7 +445,11 @@ class StorePipeline:
     def resolve(self, alert_id: str, actor: Actor, outcome: Outcome, note: str | None,
                 now: float) -> Alert:
         self._staff(self.alert_manager.resolve(alert_id, actor, outcome, now, note))
-        return self.alert_manager.get(alert_id)
+        alert = self.alert_manager.get(alert_id)
+        if outcome is Outcome.RESTOCKED:
+            scale = self.scales.get(alert.location or "")
+            self.restocks.resolved(alert, scale.units if scale else None, now)
+        return alert
 
     def confirm_scan(self, code: str, actor: Actor, now: float) -> dict[str, Any]:
         match = self.alert_manager.scan(code, actor, now, self.catalog.barcodes())
@@ -490,6 +502,7 @@ class StorePipeline:
             "lanes": {k: s.snapshot() for k, s in self.scales.items()},
             "presence": self.presence.snapshot(),
             "checkout": {k: r.snapshot() for k, r in self.reconcilers.items()},
+            "restocks": self.restocks.snapshot(),
             "clock": now,
         }
         changes = self.engine.changes
@@ -521,6 +534,7 @@ class StorePipeline:
                 except StoreEdgeError as exc:
                     log.warning("%s state not restored (store %s): %s", key, self.store_id, exc)
         self.engine.reconcile(self.alert_manager.active(), now)
+        self.restocks.restore(states.get("restocks") or [])
         for kiosk, snap in (states.get("checkout") or {}).items():
             if kiosk in self.reconcilers:
                 self.reconcilers[kiosk].restore(snap)

@@ -207,6 +207,19 @@ class RuleEngine:
         for name, rule in self._rules.items():
             rule.state = data["rules"].get(name) or rule.initial_state()
 
+    def reopen(self, action: OpenAlert, now: float) -> OpenAlert:
+        """Open again an alert staff closed too soon (a restock the shelf did not bear out): no
+        cooldown applies, and the rule's later updates and clear reach it."""
+        key = (action.rule, action.subject)
+        self._cleared.pop(key, None)
+        self._deferred.pop(key, None)
+        if key not in self._open:
+            esc = self.params(action.rule, action.sku, action.zone).escalate_after_seconds
+            self._open[key] = _Open(now, action.sku, action.zone,
+                                    None if esc is None else now + esc)
+        self.changes += 1
+        return action
+
     def reconcile(self, active: Iterable[Alert], now: float) -> None:
         """Make the open set the alerts the journal holds active (``active``, each its latest
         transition). A snapshot is a few seconds older than the journal: an alert opened in

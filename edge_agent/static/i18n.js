@@ -56,6 +56,7 @@ const WORDS = {
       click_collect: "线上订单拣货",
     },
     unknownRule: "其他规则",
+    unverified: "已标记补货，但货架数量没有增加：",
     message: {
       low_stock: (d, n) => `${n.product} 在货道 ${n.lane} 仅剩 ${d.units} 件（阈值 ${d.threshold}），请补 ${d.bring} 件`,
       out_of_stock: (d, n) => `${n.product} 在货道 ${n.lane} 已缺货${d.bring ? `，请补 ${d.bring} 件` : ""}`,
@@ -127,6 +128,7 @@ const WORDS = {
       click_collect: "Online order to pick",
     },
     unknownRule: "Other rule",
+    unverified: "Marked restocked, but the shelf did not rise: ",
     message: {
       low_stock: (d, n) => `${n.product} at lane ${n.lane}: ${d.units} left (threshold ${d.threshold}); bring ${d.bring}`,
       out_of_stock: (d, n) => `${n.product} at lane ${n.lane} is out of stock${d.bring ? `; bring ${d.bring}` : ""}`,
@@ -215,7 +217,8 @@ const I18N = {
     };
     // A detail without what the template needs (an older agent's alert) says less, not "undefined".
     const text = template(d, names);
-    return /undefined|NaN/.test(text) ? this.w.message.other(d, names) : text;
+    if (/undefined|NaN/.test(text)) return this.w.message.other(d, names);
+    return d.restock_unverified ? this.w.unverified + text : text;
   },
 };
 document.documentElement.lang = I18N.lang;
