@@ -53,7 +53,9 @@ async def test_a_manager_approves_a_count_and_the_erp_moves_once(
         "journal": {"path": str(tmp_path / "journal.db")},
         "inventory": {"settle_seconds": 0},
         "erp": {"kind": "tryton", "url": server.url, "database": server.database,
-                "password_env": "STOREEDGE_TEST_ERP_PASSWORD", "count_tolerance_units": 1},
+                "password_env": "STOREEDGE_TEST_ERP_PASSWORD", "count_tolerance_units": 1,
+                # the sale's window stays open however slowly the test runs
+                "summary_window_seconds": 3600},
         "catalog": [{"sku": "COLA-330", "unit_grams": 350}, {"sku": "CHIPS-70", "unit_grams": 75}],
         "lanes": [{"id": "A1", "sku": "COLA-330", "capacity": 200},
                   {"id": "A2", "sku": "COLA-330", "capacity": 200},
