@@ -35,7 +35,7 @@ from cloud_bridge import tsdb
 from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
 from cloud_bridge.bridge import ErpBridge
 from cloud_bridge.tryton.connector import TrytonConnector
-from edge_agent import backup, device_kinds, operations, pickups
+from edge_agent import backup, device_kinds, operations, pickups, problems
 from edge_agent.committer import Committed, Committer
 from edge_agent.config import StoreConfig, reveal
 from edge_agent.journal import Journal, alert_from_json
@@ -101,10 +101,11 @@ class StoreAgent(StoreWork):
         self._rule_mtimes = self._mtimes()
         self._log_unreadable = RateLimitedLog(log, 60.0)
         self.journal = Journal(config.journal.path,
-                               extra_schemas=(*ERP_SCHEMAS, pickups.SCHEMA))
-        self.pickups_db = sqlite3.connect(config.journal.path, timeout=30.0,
+                               extra_schemas=(*ERP_SCHEMAS, pickups.SCHEMA, problems.SCHEMA))
+        # the store work's own connection (edge_agent.store_work): pick-ups, problem photos
+        self.store_db = sqlite3.connect(config.journal.path, timeout=30.0,
                                           check_same_thread=False)
-        self.pickups_db.execute("PRAGMA synchronous=FULL")
+        self.store_db.execute("PRAGMA synchronous=FULL")
         self.erp: TrytonConnector | None = None
         self.erp_bridge: ErpBridge | None = None
         if config.erp.kind == "tryton":
@@ -189,7 +190,7 @@ class StoreAgent(StoreWork):
         if self.journal.quarantined is not None:
             self.pipeline.raise_alerts([operations.journal_quarantined(self.journal.quarantined)],
                                        now)
-        for order in pickups.pickups(self.pickups_db, "open"):  # a task lost to a crash
+        for order in pickups.pickups(self.store_db, "open"):  # a task lost to a crash
             if self.alert_manager.current(pickups.RULE, order["order_id"]) is None:
                 self._pick_task(order)
         self._flush()
@@ -435,7 +436,7 @@ class StoreAgent(StoreWork):
                 await self.erp.aclose()
             if self.erp_bridge is not None:
                 self.erp_bridge.close()
-            self.pickups_db.close()
+            self.store_db.close()
             self.journal.close()
             log.info("stopped store %s", self.store_id)
 

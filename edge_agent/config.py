@@ -103,6 +103,19 @@ class JournalSection(Strict):
     backup: BackupSection | None = None
 
 
+ProblemCategory = Literal["device_broken", "wrong_price_or_label", "product_damaged",
+                          "system_wrong", "other"]
+
+
+class ProblemsSection(Strict):
+    """Response-time targets of staff problem reports, minutes per category (halved for high
+    priority): unclaimed that long, a report escalates (edge_agent.problems)."""
+
+    targets_minutes: dict[ProblemCategory, Annotated[float, Field(gt=0)]] = {
+        "device_broken": 30, "wrong_price_or_label": 60, "product_damaged": 60,
+        "system_wrong": 15, "other": 120}
+
+
 class HttpToken(Strict):
     name: str
     role: Literal["pos", "staff", "manager", "hq"]
@@ -269,6 +282,7 @@ class StoreConfig(Strict):
     store: StoreSection
     broker: BrokerSection = BrokerSection()
     journal: JournalSection = JournalSection()
+    problems: ProblemsSection = ProblemsSection()
     http: HttpSection = HttpSection()
     erp: ErpSection = ErpSection()
     timeseries: TimeSeriesSection = TimeSeriesSection()
