@@ -151,3 +151,8 @@ class AgentApi(Protocol):
     def problem_photo(self, report_id: str) -> tuple[str, bytes] | None:
         """A report's photo (media type, bytes), if it has one."""
         ...
+
+    def trends(self, hours: float) -> dict[str, Any]:
+        """The manager's trends over the last ``hours`` (``edge_agent.trends.report``), with
+        the devices offline and the problems open now."""
+        ...

@@ -101,6 +101,7 @@ class JournalSection(Strict):
     # not taken yet and the transitions of alerts still active; None keeps everything.
     retention_days: Annotated[float, Field(gt=0)] | None = 90.0
     backup: BackupSection | None = None
+    trend_sample_seconds: Annotated[float, Field(ge=10)] = 300.0  # lane counts for the trends
 
 
 ProblemCategory = Literal["device_broken", "wrong_price_or_label", "product_damaged",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloud_bridge import orders
 from cloud_bridge.bridge import ErpBridge
-from edge_agent import pickups, problems
+from edge_agent import pickups, problems, trends
 from edge_agent.config import Lane, StoreConfig
 from rules.actions import ClearAlert, OpenAlert
 from rules.trackers.alerts import ALL_ZONES, Actor, AlertManager, Outcome
@@ -65,6 +65,15 @@ class StoreWork:
 
     def problem_photo(self, report_id: str) -> tuple[str, bytes] | None:
         return problems.photo(self.store_db, report_id)
+
+    def trends(self, hours: float) -> dict[str, Any]:
+        now = self.clock()
+        out = trends.report(self.store_db, now - hours * 3600, now, self.config.store.timezone)
+        out["devices_offline"] = sorted(
+            d for d, v in self.pipeline.device_health.view().items() if v["state"] == "offline")
+        out["open_problems"] = [a.to_dict() for a in self.alert_manager.active()
+                                if a.rule == problems.RULE]
+        return out
 
     def new_pickup(self, order_id: str, lines: list[PosLine], customer: str | None) -> bool:
         txn = self._pickup_sale(order_id, lines)

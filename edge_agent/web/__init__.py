@@ -37,6 +37,7 @@ from edge_agent.web.people import devices_router, lanes_router, session_router
 from edge_agent.web.pos import pos_router
 from edge_agent.web.problems import problems_router
 from edge_agent.web.store_work import counts_router, orders_router, pickups_router
+from edge_agent.web.trends import trends_router
 from edge_agent.web_security import (
     ERROR_RESPONSES,
     AuditLog,
@@ -83,7 +84,7 @@ def create_app(
                     "reach %s:%d", api.store_id, http.host, http.port)
     for router in (pos_router, alerts_router, lanes_router, devices_router, session_router,
                    audit_router, outbox_router, counts_router, orders_router,
-                   pickups_router, problems_router):
+                   pickups_router, problems_router, trends_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(ops_router)
     app.openapi_schema = json_errors(app.openapi())

@@ -90,6 +90,10 @@ class Agent(FakeAgent):
     def problem_photo(self, report_id: str) -> None:
         return None
 
+    def trends(self, hours: float) -> dict[str, object]:
+        return {"sales_per_hour": [], "alerts_per_hour": [], "time_to_claim_s": {},
+                "stock": {}, "devices_offline": [], "open_problems": []}
+
 
 def _app() -> object:
     http = HttpSection(
