@@ -35,7 +35,7 @@ from cloud_bridge import tsdb
 from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
 from cloud_bridge.bridge import ErpBridge
 from cloud_bridge.tryton.connector import TrytonConnector
-from edge_agent import backup, device_kinds, operations, pickups
+from edge_agent import backup, device_kinds, operations, pickups, problems, trends
 from edge_agent.committer import Committed, Committer
 from edge_agent.config import StoreConfig, reveal
 from edge_agent.journal import Journal, alert_from_json
@@ -101,10 +101,12 @@ class StoreAgent(StoreWork):
         self._rule_mtimes = self._mtimes()
         self._log_unreadable = RateLimitedLog(log, 60.0)
         self.journal = Journal(config.journal.path,
-                               extra_schemas=(*ERP_SCHEMAS, pickups.SCHEMA))
-        self.pickups_db = sqlite3.connect(config.journal.path, timeout=30.0,
+                               extra_schemas=(*ERP_SCHEMAS, pickups.SCHEMA, problems.SCHEMA,
+                                              trends.SCHEMA))
+        # the store work's own connection (edge_agent.store_work): pick-ups, problem photos
+        self.store_db = sqlite3.connect(config.journal.path, timeout=30.0,
                                           check_same_thread=False)
-        self.pickups_db.execute("PRAGMA synchronous=FULL")
+        self.store_db.execute("PRAGMA synchronous=FULL")
         self.erp: TrytonConnector | None = None
         self.erp_bridge: ErpBridge | None = None
         if config.erp.kind == "tryton":
@@ -189,7 +191,7 @@ class StoreAgent(StoreWork):
         if self.journal.quarantined is not None:
             self.pipeline.raise_alerts([operations.journal_quarantined(self.journal.quarantined)],
                                        now)
-        for order in pickups.pickups(self.pickups_db, "open"):  # a task lost to a crash
+        for order in pickups.pickups(self.store_db, "open"):  # a task lost to a crash
             if self.alert_manager.current(pickups.RULE, order["order_id"]) is None:
                 self._pick_task(order)
         self._flush()
@@ -303,6 +305,8 @@ class StoreAgent(StoreWork):
     # AgentApi
 
     def accept_pos(self, txn: PosTransaction) -> bool:
+        # received by the agent's clock, as every event is (the web layer's is the host's)
+        txn = dataclasses.replace(txn, received_ts=self.clock())
         with self.latency.pos.time():
             return self._accept_pos(self.pipeline.device_time(txn))
 
@@ -435,7 +439,7 @@ class StoreAgent(StoreWork):
                 await self.erp.aclose()
             if self.erp_bridge is not None:
                 self.erp_bridge.close()
-            self.pickups_db.close()
+            self.store_db.close()
             self.journal.close()
             log.info("stopped store %s", self.store_id)
 
@@ -456,6 +460,7 @@ class StoreAgent(StoreWork):
         if self.backups is not None:
             add("backup", self.backups.run)
         add("snapshot", self._snapshot_loop)
+        add("trend-sampler", self._trend_loop)
         add("tick", self._tick_loop)
 
     async def _run_mqtt(self) -> None:
@@ -507,6 +512,18 @@ class StoreAgent(StoreWork):
         self.pipeline.raise_alerts([operations.dead_letter(count, told, oldest)], self.clock())
         self._flush()
 
+    async def _trend_loop(self) -> None:
+        """Lane counts into the journal for the manager's trends."""
+        while True:
+            await asyncio.sleep(self.config.journal.trend_sample_seconds)
+            counted = [(lane, units) for lane, _, units, _ in self.pipeline.lane_samples()]
+            try:
+                trends.record(self.store_db, counted, self.clock())
+            except sqlite3.Error as exc:  # a sample missed says little; the next one comes
+                self._log_unreadable.log("trends", logging.WARNING,
+                                         "lane counts not sampled (store %s): %s",
+                                         self.store_id, exc)
+
     def prune(self) -> dict[str, int]:
         """Apply the journal's retention (nothing when ``journal.retention_days`` is None)."""
         days = self.config.journal.retention_days
@@ -514,8 +531,9 @@ class StoreAgent(StoreWork):
             return {}
         active = [a.alert_id for a in self.pipeline.alert_manager.active()]
         try:
+            trends.prune(self.store_db, self.clock() - days * 86_400)
             deleted = self.journal.prune(self.clock() - days * 86_400, active)
-        except JournalUnavailable as exc:
+        except (JournalUnavailable, sqlite3.Error) as exc:
             log.warning("journal retention not applied (store %s): %s", self.store_id, exc)
             return {}
         if any(deleted.values()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from cloud_bridge.outbox import Outbox
+from edge_agent.problems import Category, Priority
 from rules.trackers.alerts import Actor, Outcome
 from storeedge.events import Alert, PosLine, PosTransaction
 
@@ -139,4 +140,19 @@ class AgentApi(Protocol):
 
     def pickup_cancelled(self, order_id: str, actor: Actor) -> dict[str, Any] | None:
         """Cancelled before it was handed over: the task clears."""
+        ...
+
+    def report_problem(self, category: Category, priority: Priority, text: str, actor: Actor,
+                       location: str | None = None, photo: bytes | None = None) -> Alert:
+        """A problem staff report (``edge_agent.problems``): the alert it became.
+        ``PayloadError`` for a photo that is not a JPEG, PNG or WebP of at most 2 MB."""
+        ...
+
+    def problem_photo(self, report_id: str) -> tuple[str, bytes] | None:
+        """A report's photo (media type, bytes), if it has one."""
+        ...
+
+    def trends(self, hours: float) -> dict[str, Any]:
+        """The manager's trends over the last ``hours`` (``edge_agent.trends.report``), with
+        the devices offline and the problems open now."""
         ...

@@ -101,6 +101,20 @@ class JournalSection(Strict):
     # not taken yet and the transitions of alerts still active; None keeps everything.
     retention_days: Annotated[float, Field(gt=0)] | None = 90.0
     backup: BackupSection | None = None
+    trend_sample_seconds: Annotated[float, Field(ge=10)] = 300.0  # lane counts for the trends
+
+
+ProblemCategory = Literal["device_broken", "wrong_price_or_label", "product_damaged",
+                          "system_wrong", "other"]
+
+
+class ProblemsSection(Strict):
+    """Response-time targets of staff problem reports, minutes per category (halved for high
+    priority): unclaimed that long, a report escalates (edge_agent.problems)."""
+
+    targets_minutes: dict[ProblemCategory, Annotated[float, Field(gt=0)]] = {
+        "device_broken": 30, "wrong_price_or_label": 60, "product_damaged": 60,
+        "system_wrong": 15, "other": 120}
 
 
 class HttpToken(Strict):
@@ -269,6 +283,7 @@ class StoreConfig(Strict):
     store: StoreSection
     broker: BrokerSection = BrokerSection()
     journal: JournalSection = JournalSection()
+    problems: ProblemsSection = ProblemsSection()
     http: HttpSection = HttpSection()
     erp: ErpSection = ErpSection()
     timeseries: TimeSeriesSection = TimeSeriesSection()

@@ -392,6 +392,9 @@ class StorePipeline:
         actions = self.engine.tick(now)
         if actions:
             self.turn.transitions += self.alert_manager.apply(actions, now)
+        # escalations by an alert's own claim limit (problem reports); rule alerts escalate
+        # by the engine's
+        self.turn.transitions += self.alert_manager.tick(now)
         if self.restocks:
             reopened = [self.engine.reopen(a, now) for a in self.restocks.due(now)]
             if reopened:

@@ -1,6 +1,7 @@
 """The store's work beyond its shelves' alerts, as the agent offers it to the web app: counts
 and store orders against the ERP (``cloud_bridge.counts``, ``cloud_bridge.orders``) and online
-orders picked in the store (``edge_agent.pickups``). A part of ``StoreAgent`` (it mixes this in),
+orders picked in the store (``edge_agent.pickups``), and problems staff report
+(``edge_agent.problems``). A part of ``StoreAgent`` (it mixes this in),
 kept apart so that the runtime stays readable; it uses the agent's pipeline, committer and
 journal as the agent's own methods do."""
 
@@ -12,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from cloud_bridge import orders
 from cloud_bridge.bridge import ErpBridge
-from edge_agent import pickups
+from edge_agent import pickups, problems, trends
 from edge_agent.config import Lane, StoreConfig
 from rules.actions import ClearAlert, OpenAlert
-from rules.trackers.alerts import Actor, AlertManager, Outcome
+from rules.trackers.alerts import ALL_ZONES, Actor, AlertManager, Outcome
 from storeedge.errors import PayloadError, UsageError
-from storeedge.events import AlertState, PosLine, PosTransaction, Severity
+from storeedge.events import Alert, AlertState, PosLine, PosTransaction, Severity
+from storeedge.ids import new_event_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,7 +37,7 @@ class StoreWork:
     committer: Committer
     publisher: Publisher
     erp_bridge: ErpBridge | None
-    pickups_db: sqlite3.Connection
+    store_db: sqlite3.Connection
     clock: Callable[[], float]
     _flush: Callable[[], bool]  # commit and publish what the pipeline produced
 
@@ -43,28 +45,58 @@ class StoreWork:
     def alert_manager(self) -> AlertManager:
         return self.pipeline.alert_manager
 
+    def report_problem(self, category: problems.Category, priority: problems.Priority,
+                       text: str, actor: Actor,
+                       location: str | None = None, photo: bytes | None = None) -> Alert:
+        lane = next((x for x in self.config.lanes if x.id == location), None)
+        zone = lane.zone if lane is not None else next(
+            (z for z in sorted(actor.zones) if z != ALL_ZONES), None)
+        report_id = f"P-{new_event_id()}"
+        if photo is not None:  # first: the alert never tells of a photo that is not there
+            problems.save_photo(self.store_db, report_id, photo)
+        target = self.config.problems.targets_minutes.get(category, 60.0)
+        self.pipeline.raise_alerts([problems.report(
+            report_id, category, priority, text, actor.name, target, zone, location,
+            photo is not None)], self.clock())
+        self._flush()
+        alert = self.alert_manager.current(problems.RULE, report_id)
+        assert alert is not None
+        return alert
+
+    def problem_photo(self, report_id: str) -> tuple[str, bytes] | None:
+        return problems.photo(self.store_db, report_id)
+
+    def trends(self, hours: float) -> dict[str, Any]:
+        now = self.clock()
+        out = trends.report(self.store_db, now - hours * 3600, now, self.config.store.timezone)
+        out["devices_offline"] = sorted(
+            d for d, v in self.pipeline.device_health.view().items() if v["state"] == "offline")
+        out["open_problems"] = [a.to_dict() for a in self.alert_manager.active()
+                                if a.rule == problems.RULE]
+        return out
+
     def new_pickup(self, order_id: str, lines: list[PosLine], customer: str | None) -> bool:
         txn = self._pickup_sale(order_id, lines)
         self.pipeline.validate_sale(txn)
         if any(line.qty < 1 for line in lines):
             raise PayloadError("an order to pick has no returns: every qty is at least 1",
                                source="pickup")
-        new = pickups.create(self.pickups_db, order_id, [dataclasses.asdict(x) for x in lines],
+        new = pickups.create(self.store_db, order_id, [dataclasses.asdict(x) for x in lines],
                              customer, self.clock())
         if new:
-            order = pickups.get(self.pickups_db, order_id)
+            order = pickups.get(self.store_db, order_id)
             assert order is not None
             self._pick_task(order)
             self._flush()
         return new
 
     def pickups(self, state: str | None = None) -> list[dict[str, Any]]:
-        return pickups.pickups(self.pickups_db, state)
+        return pickups.pickups(self.store_db, state)
 
     def pickup_picked(self, order_id: str, actor: Actor) -> dict[str, Any] | None:
-        order = pickups.get(self.pickups_db, order_id)
+        order = pickups.get(self.store_db, order_id)
         if order is None or order["state"] != "open":
-            return pickups.move(self.pickups_db, order_id, "picked", actor.name)
+            return pickups.move(self.store_db, order_id, "picked", actor.name)
         now = self.clock()
         self.pipeline.picked(self._pickup_sale(order_id, order["lines"]), now)
         task = self.alert_manager.current(pickups.RULE, order_id)
@@ -73,12 +105,12 @@ class StoreWork:
                 self.pipeline.claim(task.alert_id, actor, now)
             self.pipeline.resolve(task.alert_id, actor, Outcome.FIXED, "picked", now)
         self._flush()
-        return pickups.move(self.pickups_db, order_id, "picked", actor.name, now)
+        return pickups.move(self.store_db, order_id, "picked", actor.name, now)
 
     def pickup_handed_over(self, order_id: str, actor: Actor) -> dict[str, Any] | None:
-        order = pickups.get(self.pickups_db, order_id)
+        order = pickups.get(self.store_db, order_id)
         if order is None or order["state"] != "picked":
-            return pickups.move(self.pickups_db, order_id, "handed_over", actor.name)
+            return pickups.move(self.store_db, order_id, "handed_over", actor.name)
         txn = self._pickup_sale(order_id, order["lines"])
         # the sale first, once by its txn_id: a crash before the order's state moves leaves
         # a retry that finds it booked
@@ -88,10 +120,10 @@ class StoreWork:
             self.pipeline.sold(txn, self.clock(), rules=False)  # they heard of it when picked
             self._flush()
             self.publisher.catch_up()
-        return pickups.move(self.pickups_db, order_id, "handed_over", actor.name)
+        return pickups.move(self.store_db, order_id, "handed_over", actor.name)
 
     def pickup_cancelled(self, order_id: str, actor: Actor) -> dict[str, Any] | None:
-        order = pickups.move(self.pickups_db, order_id, "cancelled", actor.name)
+        order = pickups.move(self.store_db, order_id, "cancelled", actor.name)
         if order is not None and self.alert_manager.current(pickups.RULE, order_id):
             self.pipeline.raise_alerts([ClearAlert(rule=pickups.RULE, subject=order_id,
                                                    reason=f"cancelled by {actor.name}")],

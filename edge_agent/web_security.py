@@ -64,6 +64,7 @@ BODY_LIMITS: tuple[tuple[str, int], ...] = (
     ("/api/session", 1024),
     ("/api/scan", 1024),
     ("/api/alerts/", 4096),
+    ("/api/problems", 3 * 1024 * 1024),  # a photo of at most 2 MB, in base64
 )
 DEFAULT_BODY_LIMIT = 16 * 1024
 

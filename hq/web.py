@@ -33,12 +33,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from cloud_bridge.tryton.connector import TrytonConnector
-from hq import reports
 from hq.config import HqConfig
 from hq.erp import ErpStock
 from hq.figures import Figures, TimeRange
 from hq.live import ChainLive, follow_broker
 from hq.timeseries import PromQuery
+from storeedge import tables
 from storeedge.errors import ErpUnavailable, TimeSeriesUnavailable
 
 log = logging.getLogger(__name__)
@@ -229,12 +229,12 @@ async def report(user: HqUser, hq: State, span: Span, kind: ReportKind,
     cols = REPORT_COLUMNS[kind]
     name = f"{kind.value}-{datetime.fromtimestamp(span.start):%Y%m%d}"
     if format is ReportFormat.CSV:
-        return Response(reports.to_csv(rows, cols), media_type="text/csv; charset=utf-8",
+        return Response(tables.to_csv(rows, cols), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
     if format is ReportFormat.XLSX:
         return Response(
-            reports.to_xlsx(rows, cols, kind.value),
-            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            tables.to_xlsx(rows, cols, kind.value),
+            media_type=tables.XLSX,
             headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
     totals = {c: round(sum(r[c] or 0 for r in rows), 2) for c in ("units", "amount", "minutes")
               if rows and c in rows[0]}

@@ -8,3 +8,10 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.chromium",
 ]
+
+from hypothesis import settings  # noqa: E402
+
+# Speed is measured in bench/, not asserted: a property test's example that runs long on a busy
+# machine is no failure (hypothesis' default deadline is 200 ms per example).
+settings.register_profile("storeedge", deadline=None)
+settings.load_profile("storeedge")

@@ -80,6 +80,7 @@ OUTCOMES: dict[str, tuple[Outcome, ...]] = {
                      "sensor_stuck", "sensor_noisy", "sensor_drift", "device_offline"),
                     _PUT_RIGHT),
     "click_collect": _PUT_RIGHT,  # fixed: picked (edge_agent.pickups)
+    "problem": _PUT_RIGHT,  # a staff report (edge_agent.problems)
     # the agent's own (edge_agent.operations)
     **dict.fromkeys(("journal_quarantined", "erp_dead_letter"), _PUT_RIGHT),
 }

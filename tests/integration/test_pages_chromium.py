@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edge_agent import operations, pickups
+from edge_agent import operations, pickups, problems
 from edge_agent.config import HttpSection
 from edge_agent.services import free_port
 from rules.actions import OpenAlert
@@ -174,7 +174,8 @@ def test_every_rule_and_outcome_has_words_in_both_languages(
     words = page.evaluate("""() => Object.fromEntries(Object.entries(WORDS).map(([lang, w]) =>
       [lang, [Object.keys(w.rule), Object.keys(w.message), Object.keys(w.outcome)]]))""")
     assert {a.rule for a in every_rule(0)} == set(RULES)  # the screens above show them all
-    rules = {*RULES, operations.JOURNAL_QUARANTINED, operations.ERP_DEAD_LETTER, pickups.RULE}
+    rules = {*RULES, operations.JOURNAL_QUARANTINED, operations.ERP_DEAD_LETTER, pickups.RULE,
+             problems.RULE}
     for lang, (names, messages, outcomes) in words.items():
         assert rules <= set(names) and rules <= set(messages), lang
         assert set(outcomes) == {o.value for o in Outcome}, lang

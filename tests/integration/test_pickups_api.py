@@ -48,7 +48,7 @@ async def agent(tmp_path: Path) -> AsyncIterator[StoreAgent]:
     assert agent.erp is not None and agent.erp_bridge is not None
     await agent.erp.aclose()
     agent.erp_bridge.close()
-    agent.pickups_db.close()
+    agent.store_db.close()
     agent.journal.close()
 
 

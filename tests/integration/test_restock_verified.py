@@ -39,7 +39,7 @@ async def agent(tmp_path: Path) -> AsyncIterator[StoreAgent]:
     agent = StoreAgent(config, clock=Clock())
     agent.restore()
     yield agent
-    agent.pickups_db.close()
+    agent.store_db.close()
     agent.journal.close()
 
 

@@ -20,7 +20,7 @@ from schemathesis import checks
 from edge_agent.config import HttpSection, HttpToken
 from edge_agent.web import AlertFeed, create_app
 from rules.trackers.alerts import AlertNotFound
-from storeedge.errors import UsageError
+from storeedge.errors import PayloadError, UsageError
 from tests.unit.test_web import FakeAgent
 
 TOKENS = {"T_POS": ("till-1", "pos", "pos-S3cret-Xq7Lw2Zp9k"),
@@ -83,6 +83,16 @@ class Agent(FakeAgent):
         return None
 
     pickup_handed_over = pickup_cancelled = pickup_picked
+
+    def report_problem(self, *args: object) -> None:
+        raise PayloadError("photo: not a JPEG, PNG or WebP image")
+
+    def problem_photo(self, report_id: str) -> None:
+        return None
+
+    def trends(self, hours: float) -> dict[str, object]:
+        return {"sales_per_hour": [], "alerts_per_hour": [], "time_to_claim_s": {},
+                "stock": {}, "devices_offline": [], "open_problems": []}
 
 
 def _app() -> object:

@@ -1,4 +1,5 @@
-"""Reports as files: CSV (UTF-8, header row) and XLSX (one sheet, header row frozen)."""
+"""Tables as files, for the reports HQ and a store's manager download: CSV (UTF-8, header row)
+and XLSX (one sheet, header row frozen)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from openpyxl import Workbook
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def columns(rows: Sequence[dict[str, Any]], default: Sequence[str]) -> list[str]:

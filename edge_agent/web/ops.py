@@ -1,0 +1,135 @@
+"""Operations and pages: health probes, metrics, the API's docs served locally, the app's
+icons, manifest and service worker, the handheld and manager pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from swagger_ui_bundle import swagger_ui_path
+
+from edge_agent.web.deps import (
+    STAFF,
+    AppContext,
+    BearerDep,
+    ContextDep,
+    DocsReader,
+    MetricsReader,
+    identify,
+)
+from edge_agent.web_security import ERROR_RESPONSES, SESSION_COOKIE
+
+STATIC_DIR = Path(__file__).parent.parent / "static"
+# Files the pages load besides themselves, by the name they are asked for: the app's icons, and
+# Swagger UI's script and style for /docs from the swagger-ui-bundle package (no CDN: stores in
+# mainland China cannot reach the public ones).
+_ICON_SIZES = {"icon-192.png": 192, "icon-512.png": 512}
+_ICONS = {name: STATIC_DIR / name for name in _ICON_SIZES}
+_DOCS_ASSETS = {name: Path(str(swagger_ui_path)) / name
+                for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")}
+
+
+ops_router = APIRouter(tags=["ops"])
+
+
+@ops_router.get("/healthz")
+async def liveness() -> dict[str, str]:
+    """200 while the process serves HTTP."""
+    return {"status": "ok"}
+
+
+@ops_router.get("/readyz", responses={
+    503: {"description": "Not ready"}, 401: ERROR_RESPONSES[401], 429: ERROR_RESPONSES[429]})
+async def readiness(ctx: ContextDep, request: Request, credentials: BearerDep) -> JSONResponse:
+    """The agent's status, 503 unless ``ok``; the detail (devices, counters, ERP, broker) only
+    for a manager or HQ, or to anyone with ``http.public_health_detail``."""
+    health = ctx.api.health()
+    ok = health.get("status") == "ok"
+    code = status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
+    detailed = ctx.http.public_health_detail or ctx.guard.open
+    if not detailed and (credentials or request.cookies.get(SESSION_COOKIE)):
+        detailed = identify(request, ctx, credentials, ("pos", *STAFF)).role in ("manager",
+                                                                                   "hq")
+    body = health if detailed else {"status": health.get("status")}
+    return JSONResponse(jsonable_encoder(body), code)
+
+
+@ops_router.get("/metrics", include_in_schema=False)
+async def metrics(ctx: ContextDep, _: MetricsReader) -> Response:
+    return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@ops_router.get("/openapi.json", include_in_schema=False)
+async def openapi_schema(request: Request, _: DocsReader) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@ops_router.get("/docs", include_in_schema=False)
+async def docs_page(request: Request, _: DocsReader) -> HTMLResponse:
+    page = get_swagger_ui_html(
+        openapi_url="/openapi.json", title=request.app.title,
+        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs/assets/swagger-ui.css",
+        swagger_favicon_url="/docs/assets/favicon-32x32.png")
+    # Swagger UI runs an inline script that starts it, and sets inline styles.
+    return HTMLResponse(page.body, headers={"Content-Security-Policy": (
+        "default-src 'none'; script-src 'self' 'unsafe-inline'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+        "frame-ancestors 'none'")})
+
+
+@ops_router.get("/docs/assets/{name}", include_in_schema=False)
+async def docs_asset(name: str) -> FileResponse:
+    return _file(_DOCS_ASSETS, name)
+
+
+@ops_router.get("/static/{name}", include_in_schema=False)
+async def icon(name: str) -> FileResponse:
+    return _file(_ICONS, name)
+
+
+def _file(files: dict[str, Path], name: str) -> FileResponse:
+    path = files.get(name)
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no file {name!r}")
+    return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+
+@ops_router.get("/manifest.webmanifest", include_in_schema=False)
+async def manifest(ctx: ContextDep) -> JSONResponse:
+    """The web app manifest: the handheld page installs as an app (over HTTPS)."""
+    return JSONResponse({
+        "name": f"storeedge {ctx.api.store_id}", "short_name": ctx.api.store_id,
+        "lang": ctx.http.language, "start_url": "/", "scope": "/", "display": "standalone",
+        "background_color": "#eef1f5", "theme_color": "#12324a",
+        "icons": [{"src": f"/static/{name}", "sizes": f"{px}x{px}", "type": "image/png",
+                   "purpose": "any maskable"} for name, px in _ICON_SIZES.items()],
+    }, media_type="application/manifest+json", headers={"Cache-Control": "no-cache"})
+
+
+@ops_router.get("/sw.js", include_in_schema=False)
+async def service_worker() -> FileResponse:
+    # The worker's own CSP governs what it fetches: only this agent.
+    return FileResponse(STATIC_DIR / "sw.js", media_type="text/javascript", headers={
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": "default-src 'none'; connect-src 'self'"})
+
+
+@ops_router.get("/", include_in_schema=False)
+async def handheld_page(ctx: ContextDep) -> HTMLResponse:
+    return _page(ctx, "handheld")
+
+
+@ops_router.get("/manager", include_in_schema=False)
+async def manager_page(ctx: ContextDep) -> HTMLResponse:
+    return _page(ctx, "manager")
+
+
+def _page(ctx: AppContext, name: str) -> HTMLResponse:
+    body, csp = ctx.pages[name]
+    return HTMLResponse(body, headers={"Cache-Control": "no-cache",
+                                       "Content-Security-Policy": csp})

@@ -1,0 +1,144 @@
+"""People: sign-in and out (the session cookie), who am I, scan to confirm, the page's labels,
+the manager's summary; and what staff read of the store (lanes, devices)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel, Field
+
+from edge_agent.web.deps import (
+    ANONYMOUS,
+    LIFECYCLE_RESPONSES,
+    STAFF,
+    ActingCaller,
+    AppContext,
+    Caller,
+    ContextDep,
+    ManagerCaller,
+    StaffCaller,
+    lifecycle_errors,
+)
+from edge_agent.web_security import SESSION_COOKIE
+from rules.trackers.alerts import OUTCOMES, Outcome, outcomes_for
+
+audit = logging.getLogger("storeedge.audit")
+
+
+class ScanIn(BaseModel):
+    """A code as the handheld's scanner typed it (keyboard wedge)."""
+
+    code: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SignIn(BaseModel):
+    token: Annotated[str, Field(max_length=256)] = ""
+    # Whose token it is; when given, failed tries also count against this account.
+    name: Annotated[str, Field(max_length=64)] | None = None
+
+
+class Who(BaseModel):
+    name: str
+    role: str | None
+    zones: list[str]
+    store_id: str
+
+
+lanes_router = APIRouter(prefix="/api/lanes", tags=["lanes"])
+devices_router = APIRouter(prefix="/api/devices", tags=["devices"])
+session_router = APIRouter(prefix="/api", tags=["people"], responses=LIFECYCLE_RESPONSES)
+
+
+def _who(ctx: AppContext, caller: Caller) -> Who:
+    return Who(name=caller.name, role=caller.role, zones=sorted(caller.zones),
+               store_id=ctx.api.store_id)
+
+
+@session_router.post("/session")
+async def sign_in(ctx: ContextDep, body: SignIn, request: Request, response: Response) -> Who:
+    """Sign a person in with their token: who it belongs to (name, role, zones), and a session
+    cookie (HttpOnly, SameSite=Strict, Secure over TLS) the pages use from then on. The same 401
+    for every token that signs nobody in (unknown, a till's, another account's); 429 with
+    Retry-After after too many failures from this client or for this account."""
+    guard = ctx.guard
+    request.state.account = body.name
+    guard.refuse_if_limited(request, body.name)
+    caller = ANONYMOUS if guard.open else guard.by_token(body.token)
+    if caller is None or caller.role not in STAFF or body.name not in (None, caller.name):
+        raise guard.refuse(request, body.name)
+    guard.signed_in(request, body.name)
+    request.state.caller = caller
+    session_id, lifetime = guard.start_session(caller)
+    response.set_cookie(SESSION_COOKIE, session_id, max_age=lifetime, path="/", httponly=True,
+                        secure=ctx.http.tls, samesite="strict")
+    audit.info("store %s: %s (%s) signed in", ctx.api.store_id, caller.name, caller.role)
+    return _who(ctx, caller)
+
+
+@session_router.get("/session")
+async def whoami(ctx: ContextDep, caller: StaffCaller) -> Who:
+    """Who the session cookie (or bearer token) belongs to; 401 when nobody is signed in."""
+    return _who(ctx, caller)
+
+
+@session_router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
+async def sign_out(ctx: ContextDep, request: Request, response: Response) -> None:
+    """End this browser's session (idempotent)."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    caller = ctx.guard.by_session(session_id)
+    if caller is not None:
+        request.state.caller = caller
+    ctx.guard.end_session(session_id)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=ctx.http.tls,
+                           samesite="strict")
+
+
+@session_router.post("/scan")
+async def scan(ctx: ContextDep, caller: ActingCaller, body: ScanIn) -> dict[str, Any]:
+    """Confirm the product at a lane: which of the caller's active tasks the scanned code
+    matches (``matched``, ``alert``, ``lane``, ``sku``, ``bring``); a matched task is claimed."""
+    with lifecycle_errors(ctx, caller, f"scan of {body.code!r}"):
+        return ctx.api.confirm_scan(body.code, caller)
+
+
+class Labels(BaseModel):
+    """What the pages call things, beside the words of their own language."""
+
+    store_id: str
+    store: str  # the store's name; empty when the config gives none
+    zones: dict[str, str]  # zone id -> name
+    products: dict[str, str]  # SKU -> catalog name
+    outcomes: dict[str, list[Outcome]]  # rule -> the outcomes that may close its alerts
+    any_outcome: list[Outcome]  # for a rule not in ``outcomes``
+
+
+@session_router.get("/labels")
+async def labels(ctx: ContextDep, _: StaffCaller) -> Labels:
+    """The store's, zones' and products' names, and which outcomes fit each rule's alerts (a
+    resolve with another is 422)."""
+    names = ctx.api.labels()
+    return Labels(store_id=ctx.api.store_id, store=names.get("store") or "",
+                  zones=names.get("zones") or {}, products=names.get("products") or {},
+                  outcomes={rule: list(outcomes_for(rule)) for rule in OUTCOMES},
+                  any_outcome=list(Outcome))
+
+
+@session_router.get("/manager/summary")
+async def manager_summary(ctx: ContextDep, _: ManagerCaller) -> dict[str, Any]:
+    """Open alerts, per rule counts and time to claim and resolve, per person what they did."""
+    return ctx.api.alert_summary()
+
+
+@lanes_router.get("")
+async def list_lanes(ctx: ContextDep, _: StaffCaller) -> list[dict[str, Any]]:
+    """Per lane: id, sku, units, grams, stable, capacity, low_stock."""
+    return ctx.api.lanes()
+
+
+@devices_router.get("")
+async def list_devices(ctx: ContextDep, _: StaffCaller) -> dict[str, dict[str, Any]]:
+    """Per device: kind, state (online, degraded, offline) and why, last seen, good and bad
+    message counts, recent state changes."""
+    return ctx.api.devices()
