@@ -14,7 +14,8 @@ settling 0, since every reading steps its lane; no ERP, no time series), then:
 Every lane walks 10 -> 0 units a unit at a time, then is restocked to 10, each reading carrying
 load-cell noise of up to +/-20% of a unit, through the default rules: the alert transitions
 expected are known exactly (see ``Workload.expected``) and each is checked (missing, extra,
-duplicate). The agent's CPU time per reading is reported next to the wall-clock figures. Figures
+duplicate). The agent's CPU time per reading (and the system time in it: the journal's writes
+and fsyncs, the sockets) is reported next to the wall-clock figures. Figures
 are printed with the machine and the commit; nothing is asserted on speed.
 
 The pieces here (``Workload``, ``RawPublisher``, ``AlertListener``, ``flood``, ``paced``) know
@@ -47,7 +48,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import commit, cpu_seconds, machine, memory_kb  # noqa: E402
+from bench.report import commit, cpu_seconds, cpu_times, machine, memory_kb  # noqa: E402
 from devices.mqtt import protocol as mqtt  # noqa: E402
 from edge_agent.services import free_port, start_mosquitto  # noqa: E402
 from rules.config import DEFAULTS  # noqa: E402
@@ -355,7 +356,7 @@ def paced(pub: RawPublisher, listener: AlertListener, workload: Workload, rate: 
     listener.reset()
     interval = 1.0 / rate
     batch = max(1, rate // 1000)
-    cpu0 = cpu_seconds(pid)
+    user0, sys0 = cpu_times(pid)
     t0 = time.perf_counter()
     for i in range(0, len(plan), batch):
         delay = t0 + i * interval - time.perf_counter()
@@ -365,7 +366,9 @@ def paced(pub: RawPublisher, listener: AlertListener, workload: Workload, rate: 
         pub.send(b"".join(reading(lane, g, now_ms) for lane, g in plan[i:i + batch]))
     pace_s = time.perf_counter() - t0
     listener.wait_for(sum(expected.values()), 30)
-    cpu = cpu_seconds(pid) - cpu0  # to the last alert: a system that fell behind still works
+    user, system = cpu_times(pid)  # to the last alert: a system that fell behind still works
+    user, system = user - user0, system - sys0
+    cpu = user + system
     time.sleep(0.3)
     with listener.lock:
         lat = sorted(a.at - a.device_ts for a in listener.arrivals if a.device_ts)
@@ -375,6 +378,7 @@ def paced(pub: RawPublisher, listener: AlertListener, workload: Workload, rate: 
             "latency_ms_p99": round(percentile(lat, 0.99) * 1000, 3) if lat else None,
             "latency_ms_max": round(lat[-1] * 1000, 3) if lat else None,
             "cpu_us_per_reading": round(cpu / len(plan) * 1e6, 1),
+            "cpu_us_per_reading_system": round(system / len(plan) * 1e6, 1),
             "cpu_share": round(cpu / pace_s, 3),  # of one core, over the pacing time
             "rss_peak_mb": round(memory_kb(pid).get("VmHWM", 0) / 1024, 1),
             **tally(listener, expected)}

@@ -184,3 +184,31 @@ def test_a_retried_write_of_transitions_that_landed_is_harmless(journal: Journal
     journal.record([], batch)  # the outcome of the first commit was unknown: written again
     assert count(journal, "alert_transition") == 2
     assert journal.alert_counts() == {"low_stock": {"open": 2}}
+
+
+def wal_salt(journal: Journal) -> bytes:
+    """The WAL header's salts (bytes 16-23): SQLite draws new ones each time it starts the WAL
+    over from its beginning."""
+    with open(journal.path.with_name(journal.path.name + "-wal"), "rb") as wal:
+        return wal.read(24)[16:]
+
+
+def test_the_wal_starts_over_while_commits_follow_each_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A store's agent commits every millisecond: a checkpoint that runs beside the commits never
+    # copies all of the WAL, and only a WAL copied all through is started over (it had grown to
+    # 280 MB in a minute). Here commits follow each other with no pause at all.
+    monkeypatch.setattr("edge_agent.journal.CHECKPOINT_SECONDS", 0.01)
+    journal = Journal(tmp_path / "journal.db")
+    try:
+        journal.record_alerts([alert("A-0", AlertState.OPEN, 1.0)])
+        first = wal_salt(journal)
+        for i in range(1, 5_000):
+            journal.record_alerts([alert(f"A-{i}", AlertState.OPEN, 1.0)])
+            if wal_salt(journal) != first:
+                break
+        assert wal_salt(journal) != first, "the WAL was never started over"
+        assert count(journal, "alert_transition") == i + 1
+    finally:
+        journal.close()
