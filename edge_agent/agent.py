@@ -10,6 +10,11 @@ Setup runs in a fixed order: open the journal and restore state, read the catalo
 then the last cached one, then the config's), connect the broker, start the drivers, then serve.
 Every background loop runs under one ``Supervisor``; SIGTERM stops intake first, flushes what
 was accepted, snapshots state and only then closes the journal.
+
+Longer than the house's 400 lines for one reason: it is also the ``AgentApi`` facade the web app
+calls, each method a few lines over the pipeline, the committer and the publisher. The store's
+work with the ERP and its people (counts, orders, pick-ups, problems, trends) is apart, in
+``edge_agent.store_work``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from rules.trackers.alerts import ACTIVE_STATES
 from storeedge.errors import JournalUnavailable, UsageError
 from storeedge.events import Alert, AlertState, Event, PosLine, PosTransaction, Severity
 
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 # How often the journal's own thread copies committed WAL pages back into the database file.
 CHECKPOINT_SECONDS = 0.5
 
-ACTIVE_STATES = (AlertState.OPEN, AlertState.CLAIMED, AlertState.ESCALATED)
 _ACTIVE_VALUES = frozenset(s.value for s in ACTIVE_STATES)
 
 # Called inside the journal's transaction so that a fact and what it owes the ERP and HQ

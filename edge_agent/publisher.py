@@ -20,7 +20,8 @@ from edge_agent.committer import alert_json
 from edge_agent.journal import Journal, alert_from_json, sale_from_json
 from edge_agent.mqtt import MqttLink
 from edge_agent.pipeline import sales_per_sku
-from edge_agent.web import ACTIVE_STATES, AlertFeed
+from edge_agent.web import AlertFeed
+from rules.trackers.alerts import ACTIVE_STATES
 from storeedge.errors import StoreEdgeError
 from storeedge.events import Alert, DeviceHealth, Event
 from storeedge.ratelimit import RateLimitedLog

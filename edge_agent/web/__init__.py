@@ -31,7 +31,7 @@ from edge_agent.config import HttpSection
 from edge_agent.web.admin import audit_router, outbox_router
 from edge_agent.web.alerts import alerts_router
 from edge_agent.web.deps import AppContext
-from edge_agent.web.feed import ACTIVE_STATES, RESYNC, AlertFeed
+from edge_agent.web.feed import RESYNC, AlertFeed
 from edge_agent.web.ops import STATIC_DIR, ops_router
 from edge_agent.web.people import devices_router, lanes_router, session_router
 from edge_agent.web.pos import pos_router
@@ -49,7 +49,7 @@ from edge_agent.web_security import (
     page_csp,
 )
 
-__all__ = ["ACTIVE_STATES", "RESYNC", "AlertFeed", "create_app"]
+__all__ = ["RESYNC", "AlertFeed", "create_app"]
 
 log = logging.getLogger(__name__)
 

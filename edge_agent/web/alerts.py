@@ -19,8 +19,8 @@ from edge_agent.web.deps import (
     StaffCaller,
     lifecycle_errors,
 )
-from edge_agent.web.feed import ACTIVE_STATES, Resync
-from rules.trackers.alerts import NotPermitted, Outcome
+from edge_agent.web.feed import Resync
+from rules.trackers.alerts import ACTIVE_STATES, NotPermitted, Outcome
 from storeedge.events import AlertState
 
 _RECONNECT_MS = 2000  # how soon a browser reconnects after the stream drops

@@ -11,12 +11,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from storeedge.errors import UsageError
-from storeedge.events import Alert, AlertState
+from storeedge.events import Alert
 
 log = logging.getLogger(__name__)
-
-
-ACTIVE_STATES = frozenset({AlertState.OPEN, AlertState.CLAIMED, AlertState.ESCALATED})
 
 
 # Live alert fan-out
