@@ -1,9 +1,9 @@
 """The store's work beyond its shelves' alerts, as the agent offers it to the web app: counts
-and store orders against the ERP (``cloud_bridge.counts``, ``cloud_bridge.orders``) and online
-orders picked in the store (``edge_agent.pickups``), and problems staff report
-(``edge_agent.problems``). A part of ``StoreAgent`` (it mixes this in),
-kept apart so that the runtime stays readable; it uses the agent's pipeline, committer and
-journal as the agent's own methods do."""
+and store orders against the ERP (``cloud_bridge.counts``, ``cloud_bridge.orders``), online
+orders picked in the store (``edge_agent.pickups``), problems staff report
+(``edge_agent.problems``) and the manager's trends (``edge_agent.trends``). A part of
+``StoreAgent`` (it mixes this in), kept apart so that the runtime stays readable; it uses the
+agent's pipeline, committer and journal as the agent's own methods do."""
 
 from __future__ import annotations
 
