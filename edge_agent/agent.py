@@ -40,7 +40,7 @@ from cloud_bridge import tsdb
 from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
 from cloud_bridge.bridge import ErpBridge
 from cloud_bridge.tryton.connector import TrytonConnector
-from edge_agent import backup, device_kinds, operations, pickups, problems, trends
+from edge_agent import backup, device_kinds, operations, pickups, problems, staff, trends
 from edge_agent.committer import Committed, Committer
 from edge_agent.config import StoreConfig, reveal
 from edge_agent.journal import Journal, alert_from_json
@@ -107,7 +107,7 @@ class StoreAgent(StoreWork):
         self._log_unreadable = RateLimitedLog(log, 60.0)
         self.journal = Journal(config.journal.path,
                                extra_schemas=(*ERP_SCHEMAS, pickups.SCHEMA, problems.SCHEMA,
-                                              trends.SCHEMA))
+                                              staff.SCHEMA, trends.SCHEMA))
         # the store work's own connection (edge_agent.store_work): pick-ups, problem photos
         self.store_db = sqlite3.connect(config.journal.path, timeout=30.0,
                                           check_same_thread=False)

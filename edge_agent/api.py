@@ -156,3 +156,37 @@ class AgentApi(Protocol):
         """The manager's trends over the last ``hours`` (``edge_agent.trends.report``), with
         the devices offline and the problems open now."""
         ...
+
+    def staff(self) -> list[dict[str, Any]]:
+        """The store's people kept in the journal (``edge_agent.staff``), without secrets."""
+        ...
+
+    def set_staff(self, name: str, role: str, zones: list[str],
+                  pin: str | None) -> dict[str, Any]:
+        """Add or change a person (returned without secrets); ``PayloadError`` for a PIN too
+        easy to guess."""
+        ...
+
+    def remove_staff(self, name: str) -> bool:
+        """Their PIN and QR card stop working; False when nobody active has that name."""
+        ...
+
+    def staff_qr(self, name: str) -> str | None:
+        """A new code for the person's QR card (the old one stops working)."""
+        ...
+
+    def sign_in_pin(self, name: str, pin: str) -> Actor | None:
+        """Who a name and PIN sign in, if anyone."""
+        ...
+
+    def sign_in_qr(self, code: str) -> Actor | None:
+        """Who a QR card's code signs in, if anyone."""
+        ...
+
+    def staff_person(self, name: str) -> tuple[Actor, str] | None:
+        """An active person kept in the journal and their version (``edge_agent.staff``)."""
+        ...
+
+    def session_key(self) -> bytes:
+        """The store's key for the sessions of people kept in the journal."""
+        ...

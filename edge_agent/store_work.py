@@ -1,7 +1,8 @@
 """The store's work beyond its shelves' alerts, as the agent offers it to the web app: counts
 and store orders against the ERP (``cloud_bridge.counts``, ``cloud_bridge.orders``), online
 orders picked in the store (``edge_agent.pickups``), problems staff report
-(``edge_agent.problems``) and the manager's trends (``edge_agent.trends``). A part of
+(``edge_agent.problems``), the manager's trends (``edge_agent.trends``) and the store's people
+(``edge_agent.staff``). A part of
 ``StoreAgent`` (it mixes this in), kept apart so that the runtime stays readable; it uses the
 agent's pipeline, committer and journal as the agent's own methods do."""
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloud_bridge import orders
 from cloud_bridge.bridge import ErpBridge
-from edge_agent import pickups, problems, trends
+from edge_agent import pickups, problems, staff, trends
 from edge_agent.config import Lane, StoreConfig
 from rules.actions import ClearAlert, OpenAlert
 from rules.trackers.alerts import ALL_ZONES, Actor, AlertManager, Outcome
@@ -62,6 +63,31 @@ class StoreWork:
         alert = self.alert_manager.current(problems.RULE, report_id)
         assert alert is not None
         return alert
+
+    def staff(self) -> list[dict[str, Any]]:
+        return staff.people(self.store_db)
+
+    def set_staff(self, name: str, role: str, zones: list[str],
+                  pin: str | None) -> dict[str, Any]:
+        return staff.set_person(self.store_db, name, role, zones, pin)
+
+    def remove_staff(self, name: str) -> bool:
+        return staff.remove(self.store_db, name)
+
+    def staff_qr(self, name: str) -> str | None:
+        return staff.new_qr(self.store_db, name)
+
+    def sign_in_pin(self, name: str, pin: str) -> Actor | None:
+        return staff.by_pin(self.store_db, name, pin)
+
+    def sign_in_qr(self, code: str) -> Actor | None:
+        return staff.by_qr(self.store_db, code)
+
+    def staff_person(self, name: str) -> tuple[Actor, str] | None:
+        return staff.person(self.store_db, name)
+
+    def session_key(self) -> bytes:
+        return staff.session_key(self.store_db)
 
     def problem_photo(self, report_id: str) -> tuple[str, bytes] | None:
         return problems.photo(self.store_db, report_id)

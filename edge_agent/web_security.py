@@ -255,15 +255,23 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+#: A person kept in the journal by name (``edge_agent.staff``): who they are and a version that
+#: changes whenever they are changed or removed (which ends their sessions).
+People = Callable[[str], tuple[Actor, str] | None]
+
+
 class Guard:
     """Who a request comes from: tokens, sessions and the failed-attempt limits."""
 
     def __init__(self, http: HttpSection, store_id: str, tokens: list[tuple[Actor, SecretStr]],
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, *, people: People | None = None,
+                 session_key: bytes = b"") -> None:
         self.http = http
         self.store_id = store_id
         self._tokens = [_Token(caller, secret) for caller, secret in tokens]
+        self._people = people
+        self._session_key = session_key  # signs the sessions of people without a token
         self.limiter = AttemptLimiter(http.sign_in_attempts, http.sign_in_window_seconds,
                                       http.sign_in_backoff_seconds, clock)
         self.failures = RateLimitedLog(log)
@@ -317,6 +325,8 @@ class Guard:
 
     # A session is ``name.expires.nonce.mac``, the MAC keyed by the person's own token: it
     # holds across agent restarts, and ends when the token is changed. Nothing secret in it.
+    # For a person kept in the journal (PIN, QR card), the MAC is keyed by the store's session
+    # key (in the journal too) over the person's version: changing or removing them ends it.
 
     def _mac(self, token: _Token, name: str, expires: int, nonce: str) -> str:
         message = f"storeedge-session|{self.store_id}|{name}|{expires}|{nonce}".encode()
@@ -339,6 +349,10 @@ class Guard:
             if token.caller.name == name and hmac.compare_digest(
                     self._mac(token, name, expires, nonce), mac):
                 found = token.caller
+        person = self._people(name) if found is None and self._people else None
+        if person is not None and hmac.compare_digest(
+                self._person_mac(name, person[1], expires, nonce), mac):
+            found = person[0]
         return found
 
     def start_session(self, caller: Actor) -> tuple[str, int]:
@@ -348,8 +362,20 @@ class Guard:
         nonce = secrets.token_urlsafe(9)
         name = base64.urlsafe_b64encode(caller.name.encode()).decode().rstrip("=")
         token = next((t for t in self._tokens if t.caller == caller), None)
-        mac = self._mac(token, caller.name, expires, nonce) if token else "-"
+        person = self._people(caller.name) if token is None and self._people else None
+        if token is not None:
+            mac = self._mac(token, caller.name, expires, nonce)
+        elif person is not None and person[0] == caller:
+            mac = self._person_mac(caller.name, person[1], expires, nonce)
+        else:
+            mac = "-"
         return f"{name}.{expires}.{nonce}.{mac}", lifetime
+
+    def _person_mac(self, name: str, version: str, expires: int, nonce: str) -> str:
+        message = (f"storeedge-person-session|{self.store_id}|{name}|{version}|{expires}|"
+                   f"{nonce}").encode()
+        digest = hmac.new(self._session_key, message, "sha256").digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def end_session(self, session: str | None) -> None:
         """Refuse this session from now on (until it would have expired anyway)."""

@@ -33,7 +33,7 @@ from edge_agent.web.alerts import alerts_router
 from edge_agent.web.deps import AppContext
 from edge_agent.web.feed import RESYNC, AlertFeed
 from edge_agent.web.ops import STATIC_DIR, ops_router
-from edge_agent.web.people import devices_router, lanes_router, session_router
+from edge_agent.web.people import devices_router, lanes_router, session_router, staff_router
 from edge_agent.web.pos import pos_router
 from edge_agent.web.problems import problems_router
 from edge_agent.web.store_work import counts_router, orders_router, pickups_router
@@ -72,7 +72,8 @@ def create_app(
                 .replace("/*__I18N__*/", words))
         pages[name] = (page, page_csp(page) + "; manifest-src 'self'; worker-src 'self'")
     guard = Guard(http, api.store_id, load_tokens(http, dict(os.environ if environ is None
-                                                             else environ)))
+                                                             else environ)),
+                  people=api.staff_person, session_key=api.session_key())
     audit_log = audit_log or AuditLog(None)
     app = FastAPI(title=f"storeedge agent {api.store_id}", docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -84,7 +85,7 @@ def create_app(
                     "reach %s:%d", api.store_id, http.host, http.port)
     for router in (pos_router, alerts_router, lanes_router, devices_router, session_router,
                    audit_router, outbox_router, counts_router, orders_router,
-                   pickups_router, problems_router, trends_router):
+                   pickups_router, problems_router, trends_router, staff_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(ops_router)
     app.openapi_schema = json_errors(app.openapi())

@@ -4,9 +4,10 @@ the manager's summary; and what staff read of the store (lanes, devices)."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response, status
+import segno
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from pydantic import BaseModel, Field
 
 from edge_agent.web.deps import (
@@ -21,8 +22,9 @@ from edge_agent.web.deps import (
     StaffCaller,
     lifecycle_errors,
 )
-from edge_agent.web_security import SESSION_COOKIE
+from edge_agent.web_security import SESSION_COOKIE, Problem
 from rules.trackers.alerts import OUTCOMES, Outcome, outcomes_for
+from storeedge.errors import PayloadError
 
 audit = logging.getLogger("storeedge.audit")
 
@@ -34,9 +36,20 @@ class ScanIn(BaseModel):
 
 
 class SignIn(BaseModel):
+    """A token (``http.tokens``), a name and PIN, or a QR card's code (``edge_agent.staff``)."""
+
     token: Annotated[str, Field(max_length=256)] = ""
-    # Whose token it is; when given, failed tries also count against this account.
+    # Whose token or PIN it is; when given, failed tries also count against this account.
     name: Annotated[str, Field(max_length=64)] | None = None
+    pin: Annotated[str, Field(max_length=16)] | None = None
+    qr: Annotated[str, Field(max_length=128)] | None = None
+
+
+class Person(BaseModel):
+    role: Literal["staff", "manager"] = "staff"
+    zones: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                     Field(min_length=1, max_length=50)] = ["*"]
+    pin: Annotated[str, Field(max_length=16)] | None = None  # set or change it; kept if absent
 
 
 class Who(BaseModel):
@@ -58,14 +71,20 @@ def _who(ctx: AppContext, caller: Caller) -> Who:
 
 @session_router.post("/session")
 async def sign_in(ctx: ContextDep, body: SignIn, request: Request, response: Response) -> Who:
-    """Sign a person in with their token: who it belongs to (name, role, zones), and a session
+    """Sign a person in with their token, name and PIN, or QR card: who it is (name, role,
+    zones), and a session
     cookie (HttpOnly, SameSite=Strict, Secure over TLS) the pages use from then on. The same 401
     for every token that signs nobody in (unknown, a till's, another account's); 429 with
     Retry-After after too many failures from this client or for this account."""
     guard = ctx.guard
     request.state.account = body.name
     guard.refuse_if_limited(request, body.name)
-    caller = ANONYMOUS if guard.open else guard.by_token(body.token)
+    if body.pin is not None:
+        caller = ctx.api.sign_in_pin(body.name, body.pin) if body.name else None
+    elif body.qr is not None:
+        caller = ctx.api.sign_in_qr(body.qr)
+    else:
+        caller = ANONYMOUS if guard.open else guard.by_token(body.token)
     if caller is None or caller.role not in STAFF or body.name not in (None, caller.name):
         raise guard.refuse(request, body.name)
     guard.signed_in(request, body.name)
@@ -142,3 +161,54 @@ async def list_devices(ctx: ContextDep, _: StaffCaller) -> dict[str, dict[str, A
     """Per device: kind, state (online, degraded, offline) and why, last seen, good and bad
     message counts, recent state changes."""
     return ctx.api.devices()
+
+
+staff_router = APIRouter(prefix="/api/staff", tags=["people"], responses={
+    404: {"model": Problem, "description": "Nobody active has that name"}})
+
+
+@staff_router.get("")
+async def list_staff(ctx: ContextDep, _: ManagerCaller) -> list[dict[str, Any]]:
+    """The store's people (kept in the journal), without secrets: whether each has a PIN and
+    a QR card."""
+    return ctx.api.staff()
+
+
+@staff_router.put("/{name}")
+async def set_staff(ctx: ContextDep, caller: ManagerCaller,
+                    name: Annotated[str, Path(min_length=1, max_length=64)],
+                    body: Person) -> dict[str, Any]:
+    """Add a person or change their role, zones and PIN (4 to 8 digits, not an easy one);
+    no restart."""
+    try:
+        person = ctx.api.set_staff(name, body.role, body.zones, body.pin)
+    except PayloadError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    audit.info("store %s: %s set person %s (%s, zones %s%s)", ctx.api.store_id, caller.name,
+               name, body.role, ",".join(body.zones), ", new PIN" if body.pin else "")
+    return person
+
+
+@staff_router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_staff(ctx: ContextDep, caller: ManagerCaller, name: str) -> None:
+    """Their PIN and QR card stop working."""
+    if not ctx.api.remove_staff(name):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"nobody active is called {name!r}")
+    audit.info("store %s: %s removed person %s", ctx.api.store_id, caller.name, name)
+
+
+class QrCard(BaseModel):
+    name: str
+    code: str  # what the card's QR code holds; shown once
+    svg: str  # the QR code to print
+
+
+@staff_router.post("/{name}/qr")
+async def new_qr_card(ctx: ContextDep, caller: ManagerCaller, name: str) -> QrCard:
+    """A new QR card for a person to sign in with by scanning it (the old card stops working)."""
+    code = ctx.api.staff_qr(name)
+    if code is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"nobody active is called {name!r}")
+    audit.info("store %s: %s made a new QR card for %s", ctx.api.store_id, caller.name, name)
+    svg = segno.make_qr(code, error="m").svg_inline(scale=6, title=name)
+    return QrCard(name=name, code=code, svg=svg)

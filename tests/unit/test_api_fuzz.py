@@ -90,6 +90,26 @@ class Agent(FakeAgent):
     def problem_photo(self, report_id: str) -> None:
         return None
 
+    def sign_in_pin(self, name: str, pin: str) -> None:
+        return None
+
+    def sign_in_qr(self, code: str) -> None:
+        return None
+
+    def staff_qr(self, name: str) -> None:
+        return None
+
+    def staff(self) -> list[dict[str, object]]:
+        return []
+
+    def set_staff(self, name: str, role: str, zones: list[str], pin: str | None,
+                  ) -> dict[str, object]:
+        return {"name": name, "role": role, "zones": zones, "pin": pin is not None,
+                "qr": False, "updated_at": 0.0}
+
+    def remove_staff(self, name: str) -> bool:
+        return False
+
     def trends(self, hours: float) -> dict[str, object]:
         return {"sales_per_hour": [], "alerts_per_hour": [], "time_to_claim_s": {},
                 "stock": {}, "devices_offline": [], "open_problems": []}

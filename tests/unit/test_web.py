@@ -28,6 +28,12 @@ class FakeAgent:
 
     store_id = STORE
 
+
+    def staff_person(self, name: str) -> None:  # nobody kept in the journal
+        return None
+
+    def session_key(self) -> bytes:
+        return b"test-session-key"
     def __init__(self) -> None:
         self.skus = {"COLA-330", "CHIPS-70"}
         self.accepted: dict[str, PosTransaction] = {}
