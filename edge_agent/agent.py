@@ -323,6 +323,7 @@ class StoreAgent(StoreWork):
         if not self.committer.book_sale(txn):
             self.pipeline.counters["sales_duplicate"] += 1
             return False
+        self.pipeline.check_catalog(txn)
         self._sold(txn)
         self._flush()
         self.publisher.catch_up()
@@ -369,7 +370,11 @@ class StoreAgent(StoreWork):
         return {"store": config.store.name,
                 "zones": {z.id: z.name for z in config.zones if z.name},
                 "products": {s.sku: s.name for s in self.pipeline.catalog.items.values()
-                             if s.name}}
+                             if s.name},
+                "prices": {s.sku: s.price for s in self.pipeline.catalog.items.values()
+                           if s.price is not None},
+                "stop_sell": sorted(s.sku for s in self.pipeline.catalog.items.values()
+                                    if s.stop_sell)}
 
     def health(self) -> dict[str, Any]:
         """Every component's state; ``ok`` only while the broker is connected, the ERP backlog

@@ -25,6 +25,8 @@ class Sku:
     barcode: str | None
     unit_grams: float
     low_stock: int | None
+    price: float | None = None
+    stop_sell: bool = False
 
 
 class Catalog:
@@ -61,7 +63,8 @@ class Catalog:
                 low = known.low_stock  # the ERP gives no threshold; keep the store's
             barcode = item.get("barcode") or (known.barcode if known is not None else None)
             self.items[item["sku"]] = Sku(item["sku"], item.get("name") or "", barcode,
-                                          float(grams), low)
+                                          float(grams), low, item.get("price"),
+                                          bool(item.get("stop_sell")))
         self._gtins = {gtin: s.sku for s in self.items.values() if s.barcode
                        for gtin in [gtin14(s.barcode)] if gtin}
 

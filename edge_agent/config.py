@@ -234,6 +234,8 @@ class CatalogItem(Strict):
     barcode: str | None = None
     unit_grams: Annotated[float, Field(gt=0)]
     low_stock: Annotated[int, Field(ge=0)] = 2
+    price: Annotated[float, Field(ge=0)] | None = None  # the shelf price the tills should charge
+    stop_sell: bool = False  # withdrawn from sale (a recall, a delisting)
 
 
 class Lane(Strict):

@@ -423,6 +423,25 @@ class StorePipeline:
             if line.qty == 0:
                 raise PayloadError(f"lines.{i}.qty: must not be 0", source="pos")
 
+    def check_catalog(self, txn: PosTransaction) -> None:
+        """A sale the till made against the catalog: a SKU withdrawn from sale, or a price other
+        than the shelf's, is counted and logged (the sale happened; it is booked as made)."""
+        for line in txn.lines:
+            sku = self.catalog.get(line.sku)
+            if sku is None:
+                continue
+            if sku.stop_sell:
+                self.counters["pos_stop_sell"] += 1
+                self.bad_input.warning(f"stop_sell:{line.sku}", "store %s: %s was sold (%s) "
+                                       "though it is withdrawn from sale", self.store_id,
+                                       line.sku, txn.txn_id)
+            if (sku.price is not None and line.qty > 0
+                    and abs(line.unit_price - sku.price) >= 0.005):
+                self.counters["pos_price_mismatch"] += 1
+                self.bad_input.warning(f"price:{line.sku}", "store %s: %s sold at %.2f, the "
+                                       "shelf price is %.2f (%s)", self.store_id, line.sku,
+                                       line.unit_price, sku.price, txn.txn_id)
+
     def sold(self, txn: PosTransaction, now: float, rules: bool = True) -> None:
         """A booked sale: one ``Sale`` fact per SKU, seen by the rules (returns, negative
         lines, count in the net units sold only) unless they heard of it already

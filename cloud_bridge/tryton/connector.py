@@ -130,15 +130,19 @@ class TrytonConnector:
         log.info("logged in to Tryton %s as %s", self._endpoint, self._username)
 
     async def fetch_catalog(self) -> list[dict[str, Any]]:
-        """Every active goods product with a code, as ``CatalogItem`` fields.
+        """Every goods product with a code, as ``CatalogItem`` fields.
 
         ``low_stock`` is None (see the module docstring); ``unit_grams`` is None when the
-        product has no weight or the ERP does not record weights.
+        product has no weight or the ERP does not record weights; ``price`` is the list price;
+        ``stop_sell`` says the product is deactivated in the ERP.
         """
-        fields = ["code", "name", "identifiers", "template"]
+        fields = ["code", "name", "identifiers", "template", "active", "template.active",
+                  "template.list_price"]
+        # deactivated products too: a product withdrawn in the ERP is one the store stops selling
         products = await self.call("product.product", "search_read",
                                    [("code", "!=", None), ("type", "=", "goods")],
-                                   0, None, [("code", "ASC")], fields)
+                                   0, None, [("code", "ASC")], fields,
+                                   context={"active_test": False})
         weights = await self._weights([p["template"] for p in products])
         identifier_ids = [i for p in products for i in p["identifiers"]]
         eans: dict[int, str] = {}
@@ -153,6 +157,10 @@ class TrytonConnector:
             "barcode": eans.get(p["id"]),
             "unit_grams": weights.get(p["template"]),
             "low_stock": None,
+            "price": _price((p.get("template.") or {}).get("list_price")),
+            # a product is withdrawn with its template, or alone (a variant)
+            "stop_sell": not (p.get("active", True)
+                              and (p.get("template.") or {}).get("active", True)),
         } for p in products]
 
     async def _weights(self, template_ids: list[int]) -> dict[int, float]:
@@ -484,3 +492,11 @@ def _translate(method: str, error: list[Any]) -> Exception:
         return ErpUnavailable(f"Tryton {method}: login needs {detail}")
     # the ERP is up but failed on this call: retried, then quarantined by the outbox
     return CommandFailed(f"Tryton {method}: server error: {name}")
+
+
+def _price(value: Any) -> float | None:
+    """A list price as Tryton's JSON-RPC sends it (``{"__class__": "Decimal", ...}``); None for
+    none, or 0 (Tryton's default for a product nobody priced)."""
+    if isinstance(value, dict) and value.get("__class__") == "Decimal":
+        value = float(value["decimal"])
+    return float(value) if isinstance(value, int | float) and value > 0 else None

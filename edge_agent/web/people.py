@@ -129,17 +129,20 @@ class Labels(BaseModel):
     store: str  # the store's name; empty when the config gives none
     zones: dict[str, str]  # zone id -> name
     products: dict[str, str]  # SKU -> catalog name
+    prices: dict[str, float] = {}  # SKU -> shelf price, where the catalog has one
+    stop_sell: list[str] = []  # SKUs withdrawn from sale
     outcomes: dict[str, list[Outcome]]  # rule -> the outcomes that may close its alerts
     any_outcome: list[Outcome]  # for a rule not in ``outcomes``
 
 
 @session_router.get("/labels")
 async def labels(ctx: ContextDep, _: StaffCaller) -> Labels:
-    """The store's, zones' and products' names, and which outcomes fit each rule's alerts (a
-    resolve with another is 422)."""
+    """The store's, zones' and products' names (products' prices, and those withdrawn from
+    sale), and which outcomes fit each rule's alerts (a resolve with another is 422)."""
     names = ctx.api.labels()
     return Labels(store_id=ctx.api.store_id, store=names.get("store") or "",
                   zones=names.get("zones") or {}, products=names.get("products") or {},
+                  prices=names.get("prices") or {}, stop_sell=names.get("stop_sell") or [],
                   outcomes={rule: list(outcomes_for(rule)) for rule in OUTCOMES},
                   any_outcome=list(Outcome))
 
