@@ -51,7 +51,6 @@ from edge_agent.publisher import Publisher
 from edge_agent.store_work import StoreWork
 from edge_agent.supervisor import Supervisor
 from edge_agent.web import AlertFeed, create_app
-from edge_agent.web_security import AuditLog, tls_server_options
 from rules.config import DEFAULTS, load_rules
 from rules.trackers.alerts import Actor, Outcome
 from rules.trackers.inventory import LaneScale
@@ -68,6 +67,7 @@ from storeedge.events import (
     DeviceStatus,
     PosTransaction,
 )
+from storeedge.httpsec import AuditLog, tls_server_options
 from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -429,7 +429,8 @@ class StoreAgent(StoreWork):
                          AuditLog(self.config.journal.path.with_suffix(".audit.db")))
         server = uvicorn.Server(uvicorn.Config(
             app, host=self.config.http.host, port=self.config.http.port, log_config=None,
-            access_log=False, lifespan="off", **tls_server_options(self.config.http)))
+            access_log=False, lifespan="off",
+            **tls_server_options(self.config.http.tls_cert_file, self.config.http.tls_key_file)))
         self._supervise()
         try:
             async with asyncio.TaskGroup() as tg:

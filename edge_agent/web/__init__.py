@@ -38,14 +38,13 @@ from edge_agent.web.pos import pos_router
 from edge_agent.web.problems import problems_router
 from edge_agent.web.store_work import counts_router, orders_router, pickups_router
 from edge_agent.web.trends import trends_router
-from edge_agent.web_security import (
+from edge_agent.web_security import BODY_LIMITS, DEFAULT_BODY_LIMIT, Guard, load_tokens
+from storeedge.httpsec import (
     ERROR_RESPONSES,
     AuditLog,
-    Guard,
     SecurityMiddleware,
     invalid_request,
     json_errors,
-    load_tokens,
     page_csp,
 )
 
@@ -79,7 +78,8 @@ def create_app(
                   openapi_url=None)
     app.state.ctx = AppContext(api, feed, guard, http, audit_log, registry, pages)
     app.exception_handler(RequestValidationError)(invalid_request)
-    app.add_middleware(SecurityMiddleware, audit=audit_log, tls=http.tls)
+    app.add_middleware(SecurityMiddleware, audit=audit_log, tls=http.tls, body_limits=BODY_LIMITS,
+                       default_body_limit=DEFAULT_BODY_LIMIT)
     if not http.tokens:
         log.warning("store %s: no HTTP tokens configured; the API is open to anyone who can "
                     "reach %s:%d", api.store_id, http.host, http.port)

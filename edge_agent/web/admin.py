@@ -11,8 +11,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from edge_agent.web.deps import ContextDep, ManagerCaller
-from edge_agent.web_security import AuditRecord, Problem
 from storeedge.errors import UsageError
+from storeedge.httpsec import AuditRecord, Problem
 
 audit = logging.getLogger("storeedge.audit")
 

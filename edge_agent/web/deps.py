@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from edge_agent.api import AgentApi
 from edge_agent.config import HttpSection
 from edge_agent.web.feed import AlertFeed
-from edge_agent.web_security import AuditLog, Guard, Problem
+from edge_agent.web_security import Guard
 from rules.trackers.alerts import (
     ALL_ZONES,
     Actor,
@@ -26,6 +26,7 @@ from rules.trackers.alerts import (
     NotPermitted,
 )
 from storeedge.errors import PayloadError
+from storeedge.httpsec import AuditLog, Problem
 
 audit = logging.getLogger("storeedge.audit")
 

@@ -21,7 +21,8 @@ from edge_agent.web.deps import (
     MetricsReader,
     identify,
 )
-from edge_agent.web_security import ERROR_RESPONSES, SESSION_COOKIE
+from edge_agent.web_security import SESSION_COOKIE
+from storeedge.httpsec import ERROR_RESPONSES
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
 # Files the pages load besides themselves, by the name they are asked for: the app's icons, and

@@ -22,9 +22,10 @@ from edge_agent.web.deps import (
     StaffCaller,
     lifecycle_errors,
 )
-from edge_agent.web_security import SESSION_COOKIE, Problem
+from edge_agent.web_security import SESSION_COOKIE
 from rules.trackers.alerts import OUTCOMES, Outcome, outcomes_for
 from storeedge.errors import PayloadError
+from storeedge.httpsec import Problem
 
 audit = logging.getLogger("storeedge.audit")
 

@@ -10,9 +10,9 @@ from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field, field_validator
 
 from edge_agent.web.deps import ContextDep, PosCaller
-from edge_agent.web_security import Problem
 from storeedge.errors import ConflictError, JournalUnavailable, PayloadError, Unavailable
 from storeedge.events import PosLine, PosTransaction
+from storeedge.httpsec import Problem
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("storeedge.audit")

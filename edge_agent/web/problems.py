@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from edge_agent import problems
 from edge_agent.web.deps import ActingCaller, ContextDep, StaffCaller
-from edge_agent.web_security import Problem
 from storeedge.errors import PayloadError
+from storeedge.httpsec import Problem
 
 problems_router = APIRouter(prefix="/api/problems", tags=["problems"], responses={
     404: {"model": Problem, "description": "No such report, or no photo with it"},

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from edge_agent.web.deps import ActingCaller, ContextDep, ManagerCaller, OrderTaker, StaffCaller
 from edge_agent.web.people import ScanIn
 from edge_agent.web.pos import MAX_QTY, MAX_UNIT_PRICE
-from edge_agent.web_security import Problem
 from storeedge.errors import (
     ConflictError,
     JournalUnavailable,
@@ -23,6 +22,7 @@ from storeedge.errors import (
     UsageError,
 )
 from storeedge.events import PosLine
+from storeedge.httpsec import Problem
 
 audit = logging.getLogger("storeedge.audit")
 

@@ -24,8 +24,8 @@ from edge_agent.certs import StoreCerts, write_store_certs
 from edge_agent.config import HttpSection, HttpToken
 from edge_agent.services import free_port
 from edge_agent.web import AlertFeed, create_app
-from edge_agent.web_security import tls_server_options
 from storeedge.errors import ErpUnavailable
+from storeedge.httpsec import tls_server_options
 from tests.unit.test_web import FakeAgent
 
 TOKEN = "ana-S3cret-Xq7Lw2Zp9k"
@@ -40,7 +40,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> StoreCerts:
 async def serving(app: Any, http: HttpSection) -> AsyncIterator[int]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off", **tls_server_options(http)))
+                                           lifespan="off", **tls_server_options(http.tls_cert_file,
+                                                                              http.tls_key_file)))
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(10):

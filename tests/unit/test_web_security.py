@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent.config import HttpSection, HttpToken
 from edge_agent.web import AlertFeed, create_app
-from edge_agent.web_security import AttemptLimiter, AuditLog, check_token
 from rules.trackers.alerts import AlertNotFound
 from storeedge.errors import ConfigError
+from storeedge.httpsec import AttemptLimiter, AuditLog, check_token
 from tests.unit.test_web import FakeAgent, txn
 
 TOKENS = {"T_POS": ("till-1", "pos", "pos-S3cret-Xq7Lw2Zp9k"),
@@ -172,7 +172,7 @@ async def test_security_headers_on_pages_and_api(client: httpx.AsyncClient) -> N
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     csp = page.headers["content-security-policy"]
-    assert "script-src 'sha256-" in csp and "unsafe-inline" not in csp
+    assert "script-src 'self' 'sha256-" in csp and "unsafe-inline" not in csp
     assert api.headers["cache-control"] == "no-store"
     assert "strict-transport-security" not in api.headers  # plain HTTP
 
