@@ -51,7 +51,7 @@ from edge_agent.services import (
     start_victoria_metrics,
 )
 
-TOKEN = "bench-hq-token"
+TOKEN = "bench-hq-token-0123456789abcdef"
 
 
 def write_history(url: str, stores: list[str], lanes: int, skus: int, minutes: int) -> int:

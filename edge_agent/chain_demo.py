@@ -88,7 +88,7 @@ def run_chain_demo(stores: int, seconds: float, workdir: Path | None = None,
         services.append(tsdb)
         tsdb_url = f"http://127.0.0.1:{tsdb.port}"
         erp_password = secrets.token_urlsafe(12)
-        hq_token = secrets.token_urlsafe(12)
+        hq_token = secrets.token_urlsafe(24)
         base = load_scenario(scenario)
         tryton = start_tryton(workdir / "hq" / "tryton", free_port(),
                               [{"sku": s.sku, "name": s.name, "barcode": s.barcode,

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from storeedge.errors import ConfigError
 from storeedge.yamlfile import locate, read_yaml
@@ -41,6 +49,28 @@ class ChainSection(Strict):
 class HttpSection(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8090
+    # HTTPS when both are given (PEM files; `storeedge certs` makes them).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Failed sign-ins per client and per account before 429, doubling the wait from
+    # backoff_seconds up to 15 minutes.
+    sign_in_attempts: Annotated[int, Field(ge=1, le=1000)] = 5
+    sign_in_window_seconds: Annotated[float, Field(gt=0)] = 300.0
+    sign_in_backoff_seconds: Annotated[float, Field(gt=0)] = 2.0
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+    public_docs: bool = False  # the API's schema and docs without signing in
+    # Every HQ user's action and every refused access, append-only (none: kept in memory).
+    audit_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSection:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("http.tls_cert_file: give both tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class HqUser(Strict):
@@ -50,8 +80,9 @@ class HqUser(Strict):
     name: str
     token_env: str
 
-    def token(self) -> str | None:
-        return os.environ.get(self.token_env) or None
+    def token(self) -> SecretStr | None:
+        value = os.environ.get(self.token_env)
+        return SecretStr(value) if value else None
 
 
 class BrokerSection(Strict):
@@ -62,8 +93,9 @@ class BrokerSection(Strict):
     ca_file: Path | None = None  # TLS when given
     client_id: str = "storeedge-hq"
 
-    def password(self) -> str | None:
-        return os.environ.get(self.password_env) if self.password_env else None
+    def password(self) -> SecretStr | None:
+        value = os.environ.get(self.password_env) if self.password_env else None
+        return SecretStr(value) if value else None
 
 
 class TimeseriesSection(Strict):
@@ -86,9 +118,11 @@ class ErpSection(Strict):
     username: str = "admin"
     password_env: str | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    ca_file: Path | None = None  # the CA that signed the ERP's certificate (default: the system's)
 
-    def password(self) -> str | None:
-        return os.environ.get(self.password_env) if self.password_env else None
+    def password(self) -> SecretStr | None:
+        value = os.environ.get(self.password_env) if self.password_env else None
+        return SecretStr(value) if value else None
 
 
 class StoreEntry(Strict):

@@ -1,14 +1,19 @@
 """HQ's web app: the chain overview, store pages, charts and reports, as pages and as a JSON API
 under ``/api/``.
 
-Callers sign in with an HQ user's token (``users`` in hq.yaml): as a bearer token, or through
-``POST /api/session``, which sets an HttpOnly cookie for the pages. Every HQ user sees every
-store; any other token (a store's staff or manager token) is refused with 401. With no users
-configured everything is open (development only).
+Callers sign in with an HQ user's token (``users`` in hq.yaml; each checked for strength at
+start): as a bearer token, or through ``POST /api/session``, which sets a signed session cookie
+for the pages (HttpOnly, SameSite=Strict, Secure over TLS; never the token itself). Every HQ user
+sees every store; any other token (a store's staff or manager token) gets the same 401 as a wrong
+one, and failed sign-ins per client are limited (429 with ``Retry-After``). With no users
+configured everything is open (development only). The safety every storeedge app has (body
+limits, security headers, the append-only audit log of every action and refusal) is
+``storeedge.httpsec``'s.
 
-Statuses: 401 not signed in, 404 unknown store, 422 bad input naming the field (a malformed or
-inverted time range), 503 when the time-series server (or the ERP) cannot answer. The overview
-and store pages still answer with the time-series server down, showing it as down.
+Statuses: 401 not signed in, 404 unknown store, 413 body too large, 422 bad input naming the field
+(a malformed or inverted time range), 429 too many failed sign-ins, 503 when the time-series
+server (or the ERP) cannot answer. The overview and store pages still answer with the time-series
+server down, showing it as down.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -27,10 +34,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from cloud_bridge.tryton.connector import TrytonConnector
 from hq.config import HqConfig
@@ -40,12 +47,38 @@ from hq.live import ChainLive, follow_broker
 from hq.timeseries import PromQuery
 from storeedge import tables
 from storeedge.errors import ErpUnavailable, TimeSeriesUnavailable
+from storeedge.httpsec import (
+    DOCS_ASSETS,
+    ERROR_RESPONSES,
+    UNAUTHORIZED,
+    AttemptLimiter,
+    AuditLog,
+    SecurityMiddleware,
+    check_token,
+    client_address,
+    docs_page,
+    invalid_request,
+    json_errors,
+    make_session,
+    network_of,
+    page_csp,
+    read_session,
+    session_mac,
+)
+from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
-audit = logging.getLogger("storeedge.audit")
 
 _STATIC = Path(__file__).with_name("static")
 COOKIE = "storeedge_hq"
+SESSION_REALM = "storeedge-hq-session"
+BODY_LIMITS = (("/api/session", 1024),)
+
+
+@dataclass(frozen=True)
+class HqCaller:
+    name: str
+    role: str = "hq"
 MAX_RANGE_S = 93 * 86_400  # a quarter: the longest report a page asks for
 
 
@@ -60,21 +93,79 @@ class Hq:
         e = config.erp
         if e.kind == "tryton":
             self.erp = ErpStock(TrytonConnector(e.url, e.database, e.username,
-                                                e.password() or "", timeout=e.timeout_seconds))
+                                                _reveal(e.password()), timeout=e.timeout_seconds,
+                                                ca_file=str(e.ca_file) if e.ca_file else None))
         self.figures = Figures(config, self.live, self.tsq, self.erp)
-        self.tokens: dict[str, str] = {}
-        for user in config.users:
+        self.tokens: list[tuple[str, SecretStr]] = []
+        for i, user in enumerate(config.users):
             token = user.token()
-            if token:
-                self.tokens[token] = user.name
-        missing = [u.name for u in config.users if not u.token()]
-        if missing:
-            log.warning("HQ users without a token in their environment variable: %s", missing)
+            if token is None:
+                log.warning("HQ user %s has no token in %s: they cannot sign in", user.name,
+                            user.token_env)
+                continue
+            check_token(token.get_secret_value(), f"users.{i}.token_env", user.token_env)
+            self.tokens.append((user.name, token))
+        h = config.http
+        self.limiter = AttemptLimiter(h.sign_in_attempts, h.sign_in_window_seconds,
+                                      h.sign_in_backoff_seconds)
+        self.failures = RateLimitedLog(log, 60.0)
+        self._ended: dict[str, float] = {}  # signed-out sessions -> when they would expire
+
+    def by_token(self, presented: str) -> str | None:
+        found = None
+        for name, token in self.tokens:  # no early exit: the time spent tells nothing
+            if hmac.compare_digest(token.get_secret_value().encode(), presented.encode()):
+                found = name
+        return found
+
+    def by_session(self, value: str | None) -> str | None:
+        parsed = read_session(value, time.time()) if value not in self._ended else None
+        if parsed is None:
+            return None
+        name, expires, nonce, mac = parsed
+        found = None
+        for user, token in self.tokens:
+            if user == name and hmac.compare_digest(session_mac(
+                    token.get_secret_value().encode(), SESSION_REALM, name, expires, nonce), mac):
+                found = name
+        return found
+
+    def start_session(self, name: str) -> tuple[str, int]:
+        lifetime = int(self.config.http.session_hours * 3600)
+        token = next(t for user, t in self.tokens if user == name)
+        return make_session(token.get_secret_value().encode(), SESSION_REALM, name,
+                            int(time.time()) + lifetime), lifetime
+
+    def end_session(self, value: str | None) -> None:
+        now = time.time()
+        for ended in [v for v, until in self._ended.items() if until <= now]:
+            del self._ended[ended]
+        parsed = read_session(value, now)
+        if value and parsed:
+            self._ended[value] = parsed[1]
+
+    def refuse_if_limited(self, request: Request) -> None:
+        wait = self.limiter.retry_after([_client_key(request)])
+        if wait > 0:
+            raise HTTPException(429, "too many failed sign-ins; try again later",
+                                headers={"Retry-After": str(math.ceil(wait))})
+
+    def refuse(self, request: Request, strike: bool = True) -> HTTPException:
+        """Count a failed sign-in (``strike``) and build the uniform 401."""
+        if not strike:
+            return HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        self.limiter.failed([_client_key(request)])
+        self.failures.warning("sign-in", "HQ: a sign-in failed from %s", client_address(request))
+        return HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
     async def aclose(self) -> None:
         await self.tsq.aclose()
         if self.erp is not None:
             await self.erp.aclose()
+
+
+def _reveal(secret: SecretStr | None) -> str:
+    return secret.get_secret_value() if secret else ""
 
 
 def hq_of(request: Request) -> Hq:
@@ -86,21 +177,37 @@ State = Annotated[Hq, Depends(hq_of)]
 _bearer = HTTPBearer(auto_error=False)
 
 
+def _client_key(request: Request) -> str:
+    return f"client:{network_of(client_address(request))}"
+
+
 def hq_user(request: Request, hq: State,
             creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    """The signed-in HQ user's name; 401 for no token or a token HQ does not know."""
-    if not hq.config.users:
-        return "anonymous"
-    token = creds.credentials if creds else request.cookies.get(COOKIE)
-    if token:
-        for known, name in hq.tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return name
-    raise HTTPException(401, "sign in with an HQ user's token",
-                        headers={"WWW-Authenticate": "Bearer"})
+    """The signed-in HQ user's name; 401 for no token or a token HQ does not know, 429 while
+    the client is locked out."""
+    name = "anonymous"
+    if hq.config.users:
+        hq.refuse_if_limited(request)
+        session = request.cookies.get(COOKIE)
+        found = hq.by_token(creds.credentials) if creds else hq.by_session(session)
+        if found is None:  # a page opened before signing in guesses nothing: not a strike
+            raise hq.refuse(request, strike=bool(creds or session))
+        name = found
+    request.state.caller = HqCaller(name)
+    return name
 
 
 HqUser = Annotated[str, Depends(hq_user)]
+
+
+def docs_reader(request: Request, hq: State,
+                creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """The API's schema and docs: for HQ users, or anyone with ``http.public_docs``."""
+    if not hq.config.http.public_docs:
+        hq_user(request, hq, creds)
+
+
+DocsReader = Annotated[None, Depends(docs_reader)]
 
 
 def _field_error(field: str, message: str, value: Any) -> RequestValidationError:
@@ -168,20 +275,34 @@ api = APIRouter(prefix="/api")
 
 
 @api.post("/session", summary="Sign in: sets the session cookie the pages use")
-def sign_in(body: SignIn, hq: State, response: Response) -> dict[str, str]:
-    for known, name in hq.tokens.items():
-        if hmac.compare_digest(known.encode(), body.token.encode()):
-            response.set_cookie(COOKIE, body.token, httponly=True, samesite="strict")
-            audit.info("HQ sign-in by %s", name)
-            return {"user": name}
-    audit.warning("HQ sign-in refused")
-    raise HTTPException(401, "not an HQ user's token")
+def sign_in(body: SignIn, hq: State, request: Request, response: Response) -> dict[str, str]:
+    hq.refuse_if_limited(request)
+    name = hq.by_token(body.token)
+    if name is None:
+        raise hq.refuse(request)
+    request.state.caller = HqCaller(name)
+    hq.limiter.succeeded([_client_key(request)])
+    session, lifetime = hq.start_session(name)
+    response.set_cookie(COOKIE, session, max_age=lifetime, httponly=True, samesite="strict",
+                        secure=hq.config.http.tls)
+    return {"user": name}
 
 
-@api.delete("/session", summary="Sign out")
-def sign_out(response: Response) -> dict[str, bool]:
-    response.delete_cookie(COOKIE)
+@api.delete("/session", summary="Sign out: the session cookie is refused from now on")
+def sign_out(hq: State, request: Request, response: Response) -> dict[str, bool]:
+    hq.end_session(request.cookies.get(COOKIE))
+    response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=hq.config.http.tls)
     return {"signed_out": True}
+
+
+@api.get("/audit", summary="The audit log as CSV: every action and refused access",
+         response_class=StreamingResponse,
+         responses={200: {"content": {"text/csv": {}}}})
+def audit_export(user: HqUser, request: Request,
+                 after: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
+    request.state.audited_read = True  # who read the audit log is itself recorded
+    audit_log: AuditLog = request.app.state.audit
+    return StreamingResponse(audit_log.csv(after), media_type="text/csv; charset=utf-8")
 
 
 @api.get("/me")
@@ -263,7 +384,8 @@ def create_app(config: HqConfig, *, follow: bool = True) -> FastAPI:
             b = config.broker
             tasks.append(asyncio.create_task(follow_broker(
                 hq.live, b.host, b.port, client_id=b.client_id, username=b.username,
-                password=b.password(), ca_file=str(b.ca_file) if b.ca_file else None),
+                password=_reveal(b.password()) or None,
+                ca_file=str(b.ca_file) if b.ca_file else None),
                 name="hq-broker"))
         try:
             yield
@@ -274,9 +396,29 @@ def create_app(config: HqConfig, *, follow: bool = True) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await hq.aclose()
+            audit_log.close()
 
-    app = FastAPI(title=f"storeedge HQ: {config.chain.name}", lifespan=lifespan)
-    app.include_router(api)
+    app = FastAPI(title=f"storeedge HQ: {config.chain.name}", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.audit = audit_log = AuditLog(config.http.audit_file)
+    app.exception_handler(RequestValidationError)(invalid_request)
+    app.add_middleware(SecurityMiddleware, audit=audit_log, tls=config.http.tls,
+                       body_limits=BODY_LIMITS, audit_role_exempt="")
+    app.include_router(api, responses=ERROR_RESPONSES)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_schema(_: DocsReader) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(_: DocsReader) -> HTMLResponse:
+        return docs_page(app.title)
+
+    @app.get("/docs/assets/{name}", include_in_schema=False)
+    def docs_asset(name: str) -> FileResponse:
+        if name not in DOCS_ASSETS:
+            raise HTTPException(404, f"no file {name!r}")
+        return FileResponse(DOCS_ASSETS[name])
 
     @app.get("/health", summary="Liveness and what HQ can reach")
     async def health(hq: State) -> dict[str, Any]:
@@ -293,10 +435,14 @@ def create_app(config: HqConfig, *, follow: bool = True) -> FastAPI:
                        ("/reports", "reports.html"), ("/signin", "signin.html")):
         app.add_api_route(path, _page(page), include_in_schema=False)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+    app.openapi_schema = json_errors(app.openapi())
     return app
 
 
 def _page(name: str) -> Any:
-    def page() -> FileResponse:
-        return FileResponse(_STATIC / name, media_type="text/html")
+    text = (_STATIC / name).read_text(encoding="utf-8")
+    csp = page_csp(text)
+
+    def page() -> HTMLResponse:
+        return HTMLResponse(text, headers={"Content-Security-Policy": csp})
     return page

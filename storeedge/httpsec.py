@@ -36,9 +36,11 @@ from typing import Any, Protocol
 from fastapi import Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from storeedge.errors import ConfigError
 
@@ -142,6 +144,27 @@ def page_csp(page: str) -> str:
     return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
             "connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
             "frame-ancestors 'none'")
+
+
+# API docs, served by the app itself: no CDN (stores in mainland China cannot reach the public
+# ones), behind a role unless the config opens them.
+
+DOCS_ASSETS = {name: Path(str(swagger_ui_path)) / name
+               for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")}
+
+
+def docs_page(title: str) -> HTMLResponse:
+    """Swagger UI for ``/openapi.json``, its files under ``/docs/assets/``."""
+    page = get_swagger_ui_html(
+        openapi_url="/openapi.json", title=title,
+        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs/assets/swagger-ui.css",
+        swagger_favicon_url="/docs/assets/favicon-32x32.png")
+    # Swagger UI runs an inline script that starts it, and sets inline styles.
+    return HTMLResponse(page.body, headers={"Content-Security-Policy": (
+        "default-src 'none'; script-src 'self' 'unsafe-inline'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+        "frame-ancestors 'none'")})
 
 
 # Tokens and sessions

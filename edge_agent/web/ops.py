@@ -7,10 +7,8 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.encoders import jsonable_encoder
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from swagger_ui_bundle import swagger_ui_path
 
 from edge_agent.web.deps import (
     STAFF,
@@ -22,16 +20,12 @@ from edge_agent.web.deps import (
     identify,
 )
 from edge_agent.web_security import SESSION_COOKIE
-from storeedge.httpsec import ERROR_RESPONSES
+from storeedge.httpsec import DOCS_ASSETS, ERROR_RESPONSES, docs_page
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
-# Files the pages load besides themselves, by the name they are asked for: the app's icons, and
-# Swagger UI's script and style for /docs from the swagger-ui-bundle package (no CDN: stores in
-# mainland China cannot reach the public ones).
+# Files the pages load besides themselves, by the name they are asked for: the app's icons.
 _ICON_SIZES = {"icon-192.png": 192, "icon-512.png": 512}
 _ICONS = {name: STATIC_DIR / name for name in _ICON_SIZES}
-_DOCS_ASSETS = {name: Path(str(swagger_ui_path)) / name
-                for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")}
 
 
 ops_router = APIRouter(tags=["ops"])
@@ -70,22 +64,13 @@ async def openapi_schema(request: Request, _: DocsReader) -> JSONResponse:
 
 
 @ops_router.get("/docs", include_in_schema=False)
-async def docs_page(request: Request, _: DocsReader) -> HTMLResponse:
-    page = get_swagger_ui_html(
-        openapi_url="/openapi.json", title=request.app.title,
-        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-        swagger_css_url="/docs/assets/swagger-ui.css",
-        swagger_favicon_url="/docs/assets/favicon-32x32.png")
-    # Swagger UI runs an inline script that starts it, and sets inline styles.
-    return HTMLResponse(page.body, headers={"Content-Security-Policy": (
-        "default-src 'none'; script-src 'self' 'unsafe-inline'; "
-        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-        "frame-ancestors 'none'")})
+async def docs(request: Request, _: DocsReader) -> HTMLResponse:
+    return docs_page(request.app.title)
 
 
 @ops_router.get("/docs/assets/{name}", include_in_schema=False)
 async def docs_asset(name: str) -> FileResponse:
-    return _file(_DOCS_ASSETS, name)
+    return _file(DOCS_ASSETS, name)
 
 
 @ops_router.get("/static/{name}", include_in_schema=False)

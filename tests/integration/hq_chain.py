@@ -23,10 +23,11 @@ T = TypeVar("T")
 
 
 def write_hq_config(path: Path, stores: list[dict], *, broker_port: int, tsdb_url: str,
-                    port: int, erp: dict | None = None) -> Path:
+                    port: int, erp: dict | None = None, http: dict | None = None) -> Path:
     config = {
         "chain": {"name": "Test chain", "timezone": "UTC"},
-        "http": {"host": "127.0.0.1", "port": port},
+        # Tests call from one address, some with wrong tokens on purpose: many attempts.
+        "http": {"host": "127.0.0.1", "port": port, "sign_in_attempts": 100, **(http or {})},
         "users": [{"name": "ops", "token_env": "STOREEDGE_TEST_HQ_TOKEN"}],
         "broker": {"host": "127.0.0.1", "port": broker_port, "client_id": f"hq-{port}"},
         "timeseries": {"url": tsdb_url, "timeout_seconds": 2, "refresh_seconds": 0.5},

@@ -6,21 +6,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import openpyxl
 import pytest
 
 from cloud_bridge import tsdb
 from cloud_bridge.tryton.server import TrytonServer
+from edge_agent.certs import write_store_certs
 from edge_agent.services import Service
 from storeedge.events import Alert, AlertState, Sale, Severity
 from tests.fixtures.tryton import ADMIN_PASSWORD, INITIAL_STOCK
 from tests.fixtures.victoria import victoria_url
 from tests.integration.hq_chain import (
+    HQ_TOKEN,
     free_port,
     hq_client,
     hq_service,
@@ -250,3 +254,71 @@ def test_stock_accuracy_sets_shelf_counts_against_the_erp(
     assert (chips["shelf_units"], chips["erp_units"]) == (5, INITIAL_STOCK["CHIPS-70"])
     water = rows[(chain.b, "WATER-550")]  # store b has no warehouse configured
     assert (water["shelf_units"], water["erp_units"]) == (7, None)
+
+
+def test_hq_limits_sign_in_guesses_and_refuses_alike(tmp_path: Path, mosquitto: Service,
+                                                      victoria: Service) -> None:
+    port = free_port()
+    config = write_hq_config(tmp_path / "hq.yaml", [{"id": "guessed-1"}],
+                             broker_port=mosquitto.port, tsdb_url=victoria_url(victoria),
+                             port=port, http={"sign_in_attempts": 3,
+                                              "sign_in_backoff_seconds": 60})
+    with hq_service(tmp_path, config, port), hq_client(port, token=None) as client:
+        unsigned = client.get("/api/overview")  # no credentials: 401, but no strike
+        guesses = [client.post("/api/session", json={"token": f"guess-{i}"}) for i in range(2)]
+        store_token = client.get("/api/overview",
+                                 headers={"Authorization": "Bearer a-store-staff-token"})
+        locked = client.post("/api/session", json={"token": HQ_TOKEN})  # right, but too late
+        huge = client.post("/api/session", content=b'{"token": "' + b"x" * 100_000 + b'"}',
+                           headers={"Content-Type": "application/json"})
+    assert unsigned.status_code == 401
+    assert [r.status_code for r in guesses] == [401, 401]
+    assert store_token.status_code == 401
+    assert {r.text for r in [unsigned, *guesses, store_token]} == {unsigned.text}  # uniform
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert huge.status_code == 413 and len(huge.content) < 100
+
+
+def test_hq_sessions_headers_and_audit(hq: int) -> None:
+    with hq_client(hq, token=None) as client:
+        page = client.get("/")
+        assert client.post("/api/session", json={"token": "wrong-token"}).status_code == 401
+        signed = client.post("/api/session", json={"token": HQ_TOKEN})
+        assert client.get("/api/overview").status_code == 200
+        audit = client.get("/api/audit")
+        client.delete("/api/session")
+        session = signed.cookies["storeedge_hq"]
+        client.cookies.set("storeedge_hq", session)  # the signed-out session, presented again
+        after = client.get("/api/overview")
+        docs = httpx.get(f"http://127.0.0.1:{hq}/openapi.json", timeout=15)
+    cookie = signed.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert HQ_TOKEN not in signed.headers["set-cookie"]  # a signed session, not the token
+    assert after.status_code == 401
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self' 'sha256-" in csp and "unsafe-inline" not in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    assert docs.status_code == 401  # the schema is for HQ users unless the config opens it
+    rows = list(csv.DictReader(io.StringIO(audit.text)))
+    actions = [(r["who"], r["action"], r["status"]) for r in rows]
+    assert ("-", "POST /api/session", "401") in actions
+    assert ("ops", "POST /api/session", "200") in actions
+
+
+def test_hq_serves_https(tmp_path: Path, mosquitto: Service, victoria: Service) -> None:
+    certs = write_store_certs(tmp_path / "certs", "hq", hosts=["127.0.0.1"])
+    port = free_port()
+    config = write_hq_config(tmp_path / "hq.yaml", [{"id": "tls-1"}],
+                             broker_port=mosquitto.port, tsdb_url=victoria_url(victoria),
+                             port=port, http={"tls_cert_file": str(certs.server_cert),
+                                              "tls_key_file": str(certs.server_key)})
+    trust = ssl.create_default_context(cafile=str(certs.ca_cert))
+    with hq_service(tmp_path, config, port), httpx.Client(
+            base_url=f"https://127.0.0.1:{port}", verify=trust, timeout=15) as client:
+        signed = client.post("/api/session", json={"token": HQ_TOKEN})
+        overview = client.get("/api/overview")
+        with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port gets nowhere
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+    assert signed.status_code == 200 and "secure" in signed.headers["set-cookie"].lower()
+    assert signed.headers["strict-transport-security"].startswith("max-age=")
+    assert overview.status_code == 200
