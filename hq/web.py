@@ -53,6 +53,7 @@ from storeedge.httpsec import (
     UNAUTHORIZED,
     AttemptLimiter,
     AuditLog,
+    Problem,
     SecurityMiddleware,
     check_token,
     client_address,
@@ -320,7 +321,8 @@ def stores(user: HqUser, hq: State) -> list[dict[str, Any]]:
     return [s.model_dump() for s in hq.config.stores]
 
 
-@api.get("/stores/{store_id}", summary="A store's lanes, sales, alerts and devices")
+@api.get("/stores/{store_id}", summary="A store's lanes, sales, alerts and devices",
+         responses={404: {"model": Problem, "description": "No such store in this chain"}})
 async def store_page(user: HqUser, hq: State, span: Span,
                      store_id: Annotated[str, Depends(store_of)],
                      step: Annotated[float | None, Query(gt=0, le=86_400)] = None
@@ -329,12 +331,17 @@ async def store_page(user: HqUser, hq: State, span: Span,
     return await hq.figures.store_page(store_id, span, step)
 
 
-@api.get("/charts", summary="Sales per hour per store, top SKUs, out-of-stock minutes, alerts")
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": Problem, "description": "The time-series server (or the ERP) cannot answer"}}
+
+
+@api.get("/charts", summary="Sales per hour per store, top SKUs, out-of-stock minutes, alerts",
+         responses=UNAVAILABLE)
 async def charts(user: HqUser, hq: State, span: Span) -> dict[str, Any]:
     return await _answer(hq.figures.charts(span))
 
 
-@api.get("/reports/{kind}", summary="A report as JSON rows, CSV or XLSX")
+@api.get("/reports/{kind}", summary="A report as JSON rows, CSV or XLSX", responses=UNAVAILABLE)
 async def report(user: HqUser, hq: State, span: Span, kind: ReportKind,
                  group: Annotated[str, Query(pattern="^(hour|day)$")] = "day",
                  format: ReportFormat = ReportFormat.JSON) -> Response:
@@ -395,8 +402,7 @@ def create_app(config: HqConfig, *, follow: bool = True) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await hq.aclose()
-            audit_log.close()
+            await hq.aclose()  # the audit log lives with the app: each row is committed
 
     app = FastAPI(title=f"storeedge HQ: {config.chain.name}", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
