@@ -1,0 +1,236 @@
+"""The store's bridge to a REST ERP, as its mapping (:mod:`cloud_bridge.rest.mapping`) declares.
+
+Every request is signed by the mapping's scheme (:mod:`cloud_bridge.rest.signing`) with a fresh
+timestamp and nonce, so a retry is a new request the ERP does not take for a replay. With a
+``token`` section, an access token is fetched from the token endpoint, renewed
+``refresh_margin_seconds`` before it expires, and fetched again once when a call answers 401.
+
+Exactly once: each command carries our idempotency key in its body (``key_field``) and in the
+``idempotency_header``, the same on every attempt. The ERP answers a key it already booked with
+``duplicate_status`` (409), and that counts as delivered: a booking that committed while our
+side timed out is booked once.
+
+Errors, all from :mod:`storeedge.errors`:
+
+    ErpUnavailable   connection refused, timeout, HTTP 5xx, 408, 429 (the next request waits
+                     for its Retry-After), 401 or 403 (our credentials, signature or clock are
+                     refused: a misconfiguration keeps the commands queued and visible rather
+                     than dead-lettering them), 404 (the mapping names no endpoint there), a
+                     token endpoint that refuses us, an answer that is not JSON
+    ErpRejected      any other 4xx: the ERP refused this command for good, with its reason
+                     (``message_path`` of the answer); a stock answer without the mapped fields
+    UsageError       a command the mapping declares no endpoint for
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from cloud_bridge.rest.mapping import Command, RestMapping, dig
+from cloud_bridge.rest.signing import Request, scheme
+from storeedge.errors import ErpRejected, ErpUnavailable, UsageError
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+class RestConnector:
+    """One store's connection to a signed REST ERP."""
+
+    def __init__(self, url: str, mapping: RestMapping, app_secret: str, *,
+                 timeout: float = 10.0, ca_file: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``ca_file``: the CA that signed the ERP's certificate (default: the system's CAs);
+        the certificate is verified either way. ``clock`` gives the signatures' timestamps."""
+        self._base = httpx.URL(url.rstrip("/") + "/")
+        self.mapping = mapping
+        self._scheme = scheme(mapping.signing, mapping.app_key, app_secret)
+        self._clock = clock
+        self._client = httpx.AsyncClient(
+            timeout=timeout, verify=ssl.create_default_context(cafile=ca_file) if ca_file else True)
+        self._token: str | None = None
+        self._token_renew_at = 0.0  # monotonic
+        self._token_lock = asyncio.Lock()
+        self._not_before = 0.0  # monotonic: no request before this (a 429's Retry-After)
+        self.duplicates_refused = 0  # bookings the ERP answered as already booked
+        self.tokens_fetched = 0
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def book_sales(self, key: str, lines: list[tuple[str, int]], receipts: list[str],
+                         at: float | None = None) -> str:
+        """Book the net sales per SKU (returns as negative units) of the window starting ``at``
+        as one document keyed by ``key``; returns its id in the ERP."""
+        return await self._book(self.mapping.commands.book_sales, "book_sales", key, key,
+                                lines, at, receipts)
+
+    async def book_count(self, key: str, lines: list[tuple[str, int]]) -> str:
+        """Book an approved count: per SKU the difference the ERP's quantity moves by."""
+        return await self._book(self.mapping.commands.book_count, "book_count", key, key, lines)
+
+    async def book_order(self, key: str, lines: list[tuple[str, int]]) -> str:
+        """Order ``lines`` from the distribution centre."""
+        return await self._book(self.mapping.commands.book_order, "book_order", key, key, lines)
+
+    async def book_receipt(self, key: str, received: list[tuple[str, int]]) -> str:
+        """Receive the order keyed ``key`` with the units that arrived; its own idempotency
+        key is ``{key}/receipt``."""
+        return await self._book(self.mapping.commands.book_receipt, "book_receipt", key,
+                                f"{key}/receipt", received)
+
+    async def stock_units(self) -> dict[str, int]:
+        """Units per SKU on hand in the store, as the ERP gives them."""
+        query = self.mapping.commands.stock_units
+        answer = _json(await self._send("GET", query.path, query={
+            k: _text(v) for k, v in query.params.items()}))
+        items = dig(answer, query.lines.field)
+        if not isinstance(items, list):
+            raise ErpRejected(f"stock answer has no list at {query.lines.field!r}",
+                              source="rest")
+        out: dict[str, int] = {}
+        for i, item in enumerate(items):
+            sku = item.get(query.lines.sku) if isinstance(item, dict) else None
+            if not isinstance(sku, str):
+                raise ErpRejected(f"stock item {i} has no {query.lines.sku!r}", source="rest")
+            where = f"stock item {i} ({sku})"
+            out[sku] = out.get(sku, 0) + query.lines.ours(item.get(query.lines.qty), where)
+        return out
+
+    async def _book(self, command: Command | None, name: str, key: str, idempotency: str,
+                    lines: list[tuple[str, int]], at: float | None = None,
+                    receipts: list[str] | None = None) -> str:
+        if command is None:
+            raise UsageError(f"the ERP mapping declares no endpoint for {name} "
+                             f"(erp.rest.commands.{name})")
+        if not lines:
+            raise ErpRejected(f"{key}: a document without lines", source="rest")
+        body = command.body(key, lines, self._clock() if at is None else at, receipts)
+        response = await self._send(command.method, command.path, body=body,
+                                    idempotency=idempotency)
+        if response.status_code == self.mapping.duplicate_status:
+            self.duplicates_refused += 1
+            log.info("ERP already holds %s: counted as delivered", idempotency)
+        found = dig(_json(response), command.id_path) if command.id_path else None
+        return str(found) if found is not None else idempotency
+
+    async def _send(self, method: str, path: str, *, query: dict[str, str] | None = None,
+                    body: dict[str, Any] | None = None, idempotency: str | None = None,
+                    signed_in: bool = True) -> httpx.Response:
+        """One signed request; a 401 fetches a new token and tries once more."""
+        response = await self._attempt(method, path, query or {}, body, idempotency, signed_in)
+        if response.status_code == 401 and signed_in and self.mapping.token is not None:
+            log.info("ERP answered 401 to %s %s; fetching a new access token", method, path)
+            self._token = None
+            response = await self._attempt(method, path, query or {}, body, idempotency, True)
+        self._judge(response, f"{method} {path}")
+        return response
+
+    async def _attempt(self, method: str, path: str, query: dict[str, str],
+                       body: dict[str, Any] | None, idempotency: str | None,
+                       signed_in: bool) -> httpx.Response:
+        headers: dict[str, str] = {}
+        token = self.mapping.token
+        if signed_in and token is not None:
+            headers[token.header] = token.prefix + await self._access_token()
+        wait = self._not_before - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        url = self._base.join(path.lstrip("/"))
+        content = b"" if body is None else json.dumps(
+            body, ensure_ascii=False, separators=(",", ":")).encode()
+        signature = self._scheme.sign(Request(method, url.path, query, content), self._clock(),
+                                      secrets.token_hex(16))
+        if content:
+            headers["Content-Type"] = "application/json"
+        if idempotency is not None and self.mapping.idempotency_header:
+            headers[self.mapping.idempotency_header] = idempotency
+        try:
+            return await self._client.request(
+                method, url, params={**query, **signature.query}, content=content or None,
+                headers={**headers, **signature.headers})
+        except httpx.HTTPError as exc:
+            raise ErpUnavailable(f"ERP {method} {path}: {exc!r}") from exc
+
+    def _judge(self, response: httpx.Response, what: str) -> None:
+        """Raise what an answer that is neither a success nor a duplicate means."""
+        status = response.status_code
+        if status < 300 or status == self.mapping.duplicate_status:
+            return
+        reason = self._reason(response)
+        if status in (429, 503) and "Retry-After" in response.headers:
+            self._not_before = time.monotonic() + self._retry_after(response)
+        if status in _TRANSIENT_STATUS or status >= 500:
+            raise ErpUnavailable(f"ERP {what}: HTTP {status}: {reason}")
+        if status in (401, 403):
+            raise ErpUnavailable(f"ERP {what} refused our credentials: HTTP {status}: {reason}")
+        if status == 404:
+            raise ErpUnavailable(f"ERP {what}: no such endpoint (HTTP 404): {reason}")
+        raise ErpRejected(f"{what}: HTTP {status}: {reason}", source="rest")
+
+    def _reason(self, response: httpx.Response) -> str:
+        try:
+            found = dig(response.json(), self.mapping.message_path)
+        except ValueError:
+            found = None
+        return str(found) if found is not None else response.text[:200]
+
+    def _retry_after(self, response: httpx.Response) -> float:
+        """Seconds the ERP asks us to wait (``Retry-After`` in seconds or as an HTTP date)."""
+        value = response.headers.get("Retry-After", "")
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - self._clock()
+            except (TypeError, ValueError):
+                seconds = 1.0
+        return min(max(seconds, 0.0), self.mapping.max_retry_after_seconds)
+
+    async def _access_token(self) -> str:
+        token = self.mapping.token
+        assert token is not None
+        async with self._token_lock:
+            if self._token is not None and time.monotonic() < self._token_renew_at:
+                return self._token
+            try:
+                response = await self._send("POST", token.path, body=dict(token.body),
+                                            signed_in=False)
+            except ErpRejected as exc:  # no command's fault: keep them queued
+                raise ErpUnavailable(f"ERP token endpoint refused us: {exc}") from exc
+            answer = _json(response)
+            value, lifetime = dig(answer, token.token_path), dig(answer, token.expires_path)
+            if not isinstance(value, str) or not isinstance(lifetime, int | float):
+                raise ErpUnavailable(f"ERP token answer has no {token.token_path!r} and "
+                                     f"{token.expires_path!r}")
+            self._token = value
+            self._token_renew_at = time.monotonic() + max(
+                float(lifetime) - token.refresh_margin_seconds, 0.0)
+            self.tokens_fetched += 1
+            log.info("fetched an ERP access token, valid %.0f s", lifetime)
+            return value
+
+
+def _json(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ErpUnavailable(f"ERP answer to {response.request.method} "
+                             f"{response.request.url.path} is not JSON") from exc
+
+
+def _text(value: str | int | float | bool) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
