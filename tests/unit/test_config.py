@@ -188,3 +188,12 @@ def test_a_wrong_rest_mapping_key_is_named(tmp_path, mistake, key, line, words):
 def test_kind_rest_without_its_mapping_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"erp\.rest: required for kind rest"):
         load_config(write(tmp_path, BASE + "erp: {kind: rest}\n"))
+
+
+def test_the_rest_mapping_in_the_erp_docs_is_valid(tmp_path):
+    text = (EXAMPLE.parent / "docs" / "erp.md").read_text()
+    section = text.split("## A REST ERP", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    rest = load_config(write(tmp_path, BASE + example)).erp.rest
+    assert rest is not None and rest.commands.book_count is not None
+    assert rest.commands.book_sales.date is not None
