@@ -7,8 +7,13 @@ timestamp and nonce, so a retry is a new request the ERP does not take for a rep
 
 Exactly once: each command carries our idempotency key in its body (``key_field``) and in the
 ``idempotency_header``, the same on every attempt. The ERP answers a key it already booked with
-``duplicate_status`` (409), and that counts as delivered: a booking that committed while our
-side timed out is booked once.
+``duplicate_status`` (409), or a ``duplicate`` code of the mapping's ``answer``, and that counts
+as delivered: a booking that committed while our side timed out is booked once.
+
+An ERP that answers HTTP 200 with a result code in the body (``answer`` in the mapping) is
+judged by that code too: ``ok``, ``duplicate``, ``retry`` (ErpUnavailable, honouring a
+Retry-After) or anything else (ErpRejected); a 2xx answer without the code is ErpUnavailable,
+as we cannot tell whether it booked (the retry, under the same key, finds out).
 
 Errors, all from :mod:`storeedge.errors`:
 
@@ -93,8 +98,8 @@ class RestConnector:
     async def stock_units(self) -> dict[str, int]:
         """Units per SKU on hand in the store, as the ERP gives them."""
         query = self.mapping.commands.stock_units
-        answer = _json(await self._send("GET", query.path, query={
-            k: _text(v) for k, v in query.params.items()}))
+        answer = _json((await self._send("GET", query.path, query={
+            k: _text(v) for k, v in query.params.items()}))[0])
         items = dig(answer, query.lines.field)
         if not isinstance(items, list):
             raise ErpRejected(f"stock answer has no list at {query.lines.field!r}",
@@ -117,9 +122,9 @@ class RestConnector:
         if not lines:
             raise ErpRejected(f"{key}: a document without lines", source="rest")
         body = command.body(key, lines, self._clock() if at is None else at, receipts)
-        response = await self._send(command.method, command.path, body=body,
-                                    idempotency=idempotency)
-        if response.status_code == self.mapping.duplicate_status:
+        response, duplicate = await self._send(command.method, command.path, body=body,
+                                               idempotency=idempotency)
+        if duplicate:
             self.duplicates_refused += 1
             log.info("ERP already holds %s: counted as delivered", idempotency)
         found = dig(_json(response), command.id_path) if command.id_path else None
@@ -127,15 +132,15 @@ class RestConnector:
 
     async def _send(self, method: str, path: str, *, query: dict[str, str] | None = None,
                     body: dict[str, Any] | None = None, idempotency: str | None = None,
-                    signed_in: bool = True) -> httpx.Response:
-        """One signed request; a 401 fetches a new token and tries once more."""
+                    signed_in: bool = True) -> tuple[httpx.Response, bool]:
+        """One signed request and whether the ERP says it already holds our key; a 401 fetches
+        a new token and tries once more."""
         response = await self._attempt(method, path, query or {}, body, idempotency, signed_in)
         if response.status_code == 401 and signed_in and self.mapping.token is not None:
             log.info("ERP answered 401 to %s %s; fetching a new access token", method, path)
             self._token = None
             response = await self._attempt(method, path, query or {}, body, idempotency, True)
-        self._judge(response, f"{method} {path}")
-        return response
+        return response, self._judge(response, f"{method} {path}")
 
     async def _attempt(self, method: str, path: str, query: dict[str, str],
                        body: dict[str, Any] | None, idempotency: str | None,
@@ -163,14 +168,16 @@ class RestConnector:
         except httpx.HTTPError as exc:
             raise ErpUnavailable(f"ERP {method} {path}: {exc!r}") from exc
 
-    def _judge(self, response: httpx.Response, what: str) -> None:
-        """Raise what an answer that is neither a success nor a duplicate means."""
+    def _judge(self, response: httpx.Response, what: str) -> bool:
+        """True for "already booked", False for a success; raises what anything else means."""
         status = response.status_code
-        if status < 300 or status == self.mapping.duplicate_status:
-            return
+        if status == self.mapping.duplicate_status:
+            return True
+        if status < 300:
+            return self._judge_code(response, what)
         reason = self._reason(response)
-        if status in (429, 503) and "Retry-After" in response.headers:
-            self._not_before = time.monotonic() + self._retry_after(response)
+        if status in (429, 503):
+            self._hold(response)
         if status in _TRANSIENT_STATUS or status >= 500:
             raise ErpUnavailable(f"ERP {what}: HTTP {status}: {reason}")
         if status in (401, 403):
@@ -178,6 +185,28 @@ class RestConnector:
         if status == 404:
             raise ErpUnavailable(f"ERP {what}: no such endpoint (HTTP 404): {reason}")
         raise ErpRejected(f"{what}: HTTP {status}: {reason}", source="rest")
+
+    def _judge_code(self, response: httpx.Response, what: str) -> bool:
+        """The result code of a 2xx answer, where the mapping declares one."""
+        answer = self.mapping.answer
+        if answer is None:
+            return False
+        code = dig(_json(response), answer.code_path)
+        if code is None:
+            raise ErpUnavailable(f"ERP {what}: the answer has no {answer.code_path!r}")
+        meaning = answer.means(code)
+        if meaning in ("ok", "duplicate"):
+            return meaning == "duplicate"
+        reason = self._reason(response)
+        if meaning == "retry":
+            self._hold(response)
+            raise ErpUnavailable(f"ERP {what}: code {code}: {reason}")
+        raise ErpRejected(f"{what}: code {code}: {reason}", source="rest")
+
+    def _hold(self, response: httpx.Response) -> None:
+        """No request before the answer's Retry-After, where it gives one."""
+        if "Retry-After" in response.headers:
+            self._not_before = time.monotonic() + self._retry_after(response)
 
     def _reason(self, response: httpx.Response) -> str:
         try:
@@ -205,8 +234,8 @@ class RestConnector:
             if self._token is not None and time.monotonic() < self._token_renew_at:
                 return self._token
             try:
-                response = await self._send("POST", token.path, body=dict(token.body),
-                                            signed_in=False)
+                response, _ = await self._send("POST", token.path, body=dict(token.body),
+                                               signed_in=False)
             except ErpRejected as exc:  # no command's fault: keep them queued
                 raise ErpUnavailable(f"ERP token endpoint refused us: {exc}") from exc
             answer = _json(response)

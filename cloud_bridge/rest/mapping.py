@@ -135,6 +135,25 @@ class Token(_Strict):
     prefix: str = "Bearer "
 
 
+class Answer(_Strict):
+    """For ERPs that answer HTTP 200 with a result code in the body (``{"code": 0, ...}``):
+    which codes mean what. Any other code is a refusal for good, with its reason."""
+
+    code_path: str = "code"
+    ok: list[Scalar] = [0]
+    duplicate: list[Scalar] = []  # "a document with this key is already booked"
+    retry: list[Scalar] = []  # busy, rate limited: try again later
+
+    def means(self, code: Any) -> str:
+        """``ok``, ``duplicate``, ``retry``, or ``refused``; codes compare as text (0 == "0")."""
+        text = str(code)
+        for meaning, codes in (("ok", self.ok), ("duplicate", self.duplicate),
+                               ("retry", self.retry)):
+            if any(text == str(c) for c in codes):
+                return meaning
+        return "refused"
+
+
 class RestMapping(_Strict):
     """``erp.rest``: a generic signed REST ERP."""
 
@@ -146,6 +165,7 @@ class RestMapping(_Strict):
     # the answer that says a document with our key is already booked: counts as delivered
     duplicate_status: Annotated[int, Field(ge=400, le=499)] = 409
     message_path: str = "message"  # the reason in a refusal's JSON body
+    answer: Answer | None = None  # result codes in the body; None: HTTP statuses alone
     # a Retry-After longer than this is taken as this
     max_retry_after_seconds: Annotated[float, Field(gt=0)] = 300.0
     commands: Commands

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from cloud_bridge.rest.connector import RestConnector
-from cloud_bridge.rest.mapping import Command, DateField, Lines, RestMapping
+from cloud_bridge.rest.mapping import Answer, Command, DateField, Lines, RestMapping
 from cloud_bridge.rest.signing import HmacSha256Canonical, Md5SortedParams, Request
 from storeedge.errors import ErpRejected, UsageError
 
@@ -93,3 +93,9 @@ async def test_a_command_the_mapping_does_not_declare_is_a_usage_error() -> None
             await erp.book_order("k", [("COLA", 1)])
     finally:
         await erp.aclose()
+
+
+def test_result_codes_in_a_200_answer_compare_as_text() -> None:
+    answer = Answer(ok=[0], duplicate=["E1062"], retry=[429, "BUSY"])
+    assert [answer.means(c) for c in (0, "0", "E1062", "429", "BUSY", 400, None)] == [
+        "ok", "ok", "duplicate", "retry", "retry", "refused", "refused"]
