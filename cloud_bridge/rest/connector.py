@@ -96,22 +96,40 @@ class RestConnector:
                                 f"{key}/receipt", received)
 
     async def stock_units(self) -> dict[str, int]:
-        """Units per SKU on hand in the store, as the ERP gives them."""
+        """Units per SKU on hand in the store, as the ERP gives them, page by page where the
+        mapping pages. Raises ErpUnavailable for any failure: nothing is booked by a read, and
+        an answer we cannot read is a mapping to fix, not a command to drop."""
         query = self.mapping.commands.stock_units
-        answer = _json((await self._send("GET", query.path, query={
-            k: _text(v) for k, v in query.params.items()}))[0])
-        items = dig(answer, query.lines.field)
-        if not isinstance(items, list):
-            raise ErpRejected(f"stock answer has no list at {query.lines.field!r}",
-                              source="rest")
+        params = {k: _text(v) for k, v in query.params.items()}
         out: dict[str, int] = {}
-        for i, item in enumerate(items):
-            sku = item.get(query.lines.sku) if isinstance(item, dict) else None
-            if not isinstance(sku, str):
-                raise ErpRejected(f"stock item {i} has no {query.lines.sku!r}", source="rest")
-            where = f"stock item {i} ({sku})"
-            out[sku] = out.get(sku, 0) + query.lines.ours(item.get(query.lines.qty), where)
-        return out
+        page = query.page
+        pages = range(page.first, page.first + page.max_pages) if page else range(1)
+        try:
+            for number in pages:
+                if page is not None:
+                    params.update({page.param: str(number), page.size_param: str(page.size)})
+                items = self._stock_items(_json((await self._send("GET", query.path,
+                                                                  query=params))[0]))
+                for i, item in enumerate(items):
+                    sku = item.get(query.lines.sku) if isinstance(item, dict) else None
+                    if not isinstance(sku, str):
+                        raise ErpRejected(f"stock item {i} has no {query.lines.sku!r}",
+                                          source="rest")
+                    units = query.lines.ours(item.get(query.lines.qty), f"stock item {i} ({sku})")
+                    out[sku] = out.get(sku, 0) + units
+                if page is None or len(items) < page.size:
+                    return out
+        except ErpRejected as exc:
+            raise ErpUnavailable(f"ERP stock (erp.rest.commands.stock_units): {exc}") from exc
+        raise ErpUnavailable(f"ERP stock has more than {len(pages)} pages (erp.rest.commands."
+                             "stock_units.page.max_pages)")
+
+    def _stock_items(self, answer: Any) -> list[Any]:
+        field = self.mapping.commands.stock_units.lines.field
+        items = dig(answer, field)
+        if not isinstance(items, list):
+            raise ErpRejected(f"the answer has no list at {field!r}", source="rest")
+        return items
 
     async def _book(self, command: Command | None, name: str, key: str, idempotency: str,
                     lines: list[tuple[str, int]], at: float | None = None,
@@ -206,7 +224,9 @@ class RestConnector:
     def _hold(self, response: httpx.Response) -> None:
         """No request before the answer's Retry-After, where it gives one."""
         if "Retry-After" in response.headers:
-            self._not_before = time.monotonic() + self._retry_after(response)
+            self._not_before = time.monotonic() + retry_after(
+                response.headers["Retry-After"], self._clock(),
+                self.mapping.max_retry_after_seconds)
 
     def _reason(self, response: httpx.Response) -> str:
         try:
@@ -214,18 +234,6 @@ class RestConnector:
         except ValueError:
             found = None
         return str(found) if found is not None else response.text[:200]
-
-    def _retry_after(self, response: httpx.Response) -> float:
-        """Seconds the ERP asks us to wait (``Retry-After`` in seconds or as an HTTP date)."""
-        value = response.headers.get("Retry-After", "")
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                seconds = email.utils.parsedate_to_datetime(value).timestamp() - self._clock()
-            except (TypeError, ValueError):
-                seconds = 1.0
-        return min(max(seconds, 0.0), self.mapping.max_retry_after_seconds)
 
     async def _access_token(self) -> str:
         token = self.mapping.token
@@ -249,6 +257,19 @@ class RestConnector:
             self.tokens_fetched += 1
             log.info("fetched an ERP access token, valid %.0f s", lifetime)
             return value
+
+
+def retry_after(value: str, now: float, cap: float) -> float:
+    """Seconds a ``Retry-After`` asks for (RFC 9110 10.2.3: seconds, or an HTTP date), within
+    0 and ``cap``; one second when it is neither."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError):
+            seconds = 1.0
+    return min(max(seconds, 0.0), cap)
 
 
 def _json(response: httpx.Response) -> Any:

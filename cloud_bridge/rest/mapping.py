@@ -107,12 +107,23 @@ class Command(_Strict):
         return body
 
 
+class Paging(_Strict):
+    """Query parameters of a paged list: pages are asked for until one comes back short."""
+
+    param: str = "page"
+    size_param: str = "page_size"
+    size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    first: Annotated[int, Field(ge=0)] = 1  # the first page's number
+    max_pages: Annotated[int, Field(ge=1)] = 1000  # a guard against an ERP that never ends
+
+
 class StockQuery(_Strict):
     """Their stock on hand: a GET whose answer lists SKU and quantity."""
 
     path: str
     params: dict[str, Scalar] = {}
     lines: Lines = Lines(field="items")
+    page: Paging | None = None  # None: one answer holds every SKU
 
 
 class Commands(_Strict):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import random
 import re
 import time
@@ -78,7 +79,8 @@ async def store(rest_erp: ReferenceErp, tmp_path: Path) -> AsyncIterator[Store]:
 
 @pytest.mark.timeout(240)
 async def test_every_sale_arrives_once_through_429_5xx_and_slow_answers(
-        rest_erp: ReferenceErp, store: Store) -> None:
+        rest_erp: ReferenceErp, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     rest_erp.token_ttl_s = 3.0  # renewed several times along the way (margin 0: on expiry)
     rest_erp.faults = Faults(
         plan=deque(["429", "500", "slow", "502_after"]), rng=random.Random(8),
@@ -109,6 +111,10 @@ async def test_every_sale_arrives_once_through_429_5xx_and_slow_answers(
     assert store.erp.duplicates_refused == seen["duplicate"]
     assert rest_erp.early == 0  # nothing came back before its Retry-After
     assert seen["token"] >= 2
+    # neither the app secret nor an access token is ever logged
+    assert "ERP unavailable" in caplog.text and APP_SECRET not in caplog.text
+    with rest_erp.lock:
+        assert rest_erp.tokens and not any(token in caplog.text for token in rest_erp.tokens)
 
 
 @pytest.mark.timeout(60)

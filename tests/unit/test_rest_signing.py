@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloud_bridge.rest.connector import RestConnector
+from cloud_bridge.rest.connector import RestConnector, retry_after
 from cloud_bridge.rest.mapping import Answer, Command, DateField, Lines, RestMapping
 from cloud_bridge.rest.signing import HmacSha256Canonical, Md5SortedParams, Request
 from storeedge.errors import ErpRejected, UsageError
@@ -99,3 +99,14 @@ def test_result_codes_in_a_200_answer_compare_as_text() -> None:
     answer = Answer(ok=[0], duplicate=["E1062"], retry=[429, "BUSY"])
     assert [answer.means(c) for c in (0, "0", "E1062", "429", "BUSY", 400, None)] == [
         "ok", "ok", "duplicate", "retry", "retry", "refused", "refused"]
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("7", 7.0),
+    ("Fri, 28 Nov 2025 09:00:30 GMT", 30.0),  # an HTTP date, 30 s after 1764320400
+    ("Fri, 28 Nov 2025 08:59:00 GMT", 0.0),  # already past
+    ("86400", 300.0),  # capped
+    ("soon", 1.0),
+])
+def test_retry_after_in_seconds_or_as_an_http_date(value: str, seconds: float) -> None:
+    assert retry_after(value, 1764320400.0, 300.0) == seconds
