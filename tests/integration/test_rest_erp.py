@@ -118,6 +118,38 @@ async def test_every_sale_arrives_once_through_429_5xx_and_slow_answers(
 
 
 @pytest.mark.timeout(60)
+async def test_a_store_that_stops_while_its_booking_is_in_flight_books_it_once_after_restart(
+        rest_erp: ReferenceErp, tmp_path: Path) -> None:
+    rest_erp.faults = Faults(plan=deque(["slow"]), slow_s=5.0)  # booked, then a long silence
+    first = Store(RestConnector(rest_erp.url, RestMapping.model_validate(mapping(rest_erp)),
+                                APP_SECRET, timeout=30), tmp_path)
+    runner = asyncio.create_task(first.bridge.run(), name="erp-bridge")
+    first.sell("T-1", [("COLA-330", 2)])
+    async with asyncio.timeout(30):
+        while not rest_erp.documents:  # the ERP has booked it; our side still waits
+            await asyncio.sleep(0.01)
+    runner.cancel()  # the agent stops (or dies) before the answer comes
+    await asyncio.gather(runner, return_exceptions=True)
+    first.bridge.close()
+    first.journal.close()
+    await first.erp.aclose()
+
+    again = Store(connect(rest_erp), tmp_path)  # the same journal, a new process
+    runner = asyncio.create_task(again.bridge.run(), name="erp-bridge")
+    try:
+        await again.settled(within=30)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        again.bridge.close()
+        again.journal.close()
+        await again.erp.aclose()
+    assert rest_erp.sold() == {"COLA-330": 2}
+    assert list(rest_erp.documents) == [f"{STORE}:sale:T-1"]
+    assert again.erp.duplicates_refused == rest_erp.seen["duplicate"] == 1
+
+
+@pytest.mark.timeout(60)
 async def test_a_refusal_with_its_reason_goes_to_the_dead_letter_and_the_rest_flows_on(
         rest_erp: ReferenceErp, store: Store) -> None:
     store.sell("T-1", [("NOPE-1", 1)])
