@@ -8,7 +8,7 @@ What a command's body becomes (:meth:`Command.body`), for ``book_sales`` of line
 ``[("COLA", 2)]`` with the mapping of docs/erp.md::
 
     {"out_no": "<key>", "items": [{"sku_id": "COLA", "qty": 2000}],
-     "biz_time": "2026-11-28 09:00:00", "remark": ["<receipt>"], "shop_id": "BJ01"}
+     "biz_time": "2025-11-28 17:00:00", "remark": ["<receipt>"], "shop_id": "BJ01"}
 """
 
 from __future__ import annotations
