@@ -4,8 +4,10 @@ and the append-only audit log.
 
 - Tokens come from the environment and must be long and varied enough (``check_token``): a
   short or guessable one stops the agent at start with a config error naming it.
-- A caller presents ``Authorization: Bearer <token>`` or the ``storeedge_session`` cookie that
+- A caller presents ``Authorization: Bearer <token>`` or the session cookie that
   ``POST /api/session`` sets (HttpOnly, SameSite=Strict, Secure over TLS); never a URL query.
+  The handheld and manager pages keep separate sessions (``session_cookie``): a manager signed
+  in at the office screen does not sign in a handheld lying beside it, nor the reverse.
   The cookie holds the person's name, its expiry and a MAC keyed by their token: it survives an
   agent restart and dies with a changed token; signing out refuses it from then on.
   Every refusal is the same 401, whatever was wrong with the credentials.
@@ -37,6 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -51,7 +54,8 @@ from storeedge.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SESSION_COOKIE = "storeedge_session"
+SESSION_COOKIE = "storeedge_session"  # the handheld page's, and any other caller's
+MANAGER_COOKIE = "storeedge_manager_session"  # the manager page's
 MIN_TOKEN_LENGTH = 20
 MIN_TOKEN_BITS = 100.0
 MIN_TOKEN_DISTINCT = 10
@@ -142,14 +146,24 @@ def tls_server_options(http: HttpSection) -> dict[str, Any]:
     return {"ssl_certfile": str(http.tls_cert_file), "ssl_keyfile": str(http.tls_key_file)}
 
 
+def session_cookie(request: Request) -> str:
+    """The session cookie a request's page signs in with: the manager page's for what the
+    manager page asks (its fetches, stream, images and downloads name it in ``Referer``, which
+    the agent's pages send to the agent alone: Referrer-Policy same-origin), else the handheld
+    page's."""
+    page = urlsplit(request.headers.get("referer", "")).path
+    return MANAGER_COOKIE if page == "/manager" else SESSION_COOKIE
+
+
 def page_csp(page: str) -> str:
-    """A CSP that lets the page run exactly its own inline script and style, and talk only to
-    the agent that served it."""
+    """A CSP that lets the page run exactly its own inline script and style, the agent's own
+    script and style files, and talk only to the agent that served it."""
     def hashes(tag: str) -> str:
         blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
         return " ".join("'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest())
                         .decode() + "'" for b in blocks) or "'none'"
-    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+    return (f"default-src 'none'; script-src 'self' {hashes('script')}; "
+            f"style-src 'self' {hashes('style')}; "
             "connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
             "frame-ancestors 'none'")
 
@@ -318,7 +332,7 @@ class Guard:
         if bearer:
             caller = self.by_token(bearer)
         else:
-            caller = self.by_session(request.cookies.get(SESSION_COOKIE))
+            caller = self.by_session(request.cookies.get(session_cookie(request)))
         if caller is None:
             raise self.refuse(request)
         return caller
@@ -519,7 +533,7 @@ class SecurityMiddleware:
         # A locked-out client flooding us is audited once a minute, not once a request: the
         # log must not become the way to fill the store's disk.
         self._limited_audited: dict[str, float] = {}
-        self.headers = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"),
+        self.headers = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin"),
                         (b"x-content-type-options", b"nosniff")]
         if tls:
             self.headers.append((b"strict-transport-security", b"max-age=31536000"))

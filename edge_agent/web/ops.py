@@ -21,14 +21,18 @@ from edge_agent.web.deps import (
     MetricsReader,
     identify,
 )
-from edge_agent.web_security import ERROR_RESPONSES, SESSION_COOKIE
+from edge_agent.web_security import ERROR_RESPONSES, session_cookie
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
-# Files the pages load besides themselves, by the name they are asked for: the app's icons, and
-# Swagger UI's script and style for /docs from the swagger-ui-bundle package (no CDN: stores in
-# mainland China cannot reach the public ones).
+# The chart library HQ's pages vendor; the manager's trends draw with the same copy.
+_VENDOR_DIR = Path(__file__).parents[2] / "hq" / "static" / "vendor"
+# Files the pages load besides themselves, by the name they are asked for: the app's icons, each
+# feature's script, the chart library, and Swagger UI's script and style for /docs from the
+# swagger-ui-bundle package (no CDN: stores in mainland China cannot reach the public ones).
 _ICON_SIZES = {"icon-192.png": 192, "icon-512.png": 512}
-_ICONS = {name: STATIC_DIR / name for name in _ICON_SIZES}
+_STATIC = {name: STATIC_DIR / name for name in _ICON_SIZES} | {
+    path.name: path for path in STATIC_DIR.glob("*.js") if path.name not in ("i18n.js", "sw.js")
+} | {name: _VENDOR_DIR / name for name in ("uPlot.iife.min.js", "uPlot.min.css")}
 _DOCS_ASSETS = {name: Path(str(swagger_ui_path)) / name
                 for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")}
 
@@ -51,7 +55,7 @@ async def readiness(ctx: ContextDep, request: Request, credentials: BearerDep) -
     ok = health.get("status") == "ok"
     code = status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
     detailed = ctx.http.public_health_detail or ctx.guard.open
-    if not detailed and (credentials or request.cookies.get(SESSION_COOKIE)):
+    if not detailed and (credentials or request.cookies.get(session_cookie(request))):
         detailed = identify(request, ctx, credentials, ("pos", *STAFF)).role in ("manager",
                                                                                    "hq")
     body = health if detailed else {"status": health.get("status")}
@@ -88,15 +92,17 @@ async def docs_asset(name: str) -> FileResponse:
 
 
 @ops_router.get("/static/{name}", include_in_schema=False)
-async def icon(name: str) -> FileResponse:
-    return _file(_ICONS, name)
+async def static_file(name: str) -> FileResponse:
+    return _file(_STATIC, name)
 
 
 def _file(files: dict[str, Path], name: str) -> FileResponse:
     path = files.get(name)
     if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no file {name!r}")
-    return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+    # Scripts change with the agent's pages: the browser revalidates them (ETag) on each load.
+    cache = "no-cache" if name.endswith((".js", ".css")) else "public, max-age=86400"
+    return FileResponse(path, headers={"Cache-Control": cache})
 
 
 @ops_router.get("/manifest.webmanifest", include_in_schema=False)

@@ -168,11 +168,11 @@ async def test_security_headers_on_pages_and_api(client: httpx.AsyncClient) -> N
     api = await client.get("/api/alerts", headers=bearer("T_ANA"))
     for response in (page, api):
         assert response.headers["x-frame-options"] == "DENY"
-        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["referrer-policy"] == "same-origin"
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     csp = page.headers["content-security-policy"]
-    assert "script-src 'sha256-" in csp and "unsafe-inline" not in csp
+    assert "script-src 'self' 'sha256-" in csp and "unsafe-inline" not in csp
     assert api.headers["cache-control"] == "no-store"
     assert "strict-transport-security" not in api.headers  # plain HTTP
 
