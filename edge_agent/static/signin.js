@@ -78,7 +78,9 @@
   // Shown with the page's sign-in; the card field takes the focus, ready for a scan.
   function follow() {
     box.hidden = pageForm.hidden;
-    if (!box.hidden) q("#sp-qr").focus();
+    if (box.hidden) return;
+    setConnection("denied");  // the page's: signed out, its stream is closed
+    q("#sp-qr").focus();
   }
   new MutationObserver(follow).observe(pageForm, { attributes: true, attributeFilter: ["hidden"] });
   document.getElementById("lang").addEventListener("click", words);

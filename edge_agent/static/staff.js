@@ -107,6 +107,7 @@
     q(".sa-once").textContent = W.cardOnce;
     q(".sa-print").textContent = W.print;
     form.querySelector("button").textContent = W.save;
+    if (saying) said(saying);
   }
 
   function zoneBoxes() {
@@ -157,11 +158,13 @@
 
   // What the agent refused, in its words: a PIN too easy, a zone it does not know.
   function refused(error) {
-    const W = I18N.w;
-    alertLine(`${W.failed}: ${I18N.raw(error.message)}`);
+    said(() => `${I18N.w.failed}: ${I18N.raw(error.message)}`);
   }
 
-  function alertLine(text) {
+  // The last outcome, as a function of the language: said again when it changes.
+  let saying = null;
+  function said(words) {
+    saying = words;
     let line = q(".sa-said");
     if (!line) {
       line = node("p");
@@ -169,7 +172,7 @@
       line.setAttribute("role", "status");
       form.after(line);
     }
-    I18N.fill(line, text);
+    I18N.fill(line, words());
   }
 
   async function load() {
@@ -195,7 +198,7 @@
     try {
       await call("PUT", `/api/staff/${encodeURIComponent(name)}`, body);
       field("pin").value = "";
-      alertLine(I18N.w.staffAdmin.saved(I18N.raw(name)));
+      said(() => I18N.w.staffAdmin.saved(I18N.raw(name)));
       await load();
     } catch (error) {
       refused(error);
@@ -222,7 +225,7 @@
     try {
       await call("DELETE", `/api/staff/${encodeURIComponent(name)}`);
       if (q(".sa-card").dataset.name === name) q(".sa-card").hidden = true;
-      alertLine(I18N.w.staffAdmin.removed(I18N.raw(name)));
+      said(() => I18N.w.staffAdmin.removed(I18N.raw(name)));
       await load();
     } catch (error) {
       refused(error);

@@ -218,6 +218,15 @@ def test_a_person_the_manager_added_signs_in_by_pin_and_card_and_works_a_task(
     expect(back.locator(".message")).to_contain_text(UNVERIFIED[language], timeout=10000)
     assert handheld.evaluate("window.tasks") == [task.alert_id, again.alert_id]
     clean(handheld, "reopened task")
+    # Switched to the other language on the page, the new parts follow at once (a toast is
+    # said in the language of its moment: it goes first).
+    expect(handheld.locator("#toast")).to_be_hidden(timeout=10000)
+    for page in (handheld, office):
+        page.locator("#lang").click()
+        clean(page, "switched language")
+    handheld.locator("#signout").tap()
+    expect(handheld.locator("#conn")).to_have_attribute("data-state", "denied")
+    clean(handheld, "sign-in, switched language")
 
 
 @both_languages()
@@ -262,6 +271,9 @@ def test_a_problem_goes_from_the_handheld_to_the_manager_and_escalates(
     expect(row.locator("td.state")).to_have_text(
         {"zh-CN": "已升级", "en-US": "Escalated"}[language])
     clean(office, "manager with an escalated problem")
+    office.locator("#lang").click()
+    clean(office, "escalated problem, switched language")
+    office.locator("#lang").click()
     keep_part(office.locator("#problems"), f"manager-problems-{language}.png")
     row.locator("button.claim").click()
     expect(row).to_have_attribute("data-state", "claimed", timeout=10000)
@@ -314,7 +326,17 @@ def test_the_manager_sees_trends_and_exports_them(
     expect(claim.nth(2)).to_have_text({"zh-CN": "2 分钟", "en-US": "2 min"}[language])
     expect(trends.locator('.tr-devices tr[data-key="shelf-1"]')).to_have_attribute(
         "data-state", "online")
+    gone = (f"store/{STORE}/dev/shelf-1/status", b"offline")  # its last will
+    server.call(lambda: agent.on_batch([gone]))
+    trends.locator("select").select_option("72")  # a new window reads again
+    expect(trends).to_have_attribute("data-loaded", "72", timeout=10000)
+    expect(trends.locator('.tr-devices tr[data-key="shelf-1"] td').nth(1)).to_have_text(
+        {"zh-CN": "离线", "en-US": "offline"}[language])
+    expect(trends.locator(".tr-online")).to_be_hidden()
     clean(office, "trends")
+    office.locator("#lang").click()
+    clean(office, "trends, switched language")
+    office.locator("#lang").click()
     keep_part(trends, f"manager-trends-{language}.png")
 
     trends.locator("select").select_option("8")
