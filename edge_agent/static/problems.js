@@ -6,6 +6,7 @@
 
 (() => {
   const MAX_PHOTO_BYTES = 2_000_000;  // the agent's limit (edge_agent.problems)
+  const MAX_PHOTO_SIDE = 1600;  // px: plenty to read a label, a fraction of a camera's megabytes
   const CATEGORIES = ["device_broken", "wrong_price_or_label", "product_damaged", "system_wrong",
     "other"];
   const PRIORITIES = ["normal", "high", "low"];
@@ -111,7 +112,7 @@
         category: q("#pr-category").value, priority: q("#pr-priority").value,
         text: q("#pr-text").value.trim(), location: q("#pr-lane").value.trim() || null,
       };
-      const file = photo.files[0];
+      const file = photo.files[0] && await shrink(photo.files[0]);
       if (file && file.size > MAX_PHOTO_BYTES) {
         say(W.tooBig, "error");
         return;
@@ -144,6 +145,25 @@
     document.getElementById("lang").addEventListener("click", words);
     words();
     follow();
+  }
+
+  // A phone camera's photo runs to megabytes: it goes as a JPEG no larger than MAX_PHOTO_SIDE
+  // (the browser turns it upright by its EXIF orientation as it decodes it).
+  async function shrink(file) {
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(file);
+    } catch {
+      return file;  // not an image this browser reads: the agent says what is wrong with it
+    }
+    const scale = Math.min(1, MAX_PHOTO_SIDE / Math.max(bitmap.width, bitmap.height));
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    bitmap.close();
+    const jpeg = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.85));
+    return jpeg ?? file;
   }
 
   function base64(file) {

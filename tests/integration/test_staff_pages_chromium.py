@@ -7,7 +7,6 @@ is missed; the manager's trends. Every visible string is in the page's language.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -17,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from edge_agent.agent import StoreAgent
@@ -32,8 +33,10 @@ UNIT = 350.0
 BARCODE = "4006381333931"
 MANAGER = "Mgr-Xq7Lw2Zp-9fK3vT8nQ1rB"
 TILL = "Pos-Xq7Lw2Zp-4hJ6wR2mS5tC"
-PNG = base64.b64decode(  # a 1x1 PNG, as a phone's camera would send a JPEG
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+# A phone camera's photo, 2400x1800 and megabytes more than a report may carry (noise does not
+# compress).
+CAMERA_PHOTO = cv2.imencode(".png", np.random.default_rng(13).integers(
+    0, 256, (1800, 2400, 3), dtype=np.uint8))[1].tobytes()
 # What a reopened task's message starts with (i18n.js ``unverified``).
 UNVERIFIED = {"zh-CN": "已标记补货，但货架数量没有增加",  # noqa: RUF001
               "en-US": "Marked restocked, but the shelf did not rise"}
@@ -52,7 +55,8 @@ def agent_server(tmp_path: Path, request: pytest.FixtureRequest,
     config = StoreConfig.model_validate({
         "store": {"id": STORE, "name": "朝阳门店", "timezone": "Asia/Shanghai"},
         "journal": {"path": str(tmp_path / "journal.db")},
-        "http": {"port": port, "language": language, "tokens": [
+        # Each page opened before signing in counts as a failed try from this one address.
+        "http": {"port": port, "language": language, "sign_in_attempts": 30, "tokens": [
             {"name": "mei", "role": "manager", "token_env": "T_MEI"},
             {"name": "till-1", "role": "pos", "token_env": "T_TILL"}]},
         "inventory": {"settle_seconds": 0, "verify_restock_seconds": 120},
@@ -169,7 +173,14 @@ def test_a_person_the_manager_added_signs_in_by_pin_and_card_and_works_a_task(
     expect(other.locator("#signin-people")).to_be_visible(timeout=10000)
     other.close()
 
-    # li signs in on her handheld by PIN; that does not sign her in on its manager page.
+    # li signs in on her handheld by PIN (a wrong one first); that does not sign her in on its
+    # manager page.
+    handheld.goto(server.url)
+    handheld.fill("#sp-name", "li")
+    handheld.fill("#sp-pin", "2581")
+    handheld.press("#sp-pin", "Enter")
+    expect(handheld.locator("#signin-people .sp-said")).to_have_text(
+        {"zh-CN": "姓名或个人密码不对", "en-US": "Name or PIN not right"}[language], timeout=10000)
     pin_sign_in(handheld, server, "li", "2580")
     mine = handheld.context.new_page()
     mine.goto(f"{server.url}manager")
@@ -193,7 +204,7 @@ def test_a_person_the_manager_added_signs_in_by_pin_and_card_and_works_a_task(
       document.addEventListener("storeedge:task", (e) => window.tasks.push(e.detail))""")
     shelf(server, agent, 10)
     shelf(server, agent, 3)
-    [task] = [a for a in agent.alerts() if a.rule == "low_stock"]
+    [task] = [a for a in server.call(agent.alerts) if a.rule == "low_stock"]
     cell = card(handheld, task.alert_id)
     expect(cell).to_be_visible(timeout=10000)
     assert handheld.evaluate("window.tasks") == [task.alert_id]
@@ -204,7 +215,8 @@ def test_a_person_the_manager_added_signs_in_by_pin_and_card_and_works_a_task(
     handheld.keyboard.type(BARCODE, delay=2)
     handheld.keyboard.press("Enter")
     expect(handheld.locator("#toast")).to_contain_text("A1", timeout=10000)
-    history = [a.detail.get("transition") for a in agent.alert_history(task.alert_id)]
+    history = [a.detail.get("transition")
+               for a in server.call(lambda: agent.alert_history(task.alert_id))]
     assert history[-1] == "confirmed", history
     cell.locator('button[data-outcome="restocked"]').tap()
     expect(cell).to_have_count(0, timeout=10000)
@@ -212,7 +224,7 @@ def test_a_person_the_manager_added_signs_in_by_pin_and_card_and_works_a_task(
     # The shelf did not rise within the time allowed: the task is back, saying so.
     clock.offset += 121
     server.call(agent.tick)
-    [again] = [a for a in agent.alerts() if a.rule == "low_stock"]
+    [again] = [a for a in server.call(agent.alerts) if a.rule == "low_stock"]
     assert again.detail["reopened_from"] == task.alert_id
     back = card(handheld, again.alert_id)
     expect(back.locator(".message")).to_contain_text(UNVERIFIED[language], timeout=10000)
@@ -238,6 +250,7 @@ def test_a_problem_goes_from_the_handheld_to_the_manager_and_escalates(
     server, agent, clock = agent_server
     language = agent.config.http.language
     server.call(lambda: agent.set_staff("li", "staff", ["drinks"], "2580"))
+    server.call(lambda: agent.set_staff("wang", "manager", ["*"], "863197"))
     pin_sign_in(handheld, server, "li", "2580")
     handheld.locator("#problem-report .pr-open").tap()
     form = handheld.locator("#problem-report form")
@@ -246,7 +259,7 @@ def test_a_problem_goes_from_the_handheld_to_the_manager_and_escalates(
     form.locator("#pr-lane").fill("A1")
     form.locator("#pr-text").fill("3.00 ≠ 3.50")
     form.locator("#pr-photo").set_input_files(
-        files=[{"name": "label.png", "mimeType": "image/png", "buffer": PNG}])
+        files=[{"name": "label.png", "mimeType": "image/png", "buffer": CAMERA_PHOTO}])
     expect(form.locator(".pr-l-photo")).to_have_attribute("data-taken", "")
     clean(handheld, "problem form")
     keep(handheld, f"handheld-problem-{language}.png")
@@ -254,15 +267,24 @@ def test_a_problem_goes_from_the_handheld_to_the_manager_and_escalates(
     expect(form).to_be_hidden(timeout=10000)
     expect(handheld.locator("#toast")).to_have_attribute("data-kind", "ok")
 
-    manager_signs_in(office, server)
+    # wang, a manager kept in the journal, signs in on the manager page by name and PIN.
+    office.goto(f"{server.url}manager")
+    office.fill("#sp-name", "wang")
+    office.fill("#sp-pin", "863197")
+    office.press("#sp-pin", "Enter")
+    expect(office.locator("#conn")).to_have_attribute("data-state", "live", timeout=10000)
     row = office.locator("#problems tr[data-key]")
     expect(row).to_have_count(1, timeout=10000)
     expect(row).to_have_attribute("data-state", "open")
     expect(row.locator("td.category")).to_have_text(
         {"zh-CN": "价格或标签错误", "en-US": "Wrong price or label"}[language])
     expect(row.locator("td.text")).to_have_text("3.00 ≠ 3.50")
+    # The camera's photo (too large to send as it is) arrived as a JPEG 1600 px wide.
     office.wait_for_function(
-        "document.querySelector('#problems img')?.naturalWidth === 1", timeout=10000)
+        "document.querySelector('#problems img')?.naturalWidth === 1600", timeout=10000)
+    [report] = [a for a in server.call(agent.alerts) if a.rule == "problem"]
+    kind, data = server.call(lambda: agent.problem_photo(report.subject))
+    assert kind == "image/jpeg" and len(data) < 2_000_000 < len(CAMERA_PHOTO)
 
     # Nobody claimed it within its target (1 minute in this store): escalated, on the page.
     clock.offset += 61
@@ -280,9 +302,10 @@ def test_a_problem_goes_from_the_handheld_to_the_manager_and_escalates(
     row.locator('button[data-outcome="fixed"]').click()
     expect(row).to_have_count(0, timeout=10000)
     expect(office.locator("#problems .pr-none")).to_be_visible()
-    states = agent.journal.execute("SELECT state FROM alert_transition WHERE rule = 'problem'"
-                                   " ORDER BY seq")
+    states = server.call(lambda: agent.journal.execute(
+        "SELECT state FROM alert_transition WHERE rule = 'problem' ORDER BY seq"))
     assert [s for (s,) in states] == ["open", "escalated", "claimed", "resolved"]
+    assert server.call(agent.alert_summary)["people"]["wang"]["resolved"] == 1
 
 
 def keep_part(part: Any, name: str) -> None:
@@ -311,7 +334,7 @@ def test_the_manager_sees_trends_and_exports_them(
             assert sent.status_code == 201, sent.text
     shelf(server, agent, 10)
     shelf(server, agent, 3)
-    [task] = [a for a in agent.alerts() if a.rule == "low_stock"]
+    [task] = [a for a in server.call(agent.alerts) if a.rule == "low_stock"]
     clock.offset += 90
     server.call(lambda: agent.claim_alert(task.alert_id,
                                           Actor("mei", "manager", frozenset({"*"}))))

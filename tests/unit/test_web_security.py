@@ -15,7 +15,14 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent.config import HttpSection, HttpToken
 from edge_agent.web import AlertFeed, create_app
-from edge_agent.web_security import AttemptLimiter, AuditLog, check_token
+from edge_agent.web_security import (
+    MANAGER_COOKIE,
+    SESSION_COOKIE,
+    AttemptLimiter,
+    AuditLog,
+    check_token,
+    session_cookie,
+)
 from rules.trackers.alerts import AlertNotFound
 from storeedge.errors import ConfigError
 from tests.unit.test_web import FakeAgent, txn
@@ -161,6 +168,21 @@ async def test_422_names_fields_without_echoing_large_inputs(client: httpx.Async
 
 
 # Headers and what needs a role
+
+
+@pytest.mark.parametrize(("referer", "cookie"), [
+    ("http://agent/manager", MANAGER_COOKIE),
+    ("https://agent:8443/manager?x=1", MANAGER_COOKIE),
+    ("http://agent/", SESSION_COOKIE),
+    ("http://agent/managerial", SESSION_COOKIE),
+    ("http://agent/manager/../", SESSION_COOKIE),
+    (None, SESSION_COOKIE),  # an API client, or a browser that sends no Referer
+])
+def test_each_page_has_its_own_session_cookie(referer: str | None, cookie: str) -> None:
+    from starlette.requests import Request
+
+    headers = [(b"referer", referer.encode())] if referer else []
+    assert session_cookie(Request({"type": "http", "headers": headers})) == cookie
 
 
 async def test_security_headers_on_pages_and_api(client: httpx.AsyncClient) -> None:
