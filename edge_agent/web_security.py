@@ -327,12 +327,14 @@ class Guard:
 
     def authenticate(self, request: Request, bearer: str | None) -> Actor:
         """The caller of a request, from its bearer token or session cookie; 429 while its
-        client is locked out, 401 otherwise."""
+        client is locked out, 401 otherwise. Only credentials presented and wrong count as a
+        failed sign-in: a page opened before signing in presents none and guesses nothing."""
         self.refuse_if_limited(request)
-        if bearer:
-            caller = self.by_token(bearer)
-        else:
-            caller = self.by_session(request.cookies.get(session_cookie(request)))
+        session = request.cookies.get(session_cookie(request))
+        if not bearer and not session:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED,
+                                headers={"WWW-Authenticate": "Bearer"})
+        caller = self.by_token(bearer) if bearer else self.by_session(session)
         if caller is None:
             raise self.refuse(request)
         return caller

@@ -55,8 +55,7 @@ def agent_server(tmp_path: Path, request: pytest.FixtureRequest,
     config = StoreConfig.model_validate({
         "store": {"id": STORE, "name": "朝阳门店", "timezone": "Asia/Shanghai"},
         "journal": {"path": str(tmp_path / "journal.db")},
-        # Each page opened before signing in counts as a failed try from this one address.
-        "http": {"port": port, "language": language, "sign_in_attempts": 30, "tokens": [
+        "http": {"port": port, "language": language, "tokens": [
             {"name": "mei", "role": "manager", "token_env": "T_MEI"},
             {"name": "till-1", "role": "pos", "token_env": "T_TILL"}]},
         "inventory": {"settle_seconds": 0, "verify_restock_seconds": 120},

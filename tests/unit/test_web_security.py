@@ -98,6 +98,15 @@ async def test_brute_force_gets_429_after_the_configured_attempts(
     assert len([r for r in caplog.records if "sign-in failed" in r.getMessage()]) == 1
 
 
+async def test_asking_without_credentials_is_no_failed_sign_in() -> None:
+    app = app_for(http_section(sign_in_attempts=2))
+    async with client_for(app) as client:
+        # Pages opened before signing in: each asks who is signed in, and is told nobody.
+        codes = [(await client.get("/api/session")).status_code for _ in range(10)]
+        signed = await client.post("/api/session", json={"token": ENV["T_ANA"]})
+    assert codes == [401] * 10 and signed.status_code == 200
+
+
 async def test_failures_count_per_account_across_clients() -> None:
     app = app_for(http_section(sign_in_attempts=2))
     for i in range(2):
