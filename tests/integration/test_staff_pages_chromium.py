@@ -82,11 +82,18 @@ def both_languages() -> Any:
     return pytest.mark.parametrize("agent_server", ["zh-CN", "en-US"], indirect=True)
 
 
+NOTIFICATIONS = """navigator.serviceWorker.ready.then((r) => r.getNotifications())
+  .then((shown) => shown.map((n) => ({ title: n.title, body: n.body, tag: n.tag })))"""
+SHOWN = f"(tag) => ({NOTIFICATIONS}).then((shown) => shown.some((n) => n.tag === tag))"
+
+
 @pytest.fixture
 def handheld(browser: Any) -> Iterator[Any]:
-    """A handheld of its own (its own cookies): a phone screen, the browser in English."""
+    """A handheld of its own (its own cookies): a phone screen, the browser in English, and
+    notifications allowed."""
     context = browser.new_context(viewport={"width": 360, "height": 640}, device_scale_factor=2,
                                   is_mobile=True, has_touch=True, locale="en-US")
+    context.grant_permissions(["notifications"])
     try:
         yield context.new_page()
     finally:
@@ -207,6 +214,13 @@ def test_a_person_the_manager_added_signs_in_by_pin_and_card_and_works_a_task(
     cell = card(handheld, task.alert_id)
     expect(cell).to_be_visible(timeout=10000)
     assert handheld.evaluate("window.tasks") == [task.alert_id]
+    # ...and a system notification through the service worker (loopback is a secure context,
+    # as HTTPS is; the person allowed notifications).
+    handheld.wait_for_function(SHOWN, arg=task.alert_id, timeout=10000)
+    [shown] = handheld.evaluate(NOTIFICATIONS)
+    title = {"zh-CN": "新任务：库存不足", "en-US": "New task: Low stock"}  # noqa: RUF001
+    assert shown["title"] == title[language]
+    assert "A1" in shown["body"] and "\u2068" not in shown["body"]
     cell.locator("button.claim").tap()
     expect(cell).to_have_attribute("data-state", "claimed", timeout=10000)
     handheld.locator("#store").tap()  # the wedge takes the scanner's keys again
