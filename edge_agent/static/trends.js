@@ -16,7 +16,9 @@
       <figure class="tr-alerts"><figcaption></figcaption><div class="tr-chart"></div></figure>
     </div>
     <p class="tr-nodata"></p>
-    <h3 class="tr-h-claim"></h3><table class="tr-claim"></table>
+    <h3 class="tr-h-claim"></h3>
+    <figure class="tr-claim-chart"><div class="tr-chart"></div></figure>
+    <table class="tr-claim"></table>
     <h3 class="tr-h-devices"></h3><p class="tr-online"></p><table class="tr-devices"></table>
     <h3 class="tr-h-problems"></h3><ul class="tr-problems"></ul>`;
   const sheet = new CSSStyleSheet();
@@ -99,6 +101,36 @@
     }, series, holder);
   }
 
+  // Time to claim per rule, in minutes: the longest as a wide pale bar, the median as a narrow
+  // one inside it (it is never longer).
+  function claimChart(rules) {
+    const W = I18N.w.trendsView;
+    const holder = q(".tr-claim-chart .tr-chart");
+    charts.claim?.destroy();
+    delete charts.claim;
+    holder.replaceChildren();
+    q(".tr-claim-chart").hidden = !rules.length;
+    if (!rules.length) return;
+    const minutes = (s) => Math.round(s / 6) / 10;
+    charts.claim = new uPlot({
+      width: Math.min(560, Math.max(280, 120 * rules.length + 80)), height: 200,
+      scales: { x: { time: false, range: [-0.5, rules.length - 0.5] }, y: { range: [0, null] } },
+      series: [
+        { label: I18N.w.cols.rule, value: (u, i) => (i == null ? "–" : I18N.ruleName(rules[i][0])) },
+        ...[[W.max, "#f3c58b", 0.6], [W.median, "#1d64c8", 0.25]].map(([label, color, size]) => ({
+          label, fill: color, stroke: color, paths: uPlot.paths.bars({ size: [size, 80] }),
+          value: (u, v) => (v == null ? "–" : I18N.w.seconds(v * 60)),
+        })),
+      ],
+      axes: [
+        { values: (u, splits) => splits.map((i) => (Number.isInteger(i) && rules[i]
+          ? I18N.ruleName(rules[i][0]) : "")), splits: () => rules.map((_, i) => i) },
+        { values: (u, splits) => splits.map((v) => I18N.w.seconds(v * 60)) },
+      ],
+    }, [rules.map((_, i) => i), rules.map(([, c]) => minutes(c.max)),
+      rules.map(([, c]) => minutes(c.median))], holder);
+  }
+
   function render() {
     const W = I18N.w.trendsView;
     q("h2").textContent = W.heading;
@@ -140,6 +172,7 @@
     const opened = (r) => Object.entries(r).reduce((n, [k, v]) => n + (k === "hour" ? 0 : v), 0);
     chart("alerts", ".tr-alerts", [W.opened], [xs, byHour(data.alerts_per_hour, opened)]);
 
+    claimChart(Object.entries(data.time_to_claim_s));
     const head = node("tr");
     for (const text of [I18N.w.cols.rule, W.claims, W.median, W.max]) head.append(node("th", text));
     q(".tr-claim").replaceChildren(head, ...Object.entries(data.time_to_claim_s).map(([rule, c]) => {

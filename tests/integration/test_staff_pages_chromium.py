@@ -357,6 +357,7 @@ def test_the_manager_sees_trends_and_exports_them(
     expect(trends).to_have_attribute("data-loaded", "24", timeout=10000)
     expect(trends.locator(".tr-sales .uplot canvas")).to_have_count(1)
     expect(trends.locator(".tr-alerts .uplot canvas")).to_have_count(1)
+    expect(trends.locator(".tr-claim-chart .uplot canvas")).to_have_count(1)
     claim = trends.locator('.tr-claim tr[data-key="low_stock"] td')
     expect(claim.nth(1)).to_have_text("1")
     expect(claim.nth(2)).to_have_text({"zh-CN": "2 分钟", "en-US": "2 min"}[language])
