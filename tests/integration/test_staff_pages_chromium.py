@@ -164,6 +164,13 @@ def test_a_person_the_manager_added_signs_in_by_pin_and_card_and_works_a_task(
     row = staff.locator('tr[data-key="li"]')
     expect(row).to_have_count(1, timeout=10000)
     expect(row.locator("td").nth(2)).to_have_text("饮料区")
+    # Changed: the frozen zone too; her PIN is kept when none is typed.
+    row.locator("button.edit").click()
+    expect(staff.locator('input[name="name"]')).to_have_value("li")
+    staff.locator('fieldset input[value="frozen"]').check()
+    staff.locator('button[type="submit"]').click()
+    expect(row.locator("td").nth(2)).to_have_text(
+        {"zh-CN": "饮料区、冷冻区", "en-US": "饮料区, 冷冻区"}[language], timeout=10000)
     row.locator("button.qr").click()
     expect(staff.locator(".sa-card svg")).to_be_visible(timeout=10000)
     drawn = staff.locator(".sa-card svg path").bounding_box()  # drawn as SVG, not as text
