@@ -4,8 +4,10 @@ sign-ins, body limits, security headers, the audit log) is ``storeedge.httpsec``
 
 - Tokens come from the environment and must be long and varied enough (``check_token``): a
   short or guessable one stops the agent at start with a config error naming it.
-- A caller presents ``Authorization: Bearer <token>`` or the ``storeedge_session`` cookie that
+- A caller presents ``Authorization: Bearer <token>`` or the session cookie that
   ``POST /api/session`` sets (HttpOnly, SameSite=Strict, Secure over TLS); never a URL query.
+  The handheld and manager pages keep separate sessions (``session_cookie``): a manager signed
+  in at the office screen does not sign in a handheld lying beside it, nor the reverse.
   The cookie holds the person's name, its expiry and a MAC keyed by their token: it survives an
   agent restart and dies with a changed token; signing out refuses it from then on.
   Every refusal is the same 401, whatever was wrong with the credentials.
@@ -21,6 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, status
 from pydantic import SecretStr
@@ -42,7 +45,17 @@ from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-SESSION_COOKIE = "storeedge_session"
+SESSION_COOKIE = "storeedge_session"  # the handheld page's, and any other caller's
+MANAGER_COOKIE = "storeedge_manager_session"  # the manager page's
+
+
+def session_cookie(request: Request) -> str:
+    """The session cookie a request's page signs in with: the manager page's for what the
+    manager page asks (its fetches, stream, images and downloads name it in ``Referer``, which
+    the agent's pages send to the agent alone: Referrer-Policy same-origin), else the handheld
+    page's."""
+    page = urlsplit(request.headers.get("referer", "")).path
+    return MANAGER_COOKIE if page == "/manager" else SESSION_COOKIE
 
 #: Largest request body per path prefix (first match wins); anything else takes DEFAULT.
 BODY_LIMITS: tuple[tuple[str, int], ...] = (
@@ -119,12 +132,14 @@ class Guard:
 
     def authenticate(self, request: Request, bearer: str | None) -> Actor:
         """The caller of a request, from its bearer token or session cookie; 429 while its
-        client is locked out, 401 otherwise."""
+        client is locked out, 401 otherwise. Only credentials presented and wrong count as a
+        failed sign-in: a page opened before signing in presents none and guesses nothing."""
         self.refuse_if_limited(request)
-        if bearer:
-            caller = self.by_token(bearer)
-        else:
-            caller = self.by_session(request.cookies.get(SESSION_COOKIE))
+        session = request.cookies.get(session_cookie(request))
+        if not bearer and not session:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED,
+                                headers={"WWW-Authenticate": "Bearer"})
+        caller = self.by_token(bearer) if bearer else self.by_session(session)
         if caller is None:
             raise self.refuse(request)
         return caller

@@ -39,6 +39,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, SecretStr
 
+import storeedge
 from cloud_bridge.tryton.connector import TrytonConnector
 from hq.config import HqConfig
 from hq.erp import ErpStock
@@ -71,6 +72,7 @@ from storeedge.ratelimit import RateLimitedLog
 log = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).with_name("static")
+VENDOR_DIR = Path(storeedge.__file__).parent / "static" / "vendor"  # the chart library
 COOKIE = "storeedge_hq"
 SESSION_REALM = "storeedge-hq-session"
 BODY_LIMITS = (("/api/session", 1024),)
@@ -440,6 +442,7 @@ def create_app(config: HqConfig, *, follow: bool = True) -> FastAPI:
     for path, page in (("/", "overview.html"), ("/stores/{store_id}", "store.html"),
                        ("/reports", "reports.html"), ("/signin", "signin.html")):
         app.add_api_route(path, _page(page), include_in_schema=False)
+    app.mount("/static/vendor", StaticFiles(directory=VENDOR_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     app.openapi_schema = json_errors(app.openapi())
     return app

@@ -381,7 +381,7 @@ class SecurityMiddleware:
         # A locked-out client flooding us is audited once a minute, not once a request: the
         # log must not become the way to fill the store's disk.
         self._limited_audited: dict[str, float] = {}
-        self.headers = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"),
+        self.headers = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin"),
                         (b"x-content-type-options", b"nosniff")]
         if tls:
             self.headers.append((b"strict-transport-security", b"max-age=31536000"))

@@ -80,6 +80,44 @@ const WORDS = {
       erp_dead_letter: (d) => `${d.dead} 条 ERP 指令进入死信队列，ERP 尚未收到：请在店长页面重试或删除`,
       other: (d, n) => `${n.ruleName}：${n.subject}`,
     },
+    // Sign-in by name and PIN or QR card (signin.js)
+    signinPeople: {
+      title: "员工登录", name: "姓名", pin: "个人密码", qr: "或扫描工牌二维码", signin: "登录",
+      wrong: "姓名或个人密码不对", wrongQr: "工牌无效或已作废",
+      newTask: (n) => `新任务：${n}`,
+    },
+    // Problem reports (problems.js)
+    problemForm: {
+      open: "报告问题", title: "报告问题", category: "类别", priority: "优先级",
+      categories: { device_broken: "设备故障", wrong_price_or_label: "价格或标签错误",
+        product_damaged: "商品损坏", system_wrong: "系统错误", other: "其他问题" },
+      priorities: { low: "低", normal: "普通", high: "高" },
+      lane: "货道或设备（可选）", text: "说明", photo: "拍照（可选）", photoTaken: "已附照片",
+      send: "提交", cancel: "取消", sent: "已提交，店长会处理", tooBig: "照片太大（最大 2 MB）",
+      heading: "员工问题报告", none: "没有未处理的问题", photoAlt: "问题照片",
+      cols: { priority: "优先级", category: "类别", text: "说明", lane: "位置", by: "报告人",
+        age: "时长", state: "状态", photo: "照片", act: "处理" },
+    },
+    // The store's people (staff.js)
+    staffAdmin: {
+      heading: "员工与工牌", name: "姓名", role: "角色", roles: { staff: "店员", manager: "店长" },
+      zones: "区域", allZones: "全部区域", pin: "个人密码", pinKeep: "4 到 8 位数字；不填则不变",
+      yes: "有", no: "无", qr: "工牌", save: "保存", newQr: "制作工牌", remove: "删除",
+      print: "打印", saved: (n) => `已保存：${n}`, removed: (n) => `已删除：${n}`,
+      cardHint: "扫描此码登录手持终端", cardOnce: "此码只显示这一次；新工牌制作后旧工牌作废",
+      none: "还没有员工", edit: "修改",
+      cols: { name: "姓名", role: "角色", zones: "区域", pin: "个人密码", qr: "工牌", act: "操作" },
+    },
+    // The manager's trends (trends.js)
+    trendsView: {
+      heading: "趋势", window: "时间范围",
+      windows: { 8: "最近 8 小时", 24: "最近 24 小时", 72: "最近 3 天", 168: "最近 7 天" },
+      sales: "每小时销量", units: "件数", amount: "金额", alerts: "每小时新警报", opened: "新警报",
+      toClaim: "认领用时（按规则）", claims: "认领次数", median: "中位", max: "最长",
+      devices: "设备状态", device: "设备", stateOf: { online: "在线", degraded: "异常", offline: "离线" },
+      allOnline: "所有设备在线", problems: "未处理的问题", noProblems: "没有未处理的问题",
+      noData: "这段时间没有数据", export: "导出", salesTable: "销量", alertsTable: "警报",
+    },
   },
   "en-US": {
     langName: "English",
@@ -152,6 +190,50 @@ const WORDS = {
       journal_quarantined: (d, n) => `The journal failed its integrity check and was moved to ${n.raw(d.path)}; a fresh one was started. Sales the ERP had not taken can be replayed (docs/journal.md)`,
       erp_dead_letter: (d) => `${d.dead} ERP command(s) in the dead letter: the ERP does not have them until retried or dropped on the manager page`,
       other: (d, n) => `${n.ruleName}: ${n.subject}`,
+    },
+    // Sign-in by name and PIN or QR card (signin.js)
+    signinPeople: {
+      title: "Staff sign-in", name: "Name", pin: "PIN", qr: "Or scan your QR card", signin: "Sign in",
+      wrong: "Name or PIN not right", wrongQr: "Card not valid or replaced",
+      newTask: (n) => `New task: ${n}`,
+    },
+    // Problem reports (problems.js)
+    problemForm: {
+      open: "Report a problem", title: "Report a problem", category: "Category",
+      priority: "Priority",
+      categories: { device_broken: "Device broken", wrong_price_or_label: "Wrong price or label",
+        product_damaged: "Product damaged", system_wrong: "System wrong", other: "Other problem" },
+      priorities: { low: "Low", normal: "Normal", high: "High" },
+      lane: "Lane or device (optional)", text: "What is wrong", photo: "Take a photo (optional)",
+      photoTaken: "Photo attached", send: "Send", cancel: "Cancel",
+      sent: "Sent; the manager will take it", tooBig: "Photo too large (2 MB at most)",
+      heading: "Problems reported by staff", none: "No open problems", photoAlt: "Photo of the problem",
+      cols: { priority: "Priority", category: "Category", text: "What", lane: "Where", by: "Reported by",
+        age: "Age", state: "State", photo: "Photo", act: "Act" },
+    },
+    // The store's people (staff.js)
+    staffAdmin: {
+      heading: "People and cards", name: "Name", role: "Role",
+      roles: { staff: "Staff", manager: "Manager" }, zones: "Zones", allZones: "all zones",
+      pin: "PIN", pinKeep: "4 to 8 digits; leave empty to keep", yes: "yes", no: "no",
+      qr: "QR card", save: "Save", newQr: "Make a card", remove: "Remove", print: "Print",
+      saved: (n) => `Saved: ${n}`, removed: (n) => `Removed: ${n}`,
+      cardHint: "Scan to sign in on a handheld",
+      cardOnce: "Shown this once; a new card makes the old one stop working",
+      none: "Nobody yet", edit: "Change",
+      cols: { name: "Name", role: "Role", zones: "Zones", pin: "PIN", qr: "QR card", act: "" },
+    },
+    // The manager's trends (trends.js)
+    trendsView: {
+      heading: "Trends", window: "Window",
+      windows: { 8: "last 8 hours", 24: "last 24 hours", 72: "last 3 days", 168: "last 7 days" },
+      sales: "Sales per hour", units: "Units", amount: "Amount", alerts: "New alerts per hour",
+      opened: "New alerts", toClaim: "Time to claim, by rule", claims: "Claims", median: "Median",
+      max: "Longest", devices: "Devices", device: "Device",
+      stateOf: { online: "online", degraded: "degraded", offline: "offline" },
+      allOnline: "All devices online", problems: "Open problems", noProblems: "No open problems",
+      noData: "No data in this window", export: "Export", salesTable: "Sales",
+      alertsTable: "Alerts",
     },
   },
 };

@@ -34,3 +34,10 @@ self.addEventListener("fetch", (event) => {
     })
     .catch(() => caches.match(event.request)));
 });
+
+// A task's notification (notify.js), tapped: back to the handheld page.
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  event.waitUntil(self.clients.matchAll({ type: "window" }).then((windows) => (
+    windows.length ? windows[0].focus() : self.clients.openWindow("/"))));
+});

@@ -10,6 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+import storeedge
 from edge_agent.web.deps import (
     STAFF,
     AppContext,
@@ -19,13 +20,17 @@ from edge_agent.web.deps import (
     MetricsReader,
     identify,
 )
-from edge_agent.web_security import SESSION_COOKIE
+from edge_agent.web_security import session_cookie
 from storeedge.httpsec import DOCS_ASSETS, ERROR_RESPONSES, docs_page
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
-# Files the pages load besides themselves, by the name they are asked for: the app's icons.
+_VENDOR_DIR = Path(storeedge.__file__).parent / "static" / "vendor"  # the chart library
+# Files the pages load besides themselves, by the name they are asked for: the app's icons, each
+# feature's script and the chart library.
 _ICON_SIZES = {"icon-192.png": 192, "icon-512.png": 512}
-_ICONS = {name: STATIC_DIR / name for name in _ICON_SIZES}
+_STATIC = {name: STATIC_DIR / name for name in _ICON_SIZES} | {
+    path.name: path for path in STATIC_DIR.glob("*.js") if path.name not in ("i18n.js", "sw.js")
+} | {name: _VENDOR_DIR / name for name in ("uPlot.iife.min.js", "uPlot.min.css")}
 
 
 ops_router = APIRouter(tags=["ops"])
@@ -46,7 +51,7 @@ async def readiness(ctx: ContextDep, request: Request, credentials: BearerDep) -
     ok = health.get("status") == "ok"
     code = status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
     detailed = ctx.http.public_health_detail or ctx.guard.open
-    if not detailed and (credentials or request.cookies.get(SESSION_COOKIE)):
+    if not detailed and (credentials or request.cookies.get(session_cookie(request))):
         detailed = identify(request, ctx, credentials, ("pos", *STAFF)).role in ("manager",
                                                                                    "hq")
     body = health if detailed else {"status": health.get("status")}
@@ -74,15 +79,17 @@ async def docs_asset(name: str) -> FileResponse:
 
 
 @ops_router.get("/static/{name}", include_in_schema=False)
-async def icon(name: str) -> FileResponse:
-    return _file(_ICONS, name)
+async def static_file(name: str) -> FileResponse:
+    return _file(_STATIC, name)
 
 
 def _file(files: dict[str, Path], name: str) -> FileResponse:
     path = files.get(name)
     if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no file {name!r}")
-    return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+    # Scripts change with the agent's pages: the browser revalidates them (ETag) on each load.
+    cache = "no-cache" if name.endswith((".js", ".css")) else "public, max-age=86400"
+    return FileResponse(path, headers={"Cache-Control": cache})
 
 
 @ops_router.get("/manifest.webmanifest", include_in_schema=False)

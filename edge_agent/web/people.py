@@ -22,7 +22,7 @@ from edge_agent.web.deps import (
     StaffCaller,
     lifecycle_errors,
 )
-from edge_agent.web_security import SESSION_COOKIE
+from edge_agent.web_security import session_cookie
 from rules.trackers.alerts import OUTCOMES, Outcome, outcomes_for
 from storeedge.errors import PayloadError
 from storeedge.httpsec import Problem
@@ -91,8 +91,8 @@ async def sign_in(ctx: ContextDep, body: SignIn, request: Request, response: Res
     guard.signed_in(request, body.name)
     request.state.caller = caller
     session_id, lifetime = guard.start_session(caller)
-    response.set_cookie(SESSION_COOKIE, session_id, max_age=lifetime, path="/", httponly=True,
-                        secure=ctx.http.tls, samesite="strict")
+    response.set_cookie(session_cookie(request), session_id, max_age=lifetime, path="/",
+                        httponly=True, secure=ctx.http.tls, samesite="strict")
     audit.info("store %s: %s (%s) signed in", ctx.api.store_id, caller.name, caller.role)
     return _who(ctx, caller)
 
@@ -106,12 +106,13 @@ async def whoami(ctx: ContextDep, caller: StaffCaller) -> Who:
 @session_router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
 async def sign_out(ctx: ContextDep, request: Request, response: Response) -> None:
     """End this browser's session (idempotent)."""
-    session_id = request.cookies.get(SESSION_COOKIE)
+    cookie = session_cookie(request)
+    session_id = request.cookies.get(cookie)
     caller = ctx.guard.by_session(session_id)
     if caller is not None:
         request.state.caller = caller
     ctx.guard.end_session(session_id)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=ctx.http.tls,
+    response.delete_cookie(cookie, path="/", httponly=True, secure=ctx.http.tls,
                            samesite="strict")
 
 

@@ -155,7 +155,10 @@ def test_every_visible_string_is_in_the_pages_language(
 
         manager = context.new_page()
         manager.set_viewport_size({"width": 1280, "height": 900})
-        manager.goto(f"{server.url}manager")
+        manager.goto(f"{server.url}manager")  # a session of its own: the handheld's is not it
+        expect(manager.locator("#signin")).to_be_visible(timeout=5000)
+        assert manager.evaluate(UNTRANSLATED) == [], "manager sign-in"
+        sign_in(manager, f"{server.url}manager", MANAGER)
         expect(manager.locator("#open tr[data-key]")).to_have_count(len(alerts), timeout=5000)
         expect(manager.locator("#people tr[data-key]")).to_have_count(1)
         expect(manager.locator("#conn")).to_have_attribute("data-state", "live")

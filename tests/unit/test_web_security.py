@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent.config import HttpSection, HttpToken
 from edge_agent.web import AlertFeed, create_app
+from edge_agent.web_security import MANAGER_COOKIE, SESSION_COOKIE, session_cookie
 from rules.trackers.alerts import AlertNotFound
 from storeedge.errors import ConfigError
 from storeedge.httpsec import AttemptLimiter, AuditLog, check_token
@@ -91,6 +92,15 @@ async def test_brute_force_gets_429_after_the_configured_attempts(
     assert len([r for r in caplog.records if "sign-in failed" in r.getMessage()]) == 1
 
 
+async def test_asking_without_credentials_is_no_failed_sign_in() -> None:
+    app = app_for(http_section(sign_in_attempts=2))
+    async with client_for(app) as client:
+        # Pages opened before signing in: each asks who is signed in, and is told nobody.
+        codes = [(await client.get("/api/session")).status_code for _ in range(10)]
+        signed = await client.post("/api/session", json={"token": ENV["T_ANA"]})
+    assert codes == [401] * 10 and signed.status_code == 200
+
+
 async def test_failures_count_per_account_across_clients() -> None:
     app = app_for(http_section(sign_in_attempts=2))
     for i in range(2):
@@ -163,12 +173,27 @@ async def test_422_names_fields_without_echoing_large_inputs(client: httpx.Async
 # Headers and what needs a role
 
 
+@pytest.mark.parametrize(("referer", "cookie"), [
+    ("http://agent/manager", MANAGER_COOKIE),
+    ("https://agent:8443/manager?x=1", MANAGER_COOKIE),
+    ("http://agent/", SESSION_COOKIE),
+    ("http://agent/managerial", SESSION_COOKIE),
+    ("http://agent/manager/../", SESSION_COOKIE),
+    (None, SESSION_COOKIE),  # an API client, or a browser that sends no Referer
+])
+def test_each_page_has_its_own_session_cookie(referer: str | None, cookie: str) -> None:
+    from starlette.requests import Request
+
+    headers = [(b"referer", referer.encode())] if referer else []
+    assert session_cookie(Request({"type": "http", "headers": headers})) == cookie
+
+
 async def test_security_headers_on_pages_and_api(client: httpx.AsyncClient) -> None:
     page = await client.get("/")
     api = await client.get("/api/alerts", headers=bearer("T_ANA"))
     for response in (page, api):
         assert response.headers["x-frame-options"] == "DENY"
-        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["referrer-policy"] == "same-origin"
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     csp = page.headers["content-security-policy"]
