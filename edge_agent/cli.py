@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fixed TCP port of a simulated device that serves one (cameras)")
 
     p = sub.add_parser("demo", help="run a whole store-in-a-box")
-    p.add_argument("--scenario", default="basic",
-                   help="built-in name (basic, full) or a scenario file")
+    p.add_argument("--scenario",
+                   help="built-in name (basic, the default; full) or a scenario file")
     p.add_argument("--seconds", type=float, default=60,
                    help="how long shoppers trade before the store drains and reports")
     p.add_argument("--workdir", type=Path, help="default: a fresh directory under var/demo")
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra environment for the agent's process only (a profiler, a "
                         "fault-injection library); repeatable")
     p.add_argument("--stores", type=int, default=1,
-                   help="more than 1: a chain of stores bridged to HQ, with the HQ service")
+                   help="more than 1: a chain of stores (playing chain-01..03 in turn) "
+                        "bridged to HQ, with Tryton on PostgreSQL and the HQ service")
 
     p = sub.add_parser("hq", help="run the HQ service, or make a store's bridge to it")
     p.add_argument("--config", type=Path, help="the HQ config (hq.yaml)")
@@ -142,7 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo" and args.stores > 1 and (
+            args.scenario is not None or args.fault or args.agent_env):
+        parser.error("demo --stores: the stores play the chain scenarios (chain-01..03); "
+                     "--scenario, --fault and --agent-env are for one store")
     from edge_agent import logs
 
     logs.configure(args.log_level, json_lines=args.log_format == "json")
@@ -217,14 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.stores > 1:
                 from edge_agent.chain_demo import run_chain_demo
 
-                return run_chain_demo(args.stores, args.seconds, args.workdir, args.scenario)
+                return run_chain_demo(args.stores, args.seconds, args.workdir)
             from edge_agent.demo import run_demo
 
-            if args.stores > 1:
-                from edge_agent.chain_demo import run_chain_demo
-
-                return run_chain_demo(args.stores, args.seconds, args.workdir, args.scenario)
-            return run_demo(args.scenario, args.seconds, args.workdir, args.fault,
+            return run_demo(args.scenario or "basic", args.seconds, args.workdir, args.fault,
                             dict(spec.partition("=")[::2] for spec in args.agent_env))
         if args.command == "hq":
             from hq.cli import run_hq

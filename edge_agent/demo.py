@@ -58,9 +58,10 @@ DRAIN_SECONDS = 180.0  # the last sales window (60 s) must end, then the ERP tak
 def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_port: int,
                  erp_url: str | None, tsdb_url: str | None,
                  camera_ports: dict[str, int] | None = None,
-                 broker_ca: Path | None = None) -> dict[str, Any]:
+                 broker_ca: Path | None = None, warehouse: str = "WH") -> dict[str, Any]:
     """The agent's store config for a scenario (what a store's IT team would write); with
-    ``broker_ca`` the agent signs in as its own user over TLS."""
+    ``broker_ca`` the agent signs in as its own user over TLS; ``warehouse`` is the code of the
+    store's warehouse in the ERP."""
     dev = workdir / "dev"
     devices: list[dict[str, Any]] = []
     for shelf in scenario.shelves:
@@ -96,6 +97,11 @@ def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_po
                         "zone": fridge.zone})
     zones = {f.zone: {"id": f.zone, "min_c": f.temp_range[0], "max_c": f.temp_range[1]}
              for f in scenario.fridges}
+    rules: dict[str, Any] = {}
+    if scenario.rules:
+        rules_file = workdir / "rules.yaml"
+        rules_file.write_text(yaml.safe_dump(dict(scenario.rules), sort_keys=False))
+        rules = {"file": str(rules_file)}
     return {
         "store": {"id": scenario.store_id, "name": f"demo ({scenario.name})"},
         "broker": ({"host": "127.0.0.1", "port": broker_port, "tls": True,
@@ -106,7 +112,7 @@ def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_po
         "http": {"host": "127.0.0.1", "port": http_port},
         "erp": ({"kind": "tryton", "url": erp_url, "database": "storeedge",
                  "username": "admin", "password_env": "STOREEDGE_ERP_PASSWORD",
-                 "warehouse": "WH", "customer": "Walk-in customer"}
+                 "warehouse": warehouse, "customer": "Walk-in customer"}
                 if erp_url else {"kind": "none"}),
         "timeseries": ({"enabled": True, "url": tsdb_url, "sample_seconds": 5}
                        if tsdb_url else {"enabled": False}),
@@ -119,6 +125,7 @@ def store_config(scenario: Scenario, workdir: Path, *, broker_port: int, http_po
         "devices": devices,
         # A demo lasts minutes: a tag unread for 20 s has left (a store uses minutes).
         "rfid": {"departed_after_s": 20},
+        **({"rules": rules} if rules else {}),
     }
 
 

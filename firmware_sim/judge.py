@@ -40,6 +40,8 @@ class _Judge:
         self.sold: dict[str, int] = dict(truth.get("sales_units") or {})
         self.faulty = {device for device, f in faults.items() if f.any}
         self.unplugged = {device for device, f in faults.items() if f.unplug_at is not None}
+        # The end of the run unplugs every device: an agent that outlives it says so, rightly.
+        self.all_unplugged_at: float | None = truth.get("unplugged_all_ts")
         self.shelf_of = {lane.id: shelf.id for shelf in scenario.shelves for lane in shelf.lanes}
         self.lanes_of_sku: dict[str, list[str]] = {}
         for shelf in scenario.shelves:
@@ -78,7 +80,11 @@ class _Judge:
                 return None
             return f"nothing of {sku} left the store unpaid"
         if rule == "device_offline":
-            return None if location in self.unplugged else f"{location} was never unplugged"
+            ended = self.all_unplugged_at
+            if location in self.unplugged or (
+                    ended is not None and float(alert.get("received_ts") or 0) >= ended):
+                return None
+            return f"{location} was never unplugged"
         if rule in _INSTRUMENT_RULES:
             devices = self._devices_behind(alert)
             if devices & self.faulty:

@@ -15,11 +15,15 @@ agent's store config from it, and the simulator plays it against the agent. Beyo
 - ``fridges``: ``{id, name, zone, temp_range: [lo, hi], humidity, every_seconds}`` (Zigbee2MQTT
   sensors publishing on ``zigbee2mqtt/{name}``).
 - ``faults``: ``{device_id: {key: value}}`` (see ``firmware_sim.faults``).
+- ``rules``: the store's rule overrides, in the shape of a store's rules file (docs/rules.md);
+  the demo writes them beside the agent's config, and the agent checks them when it loads them.
 - ``incidents``: planted, with times in seconds into the run:
   ``{kind: scan_avoidance, at, kiosk, sku}`` (a kiosk shopper bags ``sku`` without scanning it),
   ``{kind: unplug, at, until, device}`` (a device's plug pulled and put back),
   ``{kind: tag_walkout, at, sku}`` (a tagged unit leaves its lane, passes the exit antenna and is
-  never read again, with no sale).
+  never read again, with no sale),
+  ``{kind: sell_out, at, lane}`` (a shopper buys every unit left on ``lane`` and pays at the POS;
+  the stockroom has none left, so nobody restocks the lane: it stays empty to the end).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
 SHELF_KINDS = ("modbus", "mqtt")
 RFID_KINDS = ("zebra", "serial")
-INCIDENT_KINDS = ("scan_avoidance", "unplug", "tag_walkout")
+INCIDENT_KINDS = ("scan_avoidance", "unplug", "tag_walkout", "sell_out")
 EXIT = "exit"
 CHECKOUT = "checkout"
 
@@ -115,11 +119,12 @@ class FridgeSpec:
 
 @dataclass(frozen=True)
 class Incident:
-    kind: str  # scan_avoidance | unplug | tag_walkout
+    kind: str  # scan_avoidance | unplug | tag_walkout | sell_out
     at: float  # seconds into the run
     device: str | None = None  # the kiosk (scan_avoidance) or the unplugged device
     sku: str | None = None  # what is bagged unscanned / carried out
     until: float | None = None  # unplug: when it is plugged back
+    lane: str | None = None  # sell_out: the lane emptied for good
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ class Scenario:
     fridges: tuple[FridgeSpec, ...] = ()
     faults: Mapping[str, Faults] = field(default_factory=dict)
     incidents: tuple[Incident, ...] = ()
+    rules: Mapping[str, Any] = field(default_factory=dict)
 
     def sku(self, sku: str) -> SkuSpec:
         return next(s for s in self.catalog if s.sku == sku)
@@ -255,7 +261,8 @@ def parse_scenario(data: Any, *, file: str = "<scenario>") -> Scenario:
     incidents = tuple(p.incident(inc, k, scenario)
                       for k, inc in p.items(root, "incidents", required=False))
     _check(p, scenario)
-    return replace(scenario, faults=faults, incidents=incidents)
+    rules = p.mapping(root.get("rules") or {}, "rules")
+    return replace(scenario, faults=faults, incidents=incidents, rules=rules)
 
 
 def _check(p: _Parser, s: Scenario) -> None:
@@ -403,6 +410,10 @@ class _Parser:
             if until <= at:
                 raise self.fail(self._at(where, "until"), f"must come after at ({at:g})")
             return Incident(kind, at, device=device, until=until)
+        if kind == "sell_out":
+            lanes = {lane.id: lane for shelf in s.shelves for lane in shelf.lanes}
+            lane = self.ref(data, "lane", where, set(lanes), "this scenario's lanes")
+            return Incident(kind, at, lane=lane, sku=lanes[lane].sku)
         sku = self.ref(data, "sku", where, {t.sku for t in s.tagged}, "tagged")
         if not any(EXIT in r.antennas.values() for r in s.rfid_readers):
             raise self.fail(self._at(where, "sku"), f"no RFID antenna covers the {EXIT!r}")

@@ -66,6 +66,7 @@ class SimLane:
     units: int
     set_grams: Callable[[float], None]
     restocking: bool = False
+    stockroom_empty: bool = False  # nothing left to restock the lane with (sell_out)
     low_water: int | None = None  # the fewest units the lane held in the run
     epcs: list[str] = field(default_factory=list)  # tags of the units on the lane, if tagged
     watchers: list[Callable[[SimLane], None]] = field(default_factory=list)
@@ -131,6 +132,7 @@ class SimulatedStore:
         self.readers: dict[str, ZebraReaderSim | M100Sim] = {}
         self._placed: dict[str, dict[str, int]] = {}  # reader -> epc -> antenna
         self.planted: list[dict[str, Any]] = []
+        self.unplugged_all_ts: float | None = None  # when the run ended: every device unplugged
         self.kiosk_units: Counter[str] = Counter()
         self.kiosk_paid = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -261,6 +263,7 @@ class SimulatedStore:
 
     async def stop(self) -> None:
         """Unplug every device (each one, whatever the others do)."""
+        self.unplugged_all_ts = time.time()
         for kiosk in self.kiosks.values():
             try:
                 await kiosk.stop()
@@ -410,16 +413,29 @@ class SimulatedStore:
         return receipt
 
     async def staff(self) -> None:
-        """Restock a lane some seconds after it reaches its low-stock threshold."""
-        while True:
-            await asyncio.sleep(0.5)
-            for lane in self.lanes:
-                if lane.units <= lane.low_stock and not lane.restocking:
-                    lane.restocking = True
-                    asyncio.get_running_loop().call_later(
-                        self.rng.uniform(*self.scenario.restock_after_seconds), self._restock, lane)
+        """Restock a lane some seconds after it reaches its low-stock threshold. Staff go home
+        with the shoppers: restocks not yet done when the run ends are not done, so the shelves
+        stand still while the store drains."""
+        loop = asyncio.get_running_loop()
+        pending: list[asyncio.TimerHandle] = []
+        try:
+            while True:
+                await asyncio.sleep(0.5)
+                pending = [handle for handle in pending if handle.when() > loop.time()]
+                for lane in self.lanes:
+                    if (lane.units <= lane.low_stock and not lane.restocking
+                            and not lane.stockroom_empty):
+                        lane.restocking = True
+                        pending.append(loop.call_later(
+                            self.rng.uniform(*self.scenario.restock_after_seconds),
+                            self._restock, lane))
+        finally:
+            for handle in pending:
+                handle.cancel()
 
     def _restock(self, lane: SimLane) -> None:
+        if lane.stockroom_empty:
+            return
         added = lane.capacity - lane.units
         if lane.epcs or any(t.sku == lane.sku for t in self.scenario.tagged):
             lane.epcs += [self._new_epc(lane.sku) for _ in range(added)]
@@ -454,6 +470,16 @@ class SimulatedStore:
                                   "ts": time.time(), "sku": incident.sku}
         self.planted.append(record)
         assert incident.sku is not None
+        if incident.kind == "sell_out":
+            lane = next(x for x in self.lanes if x.id == incident.lane)
+            lane.stockroom_empty = True
+            record.update(lane=lane.id, qty=lane.units)
+            if lane.units:
+                epcs = self._pick(lane, lane.units)
+                await asyncio.sleep(1.0)  # to the till
+                self._pay({lane.sku: record["qty"]}, epcs)
+            log.info("planted %s", record)
+            return
         lane = self._stocked_lane(incident.sku)
         if incident.kind == "scan_avoidance":
             assert incident.device is not None
@@ -484,7 +510,7 @@ class SimulatedStore:
 
     def _stocked_lane(self, sku: str) -> SimLane:
         """A lane of ``sku`` with something on it (restocked on the spot if all are empty)."""
-        lanes = [lane for lane in self.lanes if lane.sku == sku]
+        lanes = [lane for lane in self.lanes if lane.sku == sku and not lane.stockroom_empty]
         lane = max(lanes, key=lambda x: x.units)
         if lane.units == 0:
             self._restock(lane)
@@ -526,7 +552,9 @@ class SimulatedStore:
                 "unposted": self.pos.pending, "rejected": self.pos.rejected,
                 "planted": self.planted, "readings": self.readings(),
                 "lane_low_water": {lane.id: lane.low_water if lane.low_water is not None
-                                   else lane.units for lane in self.lanes}}
+                                   else lane.units for lane in self.lanes},
+                "lane_units": {lane.id: lane.units for lane in self.lanes},
+                "unplugged_all_ts": self.unplugged_all_ts}
 
 
 @dataclass

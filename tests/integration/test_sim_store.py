@@ -338,3 +338,49 @@ async def test_wireless_shelf_faults_and_power_cut(mosquitto: Service, store_id:
             assert [json.loads(p)["grams"] for t, p in got[5:]] == [350.0, 350.0]
         finally:
             shelf.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_sold_out_lane_stays_empty_and_the_shelves_stand_still_at_the_end(
+        mosquitto: Service, store_id: str, pos: PosEndpoint, tmp_path: Path) -> None:
+    """chain-01's planted sell_out: the lane's every unit is bought and paid at the POS, and
+    nobody restocks it. When the run ends the staff go home with the shoppers, so what the
+    shelves last said is what the truth says is on them."""
+    s = load_scenario("chain-01")
+    scenario = dataclasses.replace(
+        s, store_id=store_id, incidents=(Incident("sell_out", 2.0, lane="B1-1", sku="CHIPS-70"),),
+        shopper_every_seconds=0.3, restock_after_seconds=(0.5, 3.0))
+    grams: dict[str, list[float]] = defaultdict(list)
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as mqtt:
+        await mqtt.subscribe(f"store/{store_id}/dev/shelf-b1/weight", qos=1)
+
+        async def listen() -> None:
+            async for msg in mqtt.messages:
+                body = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+                grams[body["lane"]].append(body["grams"])
+
+        listener = asyncio.create_task(listen())
+        store = asyncio.create_task(run_store(
+            scenario, broker=("127.0.0.1", mosquitto.port), agent_url=pos.url,
+            dev_dir=tmp_path / "dev", truth_out=None, seconds=12.0))
+        try:
+            truth = await asyncio.wait_for(store, 90)
+            await asyncio.sleep(1.0)  # the last weights on their way
+        finally:
+            listener.cancel()
+            if not store.done():
+                store.cancel()
+            await asyncio.gather(listener, store, return_exceptions=True)
+
+    planted = [p for p in truth["planted"] if p["kind"] == "sell_out"]  # type: ignore[union-attr]
+    assert len(planted) == 1 and planted[0]["lane"] == "B1-1" and planted[0]["qty"] > 0
+    chips = [sum(line["qty"] for line in body["lines"] if line["sku"] == "CHIPS-70")
+             for body in pos.bodies]
+    assert planted[0]["qty"] in chips  # one receipt took the whole lane
+    lane_units = truth["lane_units"]
+    assert isinstance(lane_units, dict) and lane_units["B1-1"] == 0
+    emptied = next(i for i, g in enumerate(grams["B1-1"]) if abs(g) < 5)  # load-cell noise
+    assert all(abs(g) < 5 for g in grams["B1-1"][emptied:])  # never restocked
+    # Other lanes were restocked during the run, and stood still once it ended.
+    assert lane_units["B1-2"] * 118 == pytest.approx(grams["B1-2"][-1], abs=5)
+    assert max(grams["B1-2"]) == pytest.approx(8 * 118, abs=5)

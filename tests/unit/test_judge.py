@@ -59,3 +59,11 @@ def test_loss_alerts_need_a_planted_incident():
 
 def test_a_rule_the_judge_does_not_know_is_never_taken_on_trust():
     assert judged([alert("made_up", "x")]) == ["made_up:x"]
+
+
+def test_a_device_offline_after_the_run_ended_is_the_end_unplugging_it():
+    truth = {**TRUTH, "unplugged_all_ts": 1000.0}
+    during = alert("device_offline", "shelf-a1", location="shelf-a1", received_ts=999.0)
+    after = alert("device_offline", "shelf-b1", location="shelf-b1", received_ts=1121.0)
+    unjustified = false_alerts(BASIC, {}, truth, [during, after])
+    assert [f["alert_id"] for f in unjustified] == ["device_offline:shelf-a1"]

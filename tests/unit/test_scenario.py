@@ -83,6 +83,8 @@ def broken(path: str, value: Any) -> dict[str, Any]:
     ("incidents.1.device", "shelf-z", "incidents.1.device", "not in this scenario's devices"),
     ("incidents.2.kind", "fire", "incidents.2.kind", "must be scan_avoidance"),
     ("incidents.2.sku", "COLA-330", "incidents.2.sku", "not in tagged"),
+    ("incidents.2", {"kind": "sell_out", "at": 5, "lane": "Z9-9"}, "incidents.2.lane",
+     "not in this scenario's lanes"),
     ("faults", {"shelf-a1": {"corrupt_rate": 2}}, "faults.shelf-a1.corrupt_rate", "probability"),
     ("faults", {"shelf-q": {"stuck": True}}, "faults.shelf-q", "no such device"),
     ("scanners.0.id", "shelf-a1", "devices", "used twice"),
@@ -108,5 +110,20 @@ def test_faults_from_the_file() -> None:
 
 
 def test_unknown_scenario_lists_the_built_in_ones() -> None:
-    with pytest.raises(ConfigError, match="built-in: basic, full"):
+    with pytest.raises(ConfigError, match="built-in: basic, chain-01, chain-02, chain-03, full"):
         load_scenario("nope")
+
+
+def test_the_chain_scenarios_are_three_different_stores_with_one_incident_each() -> None:
+    chain = [load_scenario(f"chain-0{i}") for i in (1, 2, 3)]
+    assert [s.store_id for s in chain] == ["demo-01", "demo-02", "demo-03"]
+    catalogs = [frozenset(item.sku for item in s.catalog) for s in chain]
+    assert len(set(catalogs)) == 3
+    assert len({s.shopper_every_seconds for s in chain}) == 3
+    assert [[i.kind for i in s.incidents] for s in chain] == [
+        ["sell_out"], ["tag_walkout"], ["scan_avoidance"]]
+    sell_out = chain[0].incidents[0]
+    assert (sell_out.lane, sell_out.sku) == ("B1-1", "CHIPS-70")  # the lane's SKU, filled in
+    # One product is one product across the chain: the shared ERP catalog needs it.
+    items = {item.sku: item for s in chain for item in s.catalog}
+    assert all(items[item.sku] == item for s in chain for item in s.catalog)
