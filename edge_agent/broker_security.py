@@ -13,6 +13,9 @@ Users of store ``{sid}`` (the ACL denies everything not listed; anonymous client
 So a device cannot publish alerts, state or another device's readings, and no user of one store
 reaches another store's subtree, even when one broker serves several stores.
 
+The HQ broker (``write_hq_broker_config``) has ``bridge-{sid}`` per store, whose bridge may write
+``store/{sid}/#`` only, and ``storeedge-hq``, the HQ service, which reads ``store/#``.
+
 Passwords are random (32 bytes, URL-safe) and kept in ``credentials`` (``user password`` per line,
 mode 0600) beside the generated files; a second run keeps them. The password file holds
 Mosquitto's PBKDF2-SHA512 hashes (``$7$``), the format ``mosquitto_passwd`` writes.
@@ -208,6 +211,24 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _write_users(users: Sequence[BrokerUser], out: Path
+                 ) -> tuple[Path, Path, Path, dict[str, str]]:
+    """``credentials`` (each user's password, kept from an earlier run), ``passwd`` (their
+    hashes) and ``acl`` under ``out``; and the passwords."""
+    out.mkdir(parents=True, exist_ok=True)
+    credentials_file = out / "credentials"
+    kept = read_credentials(credentials_file)
+    passwords = {u.name: kept.get(u.name) or secrets.token_urlsafe(32) for u in users}
+    _write_private(credentials_file, "# user password (keep secret)\n" + "".join(
+        f"{name} {password}\n" for name, password in passwords.items()))
+    password_file = out / "passwd"
+    _write_private(password_file, "".join(
+        f"{name}:{hash_password(password)}\n" for name, password in passwords.items()))
+    acl_file = out / "acl"
+    _write_private(acl_file, render_acl(users))
+    return credentials_file, password_file, acl_file, passwords
+
+
 def current_user() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
@@ -230,17 +251,7 @@ def write_broker_config(stores: Sequence[StoreConfig], out: Path, *, port: int =
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:
         raise ConfigError("<command line>", "--config", f"two users would be named {duplicate!r}")
-    out.mkdir(parents=True, exist_ok=True)
-    credentials_file = out / "credentials"
-    kept = read_credentials(credentials_file)
-    passwords = {name: kept.get(name) or secrets.token_urlsafe(32) for name in names}
-    _write_private(credentials_file, "# user password (keep secret)\n" + "".join(
-        f"{name} {passwords[name]}\n" for name in names))
-    password_file = out / "passwd"
-    _write_private(password_file, "".join(
-        f"{name}:{hash_password(passwords[name])}\n" for name in names))
-    acl_file = out / "acl"
-    _write_private(acl_file, render_acl(users))
+    credentials_file, password_file, acl_file, passwords = _write_users(users, out)
     persistence_dir = persistence_dir or out / "data"
     persistence_dir.mkdir(parents=True, exist_ok=True)
     if run_as and os.geteuid() == 0 and run_as != current_user():
@@ -256,4 +267,29 @@ def write_broker_config(stores: Sequence[StoreConfig], out: Path, *, port: int =
         port=port, host=host, password_file=password_file.resolve(),
         acl_file=acl_file.resolve(), persistence_dir=persistence_dir.resolve(), certs=certs,
         client_certs=client_certs, run_as=run_as))
+    return BrokerFiles(conf, password_file, acl_file, credentials_file, tuple(users), passwords)
+
+
+def bridge_user(store_id: str) -> str:
+    """The user a store's bridge signs in to the HQ broker as."""
+    return f"bridge-{store_id}"
+
+
+HQ_SERVICE_USER = "storeedge-hq"
+
+
+def write_hq_broker_config(store_ids: Sequence[str], out: Path, *, port: int,
+                           host: str | None = None, certs: StoreCerts | None = None,
+                           run_as: str | None = None) -> BrokerFiles:
+    """The HQ broker's ``mosquitto.conf``, ``passwd``, ``acl`` and ``credentials`` under ``out``:
+    each store's bridge may write its own store's subtree only, the HQ service reads them all,
+    nobody else gets in."""
+    users = [BrokerUser(bridge_user(sid), "hq", sid, (("write", f"store/{sid}/#"),))
+             for sid in store_ids]
+    users.append(BrokerUser(HQ_SERVICE_USER, "hq", "*", (("read", "store/#"),)))
+    credentials_file, password_file, acl_file, passwords = _write_users(users, out)
+    conf = out / "mosquitto.conf"
+    conf.write_text(render_conf(port=port, host=host, password_file=password_file.resolve(),
+                                acl_file=acl_file.resolve(), persistence_dir=out.resolve(),
+                                certs=certs, run_as=run_as))
     return BrokerFiles(conf, password_file, acl_file, credentials_file, tuple(users), passwords)

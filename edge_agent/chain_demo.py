@@ -1,6 +1,7 @@
 """``storeedge demo --stores N``: a chain in a box. N simulated stores, each with its own
-Mosquitto bridged to an HQ broker (the bridge written by ``storeedge hq bridge-config``), its own
-agent and simulator; one Tryton on a private PostgreSQL cluster with a warehouse per store, one
+Mosquitto (TLS, a user per device, ACLs: as ``storeedge broker-config`` writes it) bridged over
+TLS with its own password to an HQ broker that lets each bridge write its own store's topics only
+(the bridge written by ``storeedge hq bridge-config``), its own agent and simulator; one Tryton on a private PostgreSQL cluster with a warehouse per store, one
 VictoriaMetrics, and the HQ service. At the end it prints one JSON line: per store the usual
 truth check (the store's own warehouse in the ERP against the scenario) and the alerts the
 scenario does not justify, and an ``hq`` object whose figures are read back from HQ's own API
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 import signal
 import subprocess
@@ -33,11 +35,21 @@ import yaml
 from cloud_bridge.tryton.connector import TrytonConnector
 from cloud_bridge.tryton.postgres import start_postgres
 from cloud_bridge.tryton.server import start_tryton_postgres
+from edge_agent.broker_security import (
+    HQ_SERVICE_USER,
+    BrokerFiles,
+    bridge_user,
+    current_user,
+    write_hq_broker_config,
+)
+from edge_agent.certs import StoreCerts, write_store_certs
+from edge_agent.config import StoreConfig
 from edge_agent.demo import AlertLog, Child, StatusBoard, _wait_drained, store_config
 from edge_agent.services import (
     Service,
     free_port,
     mosquitto_path,
+    spawn,
     start_mosquitto,
     start_victoria_metrics,
 )
@@ -71,14 +83,30 @@ def _warehouse(store_id: str) -> str:
     return store_id.upper()
 
 
-def _store_broker(workdir: Path, store_yaml: Path, hq_port: int) -> Service:
-    """The store's Mosquitto with the bridge the ``hq bridge-config`` command writes."""
+def _hq_broker(workdir: Path, store_ids: list[str]) -> tuple[Service, BrokerFiles, StoreCerts]:
+    """The HQ broker: TLS, a user per store's bridge and one for the HQ service."""
+    binary = mosquitto_path()
+    assert binary is not None
+    certs = write_store_certs(workdir / "certs", "hq")
+    port = free_port()
+    files = write_hq_broker_config(store_ids, workdir, port=port, host="127.0.0.1", certs=certs,
+                                   run_as=current_user())
+    return spawn("mosquitto", [binary, "-c", str(files.conf)], workdir, port), files, certs
+
+
+def _store_broker(workdir: Path, store_yaml: Path, config: dict[str, Any], certs: StoreCerts,
+                  hq_port: int, hq_ca: Path, bridge_password: str) -> Service:
+    """The store's Mosquitto as ``storeedge broker-config`` writes it (TLS, its users and ACLs)
+    with the bridge the ``hq bridge-config`` command writes (TLS and a password to HQ)."""
     bridge = subprocess.run(
         [sys.executable, "-m", "edge_agent.cli", "hq", "bridge-config", "--store",
-         str(store_yaml), "--hq-host", "127.0.0.1", "--hq-port", str(hq_port)],
-        check=True, capture_output=True, text=True).stdout
-    port = yaml.safe_load(store_yaml.read_text())["broker"]["port"]
-    return start_mosquitto(workdir, port, extra_conf=bridge)
+         str(store_yaml), "--hq-host", "127.0.0.1", "--hq-port", str(hq_port),
+         "--hq-password-env", "STOREEDGE_DEMO_BRIDGE_PASSWORD", "--hq-cafile", str(hq_ca)],
+        check=True, capture_output=True, text=True,
+        env={**os.environ, "STOREEDGE_DEMO_BRIDGE_PASSWORD": bridge_password}).stdout
+    return start_mosquitto(workdir, config["broker"]["port"],
+                           stores=[StoreConfig.model_validate(config)], certs=certs,
+                           extra_conf=bridge)
 
 
 def run_chain_demo(stores: int, seconds: float, workdir: Path | None = None) -> int:
@@ -105,7 +133,8 @@ def run_chain_demo(stores: int, seconds: float, workdir: Path | None = None) -> 
                 (sdir / sub).mkdir(parents=True, exist_ok=True)
             path = _store_scenario(i, sdir)
             scenarios.append((path, load_scenario(str(path))))
-        hq_broker = start_mosquitto(workdir / "hq" / "broker")
+        hq_broker, hq_files, hq_certs = _hq_broker(workdir / "hq" / "broker",
+                                                   [scen.store_id for _, scen in scenarios])
         services.append(hq_broker)
         tsdb = start_victoria_metrics(workdir / "hq" / "tsdb")
         services.append(tsdb)
@@ -124,28 +153,39 @@ def run_chain_demo(stores: int, seconds: float, workdir: Path | None = None) -> 
             {_warehouse(sid): stock for sid, stock in initial.items()}, erp_password)
         services.append(tryton)
         env = {"STOREEDGE_ERP_PASSWORD": erp_password, "PYTHONUNBUFFERED": "1",
-               "STOREEDGE_DEMO_HQ_TOKEN": hq_token}
+               "STOREEDGE_DEMO_HQ_TOKEN": hq_token,
+               "STOREEDGE_DEMO_HQ_BROKER_PASSWORD": hq_files.passwords[HQ_SERVICE_USER]}
         cli = [sys.executable, "-m", "edge_agent.cli"]
         shops: list[dict[str, Any]] = []
         for i, (scen_path, scen) in enumerate(scenarios):
             sdir = scen_path.parent
             http_port = free_port()
+            sid = scen.store_id
+            certs = write_store_certs(sdir / "broker" / "certs", sid)
             config = store_config(scen, sdir, broker_port=free_port(), http_port=http_port,
                                   erp_url=tryton.url, tsdb_url=tsdb_url,
-                                  warehouse=_warehouse(scen.store_id))
+                                  warehouse=_warehouse(sid), broker_ca=certs.ca_cert)
             store_yaml = sdir / "store.yaml"
             store_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
-            broker = _store_broker(sdir / "broker", store_yaml, hq_broker.port)
+            broker = _store_broker(sdir / "broker", store_yaml, config, certs, hq_broker.port,
+                                   hq_certs.ca_cert, hq_files.passwords[bridge_user(sid)])
             services.append(broker)
+            files = broker.extra["broker"]
+            assert isinstance(files, BrokerFiles)
+            store_env = {**env, "STOREEDGE_MQTT_PASSWORD":
+                         files.passwords[config["broker"]["username"]]}
             agent_url = f"http://127.0.0.1:{http_port}"
             sim = Child(f"sim-{i + 1:02d}", [
                 *cli, "sim", "--scenario", str(scen_path), "--broker-port", str(broker.port),
-                "--agent-url", agent_url, "--dev-dir", str(sdir / "dev"),
-                "--truth-out", str(sdir / "truth.json")], sdir, env)
+                "--broker-ca", str(certs.ca_cert), "--broker-credentials",
+                str(files.credentials_file), "--agent-url", agent_url, "--dev-dir",
+                str(sdir / "dev"), "--truth-out", str(sdir / "truth.json")], sdir, store_env)
             agent = Child(f"agent-{i + 1:02d}", [*cli, "agent", "--config", str(store_yaml)],
-                          sdir, env)
+                          sdir, store_env)
             children += [sim, agent]
-            alerts = AlertLog(broker.port, scen.store_id)
+            reader = files.user(sid, "hq")  # the alert log reads as HQ's bridge would
+            alerts = AlertLog(broker.port, sid, login=(reader, files.passwords[reader]),
+                              ca_file=certs.ca_cert)
             alert_logs.append(alerts)
             shops.append({"scenario": scen, "sim": sim, "agent": agent, "dir": sdir,
                           "alerts": alerts, "board": StatusBoard(agent_url)})
@@ -155,7 +195,9 @@ def run_chain_demo(stores: int, seconds: float, workdir: Path | None = None) -> 
             "chain": {"name": "storeedge demo chain"},
             "http": {"host": "127.0.0.1", "port": hq_port},
             "users": [{"name": "demo", "token_env": "STOREEDGE_DEMO_HQ_TOKEN"}],
-            "broker": {"port": hq_broker.port},
+            "broker": {"port": hq_broker.port, "username": HQ_SERVICE_USER,
+                       "password_env": "STOREEDGE_DEMO_HQ_BROKER_PASSWORD",
+                       "ca_file": str(hq_certs.ca_cert)},
             "timeseries": {"url": tsdb_url, "refresh_seconds": 2},
             "stores": [{"id": s["scenario"].store_id, "name": f"Demo store {n + 1}"}
                        for n, s in enumerate(shops)]}, sort_keys=False))

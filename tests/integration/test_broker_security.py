@@ -23,10 +23,16 @@ import httpx
 import pytest
 
 from devices.shelf_mqtt.protocol import decode_weight
-from edge_agent.broker_security import BrokerFiles
+from edge_agent.broker_security import (
+    HQ_SERVICE_USER,
+    BrokerFiles,
+    bridge_user,
+    current_user,
+    write_hq_broker_config,
+)
 from edge_agent.certs import write_store_certs
 from edge_agent.config import StoreConfig
-from edge_agent.services import free_port, start_mosquitto
+from edge_agent.services import free_port, mosquitto_path, spawn, start_mosquitto
 from firmware_sim.login import BrokerLogin
 from firmware_sim.mqtt_shelf import MqttShelfSim
 from storeedge.errors import BrokerUnavailable
@@ -255,3 +261,29 @@ async def test_the_agent_works_over_tls_as_its_user_and_never_shows_the_password
     assert json.loads(shown[0])["broker"]["connected"] is True
     for text in (*shown, caplog.text):
         assert password not in text
+
+
+async def test_the_hq_broker_lets_each_bridge_write_its_own_store_only(tmp_path: Path) -> None:
+    certs = write_store_certs(tmp_path / "certs", "hq")
+    port = free_port()
+    files = write_hq_broker_config(["sa", "sb"], tmp_path, port=port, host="127.0.0.1",
+                                   certs=certs, run_as=current_user())
+    service = spawn("mosquitto", [mosquitto_path() or "mosquitto", "-c", str(files.conf)],
+                    tmp_path, port)
+    broker = SecureBroker(service, certs, files)
+    try:
+        with pytest.raises(aiomqtt.MqttCodeError):
+            async with connect(broker, None):
+                pass
+        async with connect(broker, HQ_SERVICE_USER) as hq, \
+                connect(broker, bridge_user("sa")) as bridge_a:
+            await hq.subscribe("store/#", qos=1)
+            await bridge_a.publish("store/sb/alerts", b'{"forged": true}', qos=1)  # dropped
+            await hq.publish("store/sa/alerts", b'{"from": "hq"}', qos=1)  # read-only: dropped
+            await bridge_a.publish("store/sa/alerts", b'{"rule": "low_stock"}', qos=1)
+            await bridge_a.publish("store/sa/state/sentinel", b"1", qos=1)
+            seen = await received_until(hq, "store/sa/state/sentinel")
+    finally:
+        service.stop()
+    assert seen == [("store/sa/alerts", b'{"rule": "low_stock"}'),
+                    ("store/sa/state/sentinel", b"1")]
