@@ -31,7 +31,9 @@ SCHEMAS = (outbox_mod.SCHEMA, summary.SCHEMA, counts.SCHEMA, orders.SCHEMA)
 
 class SalesBooker(Protocol):
     async def book_sales(self, key: str, lines: list[tuple[str, int]],
-                         receipts: list[str]) -> str: ...
+                         receipts: list[str], at: float | None = None) -> str:
+        """``at``: the start of the sales window (None: a single receipt, booked now)."""
+        ...
 
     async def stock_units(self) -> dict[str, int]: ...
 
@@ -186,7 +188,9 @@ class ErpBridge:
     async def _deliver(self, kind: str, payload: dict[str, Any]) -> str:
         lines = [(str(sku), int(qty)) for sku, qty in payload["lines"]]
         if kind == summary.KIND:
-            return await self.erp.book_sales(payload["key"], lines, list(payload["receipts"]))
+            window = payload.get("window")
+            return await self.erp.book_sales(payload["key"], lines, list(payload["receipts"]),
+                                             window[0] if window else None)
         if kind == counts.KIND:
             return await self.erp.book_count(payload["key"], lines)
         if kind == orders.ORDER:

@@ -39,6 +39,7 @@ from cloud_bridge import outbox as outbox_mod
 from cloud_bridge import tsdb
 from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
 from cloud_bridge.bridge import ErpBridge
+from cloud_bridge.rest.connector import RestConnector
 from cloud_bridge.tryton.connector import TrytonConnector
 from edge_agent import backup, device_kinds, operations, pickups, problems, staff, trends
 from edge_agent.committer import Committed, Committer
@@ -112,14 +113,19 @@ class StoreAgent(StoreWork):
         self.store_db = sqlite3.connect(config.journal.path, timeout=30.0,
                                           check_same_thread=False)
         self.store_db.execute("PRAGMA synchronous=FULL")
-        self.erp: TrytonConnector | None = None
+        self.erp: TrytonConnector | RestConnector | None = None
         self.erp_bridge: ErpBridge | None = None
-        if config.erp.kind == "tryton":
-            e = config.erp
+        e = config.erp
+        if e.kind == "tryton":
             self.erp = TrytonConnector(e.url, e.database, e.username, reveal(e.password()) or "",
                                        e.warehouse, e.customer, e.timeout_seconds,
                                        ca_file=str(e.ca_file) if e.ca_file else None,
                                        supply_warehouse_code=e.supply_warehouse)
+        elif e.kind == "rest" and e.rest is not None:
+            self.erp = RestConnector(e.url, e.rest, reveal(e.app_secret()) or "",
+                                     timeout=e.timeout_seconds,
+                                     ca_file=str(e.ca_file) if e.ca_file else None, clock=clock)
+        if self.erp is not None:
             self.erp_bridge = ErpBridge(
                 config.journal.path, self.store_id, self.erp,
                 window_s=e.summary_window_seconds, merge_s=e.summary_merge_seconds,
@@ -204,7 +210,7 @@ class StoreAgent(StoreWork):
     async def _refresh_catalog(self) -> None:
         """Read the ERP catalog at start and every refresh period; an ERP that is down only
         delays this (the cached catalog serves meanwhile)."""
-        assert self.erp is not None
+        assert isinstance(self.erp, TrytonConnector)
         delay = self.config.erp.retry_initial_seconds
         while True:
             try:
@@ -461,7 +467,7 @@ class StoreAgent(StoreWork):
                                                  self.on_events, self.on_device_status,
                                                  self.clock):
             add(name, driver.run)
-        if self.erp is not None:
+        if isinstance(self.erp, TrytonConnector):  # a REST ERP's catalog is the config's
             add("catalog", self._refresh_catalog)
         if self.erp_bridge is not None:
             add("erp-outbox", self.erp_bridge.run)

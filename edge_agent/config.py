@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from cloud_bridge.rest.mapping import RestMapping
 from devices.camera.config import CameraDevice
 from devices.checkout.config import CheckoutDevice
 from devices.rfid.config import RfidImpinjDevice, RfidSerialDevice, RfidZebraDevice
@@ -157,8 +158,9 @@ class HttpSection(Strict):
 
 
 class ErpSection(Strict):
-    kind: Literal["tryton", "none"] = "none"
+    kind: Literal["tryton", "rest", "none"] = "none"
     url: str = "http://127.0.0.1:8000/"
+    rest: RestMapping | None = None  # kind rest: the ERP's endpoints, fields and signing
     database: str = "storeedge"
     username: str = "admin"
     password_env: str | None = "STOREEDGE_ERP_PASSWORD"
@@ -188,6 +190,9 @@ class ErpSection(Strict):
 
     def password(self) -> SecretStr | None:
         return _secret(self.password_env)
+
+    def app_secret(self) -> SecretStr | None:
+        return _secret(self.rest.app_secret_env if self.rest is not None else None)
 
 
 class TimeSeriesSection(Strict):
@@ -341,7 +346,10 @@ class StoreConfig(Strict):
                 if zone != "*" and zone not in zone_ids | lane_zones:
                     out.append(f"http.tokens.{i}.zones.{j}: {token.name} works zone {zone!r}, "
                                "which no zone or lane defines")
-        if self.erp.kind == "none":
+        if self.erp.kind == "rest" and self.erp.rest is None:
+            out.append("erp.rest: required for kind rest: the ERP's endpoints, fields and "
+                       "signing (docs/erp.md)")
+        if self.erp.kind != "tryton":
             skus = {c.sku for c in self.catalog}
             for i, ln in enumerate(self.lanes):
                 if ln.sku not in skus:
@@ -386,8 +394,10 @@ def _duplicates(values: list[str], section: str, what: str) -> list[str]:
 def missing_secrets(config: StoreConfig) -> list[str]:
     """``key: ...`` for each ``*_env`` key of a part in use whose variable is unset or empty."""
     wanted: list[tuple[str, str | None]] = [("broker.password_env", config.broker.password_env)]
-    if config.erp.kind != "none":
+    if config.erp.kind == "tryton":
         wanted.append(("erp.password_env", config.erp.password_env))
+    if config.erp.rest is not None and config.erp.kind == "rest":
+        wanted.append(("erp.rest.app_secret_env", config.erp.rest.app_secret_env))
     if config.timeseries.enabled:
         wanted.append(("timeseries.token_env", config.timeseries.token_env))
     wanted += [(f"http.tokens.{i}.token_env", t.token_env)

@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.tryton",
     "tests.fixtures.postgres",
     "tests.fixtures.chromium",
+    "tests.fixtures.rest_erp",
 ]
 
 from hypothesis import settings  # noqa: E402

@@ -176,8 +176,9 @@ class TrytonConnector:
         }
 
     async def book_sales(self, key: str, lines: list[tuple[str, int]],
-                         receipts: list[str]) -> str:
+                         receipts: list[str], at: float | None = None) -> str:
         """Book net sales per SKU as done documents keyed by ``key``; returns their ids.
+        (``at``, the window's start, is not sent: Tryton dates a document when it is done.)
 
         Positive lines leave as one customer shipment (``storeedge_key`` = ``key``), negative
         lines (returns) come back as one customer return (``storeedge_key`` = ``key/return``);

@@ -139,3 +139,61 @@ def test_every_option_of_every_command_has_help():
     for name, sub in [("storeedge", parser), *commands.choices.items()]:
         for action in sub._actions:
             assert action.help, f"{name} {'/'.join(action.option_strings) or action.dest}"
+
+
+REST = BASE + """\
+erp:
+  kind: rest
+  url: https://erp.example.com/
+  rest:
+    app_key: bj-1
+    app_secret_env: ERP_APP_SECRET_FOR_TEST
+    signing: hmac_sha256
+    commands:
+      book_sales:
+        path: /open/sales
+        lines: {field: items, sku: sku_id, qty: qty, factor: 1000}
+      stock_units: {path: /open/stock}
+"""
+
+
+def test_a_rest_erp_mapping_validates_and_names_its_secret(tmp_path, monkeypatch):
+    path = write(tmp_path, REST)
+    monkeypatch.delenv("ERP_APP_SECRET_FOR_TEST", raising=False)
+    rest = load_config(path).erp.rest
+    assert rest is not None and rest.commands.book_sales.lines.factor == 1000
+    with pytest.raises(ConfigError, match=r"erp\.rest\.app_secret_env: environment variable "
+                                          r"ERP_APP_SECRET_FOR_TEST is not set"):
+        load_config(path, secrets=True)
+
+
+@pytest.mark.parametrize(("mistake", "key", "line", "words"), [
+    ("{field: items, sku: sku_id, qty: qty,", "erp.rest.commands.book_sales.lines.qtty", 17,
+     "unknown key; did you mean 'qty'?"),
+    ("signing: hmac_sha256", "erp.rest.signing", 13,
+     "Input should be 'md5_sorted' or 'hmac_sha256'"),
+    ("      stock_units:", "erp.rest.commands.stock_unit", 18,
+     "unknown key; did you mean 'stock_units'?"),
+])
+def test_a_wrong_rest_mapping_key_is_named(tmp_path, mistake, key, line, words):
+    wrong = {"{field: items, sku: sku_id, qty: qty,": "{field: items, sku: sku_id, qtty: qty,",
+             "signing: hmac_sha256": "signing: sha1",
+             "      stock_units:": "      stock_unit:"}[mistake]
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, REST.replace(mistake, wrong)))
+    problems = [(e.key, e.line, e.problem) for e in info.value.problems]
+    assert (key, line, words) in problems
+
+
+def test_kind_rest_without_its_mapping_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"erp\.rest: required for kind rest"):
+        load_config(write(tmp_path, BASE + "erp: {kind: rest}\n"))
+
+
+def test_the_rest_mapping_in_the_erp_docs_is_valid(tmp_path):
+    text = (EXAMPLE.parent / "docs" / "erp.md").read_text()
+    section = text.split("## A REST ERP", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    rest = load_config(write(tmp_path, BASE + example)).erp.rest
+    assert rest is not None and rest.commands.book_count is not None
+    assert rest.commands.book_sales.date is not None

@@ -160,7 +160,7 @@ async def test_every_erp_delivery_attempt_is_timed(tmp_path: Path) -> None:
             self.down = False
 
         async def book_sales(self, key: str, lines: list[tuple[str, int]],
-                             receipts: list[str]) -> str:
+                             receipts: list[str], at: float | None = None) -> str:
             if self.down:
                 raise ErpUnavailable("connection refused")
             return "SO-1"
