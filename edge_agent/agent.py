@@ -351,6 +351,11 @@ class StoreAgent(StoreWork):
 
     def resolve_alert(self, alert_id: str, actor: Actor, outcome: Outcome,
                       note: str | None = None) -> Alert:
+        task = self.alert_manager.get(alert_id)
+        if task.rule == pickups.RULE and outcome is Outcome.FIXED:
+            # a pick task's card says picked: the order is picked, so its units are no loss
+            self.pickup_picked(task.subject, actor)
+            return self.alert_manager.get(alert_id)
         alert = self.pipeline.resolve(alert_id, actor, outcome, note, self.clock())
         self._flush()
         return alert

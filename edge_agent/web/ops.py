@@ -23,9 +23,12 @@ from edge_agent.web_security import SESSION_COOKIE
 from storeedge.httpsec import DOCS_ASSETS, ERROR_RESPONSES, docs_page
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
-# Files the pages load besides themselves, by the name they are asked for: the app's icons.
+# Files the pages load besides themselves, by the name they are asked for: the app's icons and
+# each feature's script.
 _ICON_SIZES = {"icon-192.png": 192, "icon-512.png": 512}
-_ICONS = {name: STATIC_DIR / name for name in _ICON_SIZES}
+_STATIC = {name: STATIC_DIR / name for name in _ICON_SIZES} | {
+    path.name: path for path in STATIC_DIR.glob("*.js") if path.name not in ("i18n.js", "sw.js")
+}
 
 
 ops_router = APIRouter(tags=["ops"])
@@ -74,15 +77,17 @@ async def docs_asset(name: str) -> FileResponse:
 
 
 @ops_router.get("/static/{name}", include_in_schema=False)
-async def icon(name: str) -> FileResponse:
-    return _file(_ICONS, name)
+async def static_file(name: str) -> FileResponse:
+    return _file(_STATIC, name)
 
 
 def _file(files: dict[str, Path], name: str) -> FileResponse:
     path = files.get(name)
     if path is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no file {name!r}")
-    return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+    # Scripts change with the agent's pages: the browser revalidates them (ETag) on each load.
+    cache = "no-cache" if name.endswith((".js", ".css")) else "public, max-age=86400"
+    return FileResponse(path, headers={"Cache-Control": cache})
 
 
 @ops_router.get("/manifest.webmanifest", include_in_schema=False)
