@@ -2,7 +2,8 @@
 (``storeedge agent``) on a real Mosquitto, booking into a real Tryton that holds the store's
 warehouse and the chain's distribution centre, driven in a real headless Chromium as the manager
 and the staff use the manager page and the handheld. Each flow is checked where it lands (the
-ERP's documents and stock) and on the page, and every view's words in both languages."""
+ERP's documents and stock) and on the page, and every view's words in both languages. Each test
+works on SKUs of its own, so their stock figures in the shared ERP do not meet."""
 
 from __future__ import annotations
 
@@ -28,10 +29,10 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_bridge.tryton.connector import TrytonConnector
-from cloud_bridge.tryton.server import TrytonServer, start_tryton
+from cloud_bridge.tryton.server import TrytonServer
 from edge_agent.services import Service, free_port
 from tests.fixtures.chromium import ARTIFACTS, CHROMIUM
-from tests.fixtures.tryton import ADMIN_PASSWORD, CATALOG, INITIAL_STOCK, connector_for
+from tests.fixtures.tryton import ADMIN_PASSWORD, CATALOG, connector_for
 from tests.integration.hq_chain import poll
 from tests.integration.test_pages_chromium import DOCS_IMG, UNTRANSLATED
 
@@ -43,17 +44,6 @@ TOKENS = {role: secrets.token_urlsafe(24) for role in ("manager", "staff", "pos"
 BARCODE = {item["sku"]: item["barcode"] for item in CATALOG}
 NAME = {item["sku"]: item["name"] for item in CATALOG}
 UNKNOWN_CODE = "4006381333931"  # a valid EAN-13 of no product of the store's
-
-
-@pytest.fixture(scope="module")
-def chain_erp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonServer]:
-    """A Tryton with the store's warehouse (WH) and the chain's distribution centre (DC). Each
-    test works on SKUs of its own, so their stock figures do not meet."""
-    server = start_tryton(tmp_path_factory.mktemp("tryton-dc"), free_port(), CATALOG,
-                          INITIAL_STOCK, ADMIN_PASSWORD,
-                          warehouses={"DC": {item["sku"]: 1000 for item in CATALOG}})
-    yield server
-    server.stop()
 
 
 def in_erp(server: TrytonServer, work: Callable[[TrytonConnector], Awaitable[R]]) -> R:
