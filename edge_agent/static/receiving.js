@@ -26,8 +26,11 @@
     #receiving .confirm { width: 100%; margin-top: 12px; background: #1b7f3b; }
     #receiving .confirm[data-differences] { background: #d97706; }
     #receiving .back { width: 100%; margin-top: 8px; background: #6b7280; }
-    #receiving table { width: 100%; border-collapse: collapse; font-size: 17px; }
-    #receiving th, #receiving td { padding: 6px 4px; text-align: left; border-bottom: 1px solid #dde2e8; }
+    #receiving table { width: 100%; border-collapse: collapse; table-layout: fixed; font-size: 17px; }
+    #receiving th, #receiving td { padding: 6px 3px; text-align: left; overflow-wrap: anywhere;
+      border-bottom: 1px solid #dde2e8; }
+    #receiving th { font-size: 14px; }
+    #receiving th.product, #receiving td.product { width: 34%; }
     #receiving tr[data-kind] td { color: #c62828; font-weight: 700; }
     #receiving .hint { color: #4a5563; }
     #receiving .last { min-height: 1.4em; font-size: 19px; font-weight: 700; color: #1b7f3b; }
@@ -68,7 +71,7 @@
     if (id === undefined) return;
     try {
       const r = await Work.call("POST", `/api/orders/${id}/scan`, { code });
-      if (!r.ok) return tell(() => `✗ ${raw(code)}: ${Work.refusal(V(), r)}`, "error");
+      if (!r.ok) return tell(() => V().refusedCode(raw(code), Work.refusal(V(), r)), "error");
       // The agent answers with counts by product: the one whose count rose was this code's.
       const before = receipt.arrived;
       receipt = r.data;

@@ -268,7 +268,8 @@ def test_staff_receive_a_delivery_by_scanning_it_on_the_handheld(
     agent.sell("T-1", "CHIPS-70", before["CHIPS-70"] - 5)
     order = agent.api("POST", "/api/orders/propose", "manager").json()
     approved = agent.api("POST", f"/api/orders/{order['id']}/approve", "manager",
-                         {"lines": [{"sku": "CHIPS-70", "qty": 12}]})
+                         {"lines": [{"sku": "CHIPS-70", "qty": 12},
+                                    {"sku": "COLA-330", "qty": 6}]})
     assert approved.status_code == 200
     key = f"{agent.id}:order:{order['id']}"
     poll(lambda: documents(chain_erp, "stock.shipment.internal", key),
@@ -283,7 +284,7 @@ def test_staff_receive_a_delivery_by_scanning_it_on_the_handheld(
     signed_in(page, agent.url + "/", "staff")
     receiving = page.locator("#receiving")
     delivery = receiving.locator(f".delivery[data-order-id='{order['id']}']")
-    expect(delivery).to_contain_text("12 units", timeout=15_000)
+    expect(delivery).to_contain_text("18 units", timeout=15_000)
     delivery.locator("button.receive").click()
     expect(receiving).to_have_class("active")
     expect(page.locator("#wedge")).to_be_focused()
@@ -297,25 +298,32 @@ def test_staff_receive_a_delivery_by_scanning_it_on_the_handheld(
         scan(BARCODE["CHIPS-70"])
     expect(chips.locator("td.scanned")).to_have_text("11", timeout=15_000)
     expect(receiving.locator(".last")).to_have_text("✓ Chips 70 g: 11 of 12")
+    cola = receiving.locator("tr[data-sku=COLA-330]")
+    for _ in range(7):  # a can too many
+        scan(BARCODE["COLA-330"])
+    expect(cola.locator("td.scanned")).to_have_text("7", timeout=15_000)
     scan(BARCODE["WATER-550"])  # a bottle that was never ordered
     expect(receiving.locator(".last")).to_have_text("⚠ Water 550 ml is not on the order",
                                                     timeout=15_000)
     scan(UNKNOWN_CODE)
     expect(receiving.locator(".last")).to_have_text(
         f"✗ {UNKNOWN_CODE}: That barcode is no product of ours", timeout=15_000)
-    # Flagged before confirming: one short, one not ordered.
+    # Flagged before confirming: one short, one over, one not ordered.
     expect(chips).to_have_attribute("data-kind", "under")
     expect(chips.locator("td.status")).to_have_text("1 short")
+    expect(cola).to_have_attribute("data-kind", "over")
+    expect(cola.locator("td.status")).to_have_text("1 over")
     water = receiving.locator("tr[data-sku=WATER-550]")
     expect(water).to_have_attribute("data-kind", "not_ordered")
     expect(water.locator("td.ordered")).to_have_text("0")
     confirm = receiving.locator("button.confirm")
-    expect(confirm).to_have_text("Confirm receipt (2 differences)")
+    expect(confirm).to_have_text("Confirm receipt (3 differences)")
+    assert page.evaluate("document.documentElement.scrollWidth") == 360  # no sideways scroll
     in_both_languages(page, page, "handheld-receiving")
 
     confirm.click()
     expect(receiving.locator(".last")).to_have_text(
-        f"Order #{order['id']} received, 2 differences recorded", timeout=15_000)
+        f"Order #{order['id']} received, 3 differences recorded", timeout=15_000)
     expect(receiving).not_to_have_class("active")
     expect(receiving.locator(".delivery")).to_have_count(0)
 
@@ -324,11 +332,13 @@ def test_staff_receive_a_delivery_by_scanning_it_on_the_handheld(
     assert done["state"] == "done"
     after = stock(chain_erp)
     assert after["CHIPS-70"] == before["CHIPS-70"] + 11  # the sale is not booked yet
+    assert after["COLA-330"] == before["COLA-330"] + 7
     assert after["WATER-550"] == before["WATER-550"]  # not ordered: the store's count books it
     assert agent.api("POST", f"/api/orders/{order['id']}/received", "staff").status_code == 409
     recorded = agent.api("GET", f"/api/orders/{order['id']}", "staff").json()
     assert recorded["discrepancies"] == [
         {"sku": "CHIPS-70", "ordered": 12, "received": 11, "kind": "under"},
+        {"sku": "COLA-330", "ordered": 6, "received": 7, "kind": "over"},
         {"sku": "WATER-550", "ordered": 0, "received": 1, "kind": "not_ordered"}]
 
 
