@@ -71,6 +71,7 @@
     if (id === undefined) return;
     try {
       const r = await Work.call("POST", `/api/orders/${id}/scan`, { code });
+      if (receipt?.id !== id) return undefined; // left meanwhile: the agent has the unit
       if (!r.ok) return tell(() => V().refusedCode(raw(code), Work.refusal(V(), r)), "error");
       // The agent answers with counts by product: the one whose count rose was this code's.
       const before = receipt.arrived;
