@@ -378,18 +378,22 @@ def test_an_online_order_is_picked_and_handed_over_once_on_the_handheld(
     assert stock(chain_erp)["WATER-550"] == before["WATER-550"] - 3
 
 
-def test_a_manager_approves_a_count_and_the_erp_moves_by_its_difference_once(
+def test_a_manager_approves_a_count_and_the_erp_moves_by_its_difference_once_or_dismisses_it(
         agents: Callable[..., Agent], manager_page: Any, chain_erp: TrytonServer) -> None:
     from playwright.sync_api import expect
 
-    agent = agents({"NOODLE-BEEF": "D1"})
-    erp_units = stock(chain_erp)["NOODLE-BEEF"]
+    agent = agents({"NOODLE-BEEF": "D1", "CHIPS-70": "E1"})
+    before = stock(chain_erp)
+    erp_units = before["NOODLE-BEEF"]
     counted = erp_units - 4  # four packs gone from the shelf with no sale
+    chips = before["CHIPS-70"] + 2  # and two bags more than the ERP knows of
 
-    def shelf() -> list[dict[str, Any]]:
+    def shelf() -> dict[str, int]:
         agent.weigh("D1", counted * 118.0)
-        return list(agent.api("GET", "/api/lanes", "manager").json())
-    poll(shelf, lambda lanes: lanes[0]["units"] == counted, within=30)
+        agent.weigh("E1", chips * 75.0)
+        return {lane["id"]: lane["units"] for lane in agent.api("GET", "/api/lanes",
+                                                                 "manager").json()}
+    poll(shelf, lambda units: units == {"D1": counted, "E1": chips}, within=30)
 
     page = signed_in(manager_page, f"{agent.url}/manager", "manager")
     counts = page.locator("#counts")
@@ -400,7 +404,14 @@ def test_a_manager_approves_a_count_and_the_erp_moves_by_its_difference_once(
     expect(row.locator("td.counted")).to_have_text(str(counted))
     expect(row.locator("td.erp")).to_have_text(str(erp_units))
     proposal_id = row.get_attribute("data-proposal-id")
+    extra = counts.locator("tr[data-sku=CHIPS-70][data-state=proposed]")
+    expect(extra.locator("td.difference")).to_have_text("+2")
+    extra_id = extra.get_attribute("data-proposal-id")
     in_both_languages(page, counts, "manager-counts")
+
+    extra.locator("button.dismiss").click()  # the manager will look at the bags first
+    expect(counts.locator(f"tr[data-proposal-id='{extra_id}'][data-state=dismissed]")
+           ).to_be_visible(timeout=15_000)
 
     row.locator("button.approve").click()
     decided = counts.locator(f"tr[data-proposal-id='{proposal_id}'][data-state=approved]")
@@ -410,10 +421,13 @@ def test_a_manager_approves_a_count_and_the_erp_moves_by_its_difference_once(
     poll(agent.drained, bool, within=60)
     (inventory,) = documents(chain_erp, "stock.inventory", f"{agent.id}:count:{proposal_id}")
     assert inventory["state"] == "done"
-    assert stock(chain_erp)["NOODLE-BEEF"] == erp_units - 4
+    after = stock(chain_erp)
+    assert after["NOODLE-BEEF"] == erp_units - 4
+    assert after["CHIPS-70"] == before["CHIPS-70"]  # dismissed: nothing booked
+    assert documents(chain_erp, "stock.inventory", f"{agent.id}:count:{extra_id}") == []
     assert agent.api("POST", f"/api/counts/{proposal_id}/approve", "manager").status_code == 409
-    # the ERP now equals the shelf: comparing again proposes nothing
+    # the ERP now equals the noodles' shelf; the bags, dismissed, are proposed again
     counts.locator("button.compare").click()
-    expect(counts.locator(".none")).to_have_text("The shelves agree with the ERP",
-                                                 timeout=15_000)
+    expect(counts.locator("tr[data-state=proposed]")).to_have_count(1, timeout=15_000)
+    expect(counts.locator("tr[data-state=proposed]")).to_have_attribute("data-sku", "CHIPS-70")
     assert len(documents(chain_erp, "stock.inventory", f"{agent.id}:count:{proposal_id}")) == 1
