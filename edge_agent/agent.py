@@ -53,7 +53,7 @@ from edge_agent.store_work import StoreWork
 from edge_agent.supervisor import Supervisor
 from edge_agent.web import AlertFeed, create_app
 from rules.config import DEFAULTS, load_rules
-from rules.trackers.alerts import Actor, Outcome
+from rules.trackers.alerts import ACTIVE_STATES, Actor, Outcome
 from rules.trackers.inventory import LaneScale
 from rules.trackers.presence import PresenceTracker
 from storeedge.errors import (
@@ -351,6 +351,14 @@ class StoreAgent(StoreWork):
 
     def resolve_alert(self, alert_id: str, actor: Actor, outcome: Outcome,
                       note: str | None = None) -> Alert:
+        task = self.alert_manager.get(alert_id)
+        if (task.rule == pickups.RULE and outcome is Outcome.FIXED
+                and task.state in ACTIVE_STATES):
+            # a pick task's card says picked: the order is picked, so its units are no loss
+            self.pickup_picked(task.subject, actor)
+            task = self.alert_manager.get(alert_id)
+            if task.state not in ACTIVE_STATES:
+                return task
         alert = self.pipeline.resolve(alert_id, actor, outcome, note, self.clock())
         self._flush()
         return alert

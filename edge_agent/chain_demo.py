@@ -1,8 +1,9 @@
 """``storeedge demo --stores N``: a chain in a box. N simulated stores, each with its own
 Mosquitto (TLS, a user per device, ACLs: as ``storeedge broker-config`` writes it) bridged over
 TLS with its own password to an HQ broker that lets each bridge write its own store's topics only
-(the bridge written by ``storeedge hq bridge-config``), its own agent and simulator; one Tryton on a private PostgreSQL cluster with a warehouse per store, one
-VictoriaMetrics, and the HQ service. At the end it prints one JSON line: per store the usual
+(the bridge written by ``storeedge hq bridge-config``), its own agent and simulator; one Tryton
+on a private PostgreSQL cluster with a warehouse per store, one VictoriaMetrics, and the HQ
+service. At the end it prints one JSON line: per store the usual
 truth check (the store's own warehouse in the ERP against the scenario) and the alerts the
 scenario does not justify, and an ``hq`` object whose figures are read back from HQ's own API
 beside what the scenario says they must be.

@@ -92,10 +92,11 @@ class OrderApproval(BaseModel):
 
 @orders_router.get("")
 async def list_orders(
-    ctx: ContextDep, _: ManagerCaller,
+    ctx: ContextDep, _: StaffCaller,
     state: Literal["proposed", "approved", "dismissed", "superseded", "received"] | None = None,
 ) -> list[dict[str, Any]]:
-    """Store orders on the distribution centre, newest first."""
+    """Store orders on the distribution centre, newest first (staff see the deliveries they
+    receive)."""
     return ctx.api.orders(state)
 
 

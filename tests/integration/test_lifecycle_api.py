@@ -5,6 +5,7 @@ journal (the way the agent composes them), through httpx's ASGI transport."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,15 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from cloud_bridge import counts, orders
+from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
+from edge_agent import pickups
 from edge_agent.config import HttpSection, HttpToken
 from edge_agent.journal import Journal
 from edge_agent.web import AlertFeed, create_app
 from rules.actions import ClearAlert, OpenAlert
 from rules.trackers.alerts import Actor, AlertManager, Outcome
+from storeedge.errors import PayloadError
 from storeedge.events import Alert, PosTransaction, Severity
 
 STORE = "sh-0042"
@@ -67,6 +72,10 @@ class JournaledStore:
         self.clock = clock
         self.manager = AlertManager(STORE, claim_within={"low_stock": 300.0}, zones=ZONES)
         self.manager.restore(journal.active_alerts())
+        # The store's work on the tables the agent keeps it in (no ERP here: nothing is booked).
+        self.work = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        for schema in (*ERP_SCHEMAS, pickups.SCHEMA):
+            self.work.executescript(schema)
 
     def record(self, transitions: list[Alert]) -> list[Alert]:
         if transitions:
@@ -127,6 +136,24 @@ class JournaledStore:
         match = self.manager.scan(code, actor, self.clock(), BARCODES)
         self.record(list(match.transitions))
         return match.to_dict()
+
+    def orders(self, state: str | None = None) -> list[dict[str, Any]]:
+        return orders.orders(self.work, state)
+
+    def order(self, order_id: int) -> dict[str, Any] | None:
+        return orders.receipt(self.work, order_id)
+
+    def receive(self, order_id: int, code: str, by: str) -> dict[str, Any] | None:
+        sku = next((sku for sku, barcode in BARCODES.items() if barcode == code), None)
+        if sku is None:
+            raise PayloadError(f"code {code!r} is no product of the catalog", source="receiving")
+        return orders.scan(self.work, order_id, sku, by)
+
+    def count_proposals(self, state: str | None = None) -> list[dict[str, Any]]:
+        return counts.proposals(self.work, state)
+
+    def pickups(self, state: str | None = None) -> list[dict[str, Any]]:
+        return pickups.pickups(self.work, state)
 
 
 def http_section(port: int = 8080) -> HttpSection:

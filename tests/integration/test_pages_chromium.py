@@ -1,6 +1,7 @@
 """The pages as a Beijing store's staff and manager see them, in a real headless Chromium
 (tests/fixtures/chromium.py): every visible string in the page's language (zh-CN and en-US)
-with an alert of every rule on screen, the language switch, cards that keep their place,
+with an alert of every rule and the store's work (orders, a delivery scanned in, a count, an
+online order) on screen, the language switch, cards that keep their place,
 notices apart from tasks, attention for a new task, outcomes that fit the rule, the installable
 app, and API docs served by the agent itself."""
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from cloud_bridge import counts, orders
 from edge_agent import operations, pickups, problems
 from edge_agent.config import HttpSection
 from edge_agent.services import free_port
@@ -23,7 +26,7 @@ from rules.library import RULES
 from rules.trackers.alerts import Outcome
 from storeedge.events import Alert, Severity
 from tests.fixtures.chromium import ARTIFACTS, CHROMIUM, AgentServer, card, sign_in, start
-from tests.integration.test_lifecycle_api import JournaledStore, http_section
+from tests.integration.test_lifecycle_api import BARCODES, JournaledStore, http_section
 
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 MANAGER = "S3cret-Of-Xq7Lw2Zp-mei"
@@ -97,6 +100,19 @@ def every_rule(now: float) -> list[OpenAlert]:
     ]
 
 
+def store_work(store: JournaledStore) -> None:
+    """An order to approve, one on its way, a count to decide and an online order to pick."""
+    policy = orders.Policy()
+    coming = orders.propose(store.work, policy, {"CHIPS-70": 4.0}, {"CHIPS-70": 1},
+                            {"CHIPS-70": 2})
+    assert coming is not None
+    orders.decide(store.work, store.store_id, coming["id"], True, "mei")
+    orders.propose(store.work, policy, {"COLA-330": 6.0}, {"COLA-330": 3}, {"COLA-330": 2})
+    counts.propose(store.work, {"CHIPS-70": 7}, {"CHIPS-70": 10}, Counter({"CHIPS-70": 1}), 1)
+    pickups.create(store.work, "WEB-1001", [{"sku": "COLA-330", "qty": 2, "unit_price": 3.5}],
+                   "王芳")
+
+
 def raise_all(server: AgentServer, store: JournaledStore) -> list[Alert]:
     return server.call(lambda: store.record(store.manager.apply(every_rule(store.clock()),
                                                                 store.clock())))
@@ -122,6 +138,7 @@ def test_every_visible_string_is_in_the_pages_language(
     port = free_port()
     server = start(servers, store, port, http_section(port), language=language)
     alerts = raise_all(server, store)
+    store_work(store)
     # The browser's own language is the other one: the store's default decides.
     context = browser.new_context(viewport={"width": 360, "height": 640}, device_scale_factor=2,
                                   is_mobile=True, has_touch=True,
@@ -153,6 +170,16 @@ def test_every_visible_string_is_in_the_pages_language(
         page.locator("#store").tap()
         keep(page, f"handheld-{language}.png")
 
+        # A delivery scanned in: one unit of two, and one that was not ordered.
+        expect(page.locator("#pickups .pickup")).to_have_count(1)
+        page.locator("#receiving button.receive").tap()
+        for sku in ("CHIPS-70", "COLA-330"):
+            page.keyboard.type(BARCODES[sku], delay=2)
+            page.keyboard.press("Enter")
+            expect(page.locator(f"#receiving tr[data-sku={sku}] td.scanned")).to_have_text("1")
+        assert page.evaluate(UNTRANSLATED) == [], "receiving"
+        page.locator("#receiving button.back").tap()
+
         manager = context.new_page()
         manager.set_viewport_size({"width": 1280, "height": 900})
         manager.goto(f"{server.url}manager")  # a session of its own: the handheld's is not it
@@ -161,6 +188,9 @@ def test_every_visible_string_is_in_the_pages_language(
         sign_in(manager, f"{server.url}manager", MANAGER)
         expect(manager.locator("#open tr[data-key]")).to_have_count(len(alerts), timeout=5000)
         expect(manager.locator("#people tr[data-key]")).to_have_count(1)
+        expect(manager.locator("#orders .proposal tr[data-sku]")).to_have_count(1)
+        expect(manager.locator("#orders tr[data-state=approved]")).to_have_count(1)
+        expect(manager.locator("#counts tr[data-state=proposed]")).to_have_count(1)
         expect(manager.locator("#conn")).to_have_attribute("data-state", "live")
         assert manager.evaluate(UNTRANSLATED) == [], "manager"
         keep(manager, f"manager-{language}.png")

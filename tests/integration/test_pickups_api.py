@@ -122,3 +122,19 @@ async def test_units_taken_with_no_order_picked_are_still_a_loss(
                                                          "unit_price": 1.0}]}
     refused = await http.post("/api/pickups", json=unknown)
     assert refused.status_code == 422 and "NOPE" in refused.json()["detail"]
+
+
+async def test_a_pick_task_resolved_on_its_card_picks_the_order(
+        agent: StoreAgent, http: httpx.AsyncClient) -> None:
+    shelf(agent, 10)
+    assert (await http.post("/api/pickups", json=ORDER)).status_code == 201
+    [task] = [a for a in (await http.get("/api/alerts")).json() if a["rule"] == "click_collect"]
+    shelf(agent, 8)
+    resolved = await http.post(f"/api/alerts/{task['alert_id']}/resolve",
+                               json={"outcome": "fixed"})
+    assert resolved.status_code == 200 and resolved.json()["state"] == "resolved"
+    [order] = (await http.get("/api/pickups")).json()
+    assert order["state"] == "picked"
+    agent.clock.now += 1200  # the two that left the shelf were the order's
+    agent.tick()
+    assert [a for a in (await http.get("/api/alerts")).json() if a["rule"] == "shrink"] == []

@@ -6,30 +6,18 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from cloud_bridge.tryton.connector import TrytonConnector
-from cloud_bridge.tryton.server import TrytonServer, start_tryton
+from cloud_bridge.tryton.server import TrytonServer
 from edge_agent.agent import StoreAgent
 from edge_agent.config import StoreConfig
-from edge_agent.services import free_port
 from edge_agent.web import create_app
-from tests.fixtures.tryton import ADMIN_PASSWORD, CATALOG, INITIAL_STOCK, connector_for
-
-DC_STOCK = {item["sku"]: 1000 for item in CATALOG}
-
-
-@pytest.fixture(scope="module")
-def chain_erp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonServer]:
-    """A Tryton with the store's warehouse (WH) and the chain's distribution centre (DC)."""
-    server = start_tryton(tmp_path_factory.mktemp("tryton-dc"), free_port(), CATALOG,
-                          INITIAL_STOCK, ADMIN_PASSWORD, warehouses={"DC": DC_STOCK})
-    yield server
-    server.stop()
+from tests.fixtures.tryton import ADMIN_PASSWORD, CATALOG, connector_for
 
 
 @pytest.fixture
