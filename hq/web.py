@@ -76,13 +76,28 @@ VENDOR_DIR = Path(storeedge.__file__).parent / "static" / "vendor"  # the chart 
 COOKIE = "storeedge_hq"
 SESSION_REALM = "storeedge-hq-session"
 BODY_LIMITS = (("/api/session", 1024),)
+MAX_RANGE_S = 93 * 86_400  # a quarter: the longest report a page asks for
 
 
 @dataclass(frozen=True)
 class HqCaller:
     name: str
     role: str = "hq"
-MAX_RANGE_S = 93 * 86_400  # a quarter: the longest report a page asks for
+
+
+def user_tokens(config: HqConfig) -> list[tuple[str, SecretStr]]:
+    """Each HQ user's token from its environment variable; ConfigError naming a weak one. A
+    user whose variable is unset cannot sign in (logged)."""
+    tokens = []
+    for i, user in enumerate(config.users):
+        token = user.token()
+        if token is None:
+            log.warning("HQ user %s has no token in %s: they cannot sign in", user.name,
+                        user.token_env)
+            continue
+        check_token(token.get_secret_value(), f"users.{i}.token_env", user.token_env)
+        tokens.append((user.name, token))
+    return tokens
 
 
 class Hq:
@@ -99,15 +114,7 @@ class Hq:
                                                 _reveal(e.password()), timeout=e.timeout_seconds,
                                                 ca_file=str(e.ca_file) if e.ca_file else None))
         self.figures = Figures(config, self.live, self.tsq, self.erp)
-        self.tokens: list[tuple[str, SecretStr]] = []
-        for i, user in enumerate(config.users):
-            token = user.token()
-            if token is None:
-                log.warning("HQ user %s has no token in %s: they cannot sign in", user.name,
-                            user.token_env)
-                continue
-            check_token(token.get_secret_value(), f"users.{i}.token_env", user.token_env)
-            self.tokens.append((user.name, token))
+        self.tokens = user_tokens(config)
         h = config.http
         self.limiter = AttemptLimiter(h.sign_in_attempts, h.sign_in_window_seconds,
                                       h.sign_in_backoff_seconds)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import ssl
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -322,3 +325,14 @@ def test_hq_serves_https(tmp_path: Path, mosquitto: Service, victoria: Service) 
     assert signed.status_code == 200 and "secure" in signed.headers["set-cookie"].lower()
     assert signed.headers["strict-transport-security"].startswith("max-age=")
     assert overview.status_code == 200
+
+
+def test_a_weak_hq_token_stops_hq_naming_it(tmp_path: Path) -> None:
+    config = write_hq_config(tmp_path / "hq.yaml", [{"id": "weak-1"}], broker_port=1,
+                             tsdb_url="http://127.0.0.1:1", port=free_port())
+    done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "hq", "--config", str(config)],
+                          env={**os.environ, "STOREEDGE_TEST_HQ_TOKEN": "hq-123"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "users.0.token_env" in done.stderr and "STOREEDGE_TEST_HQ_TOKEN" in done.stderr
+    assert "hq-123" not in done.stderr + done.stdout  # the secret itself is never shown
