@@ -1,8 +1,11 @@
 """What every storeedge web app (a store's agent, HQ) does for its safety, whoever its users
-are: error bodies that echo nothing large, strong tokens, limits on failed sign-ins, request body
-limits, security headers, and the append-only audit log.
+are: error bodies that echo nothing large, strong tokens, signed session cookies, limits on failed
+sign-ins, request body limits, security headers, the append-only audit log, and the API's docs
+served by the app itself (no CDN).
 
 - ``check_token`` refuses a short or guessable token at start with a config error naming it.
+- A session cookie is ``name.expires.nonce.mac`` (``make_session``, ``read_session``): the MAC
+  over the realm is keyed by a secret of the holder's, so changing it ends their sessions.
 - ``AttemptLimiter`` counts failed sign-ins per key (a client network, an account); past its
   attempts within the window every further try waits, doubling up to 15 minutes (429 with
   ``Retry-After``).
