@@ -56,6 +56,7 @@ from edge_agent.services import (
 )
 from firmware_sim.judge import false_alerts
 from firmware_sim.scenario import SCENARIO_DIR, Scenario, load_scenario
+from firmware_sim.store import stop_seconds
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +217,10 @@ def run_chain_demo(stores: int, seconds: float, workdir: Path | None = None) -> 
             for child in children:
                 child.check()
             time.sleep(1.0)
+        for shop in shops:  # every store closes at once
+            shop["sim"].terminate()
         for shop in shops:
-            shop["sim"].stop(grace=60.0)
+            shop["sim"].stop(grace=stop_seconds(shop["scenario"]) + 10.0)
         report_stores: dict[str, Any] = {}
         drain_until = time.monotonic() + DRAIN_SECONDS
         for shop in shops:  # the others drain meanwhile
@@ -275,7 +278,8 @@ def _store_report(scen: Scenario, truth: dict[str, Any], initial: dict[str, int]
         "open_alerts": board.health.get("open_alerts"),
         "agent_restarts": shop["agent"].restarts,
         "alerts_heard": len(alerts.opened),
-        "false_alerts": len(unjustified), "false_alert_list": unjustified,
+        "false_alerts": None if unjustified is None else len(unjustified),
+        "false_alert_list": unjustified,
         "planted": [{"kind": p["kind"], "at": p.get("at"), "lane": p.get("lane"),
                      "sku": p.get("sku"), "hq_rule": PLANTED_RULE.get(p["kind"])}
                     for p in truth.get("planted", [])],

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import faulthandler
 import gc
 import logging
 import sys
@@ -152,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     from edge_agent import logs
 
     logs.configure(args.log_level, json_lines=args.log_format == "json")
+    # A crash in native code (a driver library, SQLite) leaves every thread's stack in the log.
+    with contextlib.suppress(ValueError, AttributeError):  # stderr is no file (run embedded)
+        faulthandler.enable()
     try:
         if args.command == "check":
             from edge_agent.config import load_config

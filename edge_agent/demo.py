@@ -13,6 +13,7 @@ against the scenario.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from firmware_sim.camera import CameraSim
 from firmware_sim.faults import merge_fault_specs
 from firmware_sim.judge import false_alerts
 from firmware_sim.scenario import Scenario, load_scenario
-from firmware_sim.store import camera_reference_path
+from firmware_sim.store import camera_reference_path, stop_seconds
 from storeedge.errors import StoreEdgeError
 
 log = logging.getLogger(__name__)
@@ -147,16 +148,25 @@ class Child:
 
     def check(self) -> None:
         if self.proc is not None and self.proc.poll() is not None and not self.stopping:
+            with contextlib.suppress(OSError):
+                tail = (self.workdir / f"{self.name}.log").read_bytes()[-2000:]
+                log.warning("%s's last words: %s", self.name, tail.decode(errors="replace"))
             log.warning("%s exited with %s; restarting", self.name, self.proc.returncode)
             self.restarts += 1
             self.start()
 
-    def stop(self, grace: float) -> int | None:
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM), without waiting."""
         self.stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, grace: float) -> int | None:
+        """SIGTERM, and SIGKILL when it has not exited ``grace`` seconds later."""
+        self.terminate()
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
@@ -385,7 +395,7 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         board.poll()
         states_while_running = dict(board.health.get("device_states") or {})
         # Stop the shoppers; the POS drains its queue and writes the truth before it exits.
-        sim.stop(grace=60.0)
+        sim.stop(grace=stop_seconds(scenario) + 10.0)
         drained = _wait_drained(board, agent, services, restarts, workdir, DRAIN_SECONDS)
         board.poll()
         truth = json.loads(truth_path.read_text()) if truth_path.exists() else {}
@@ -409,7 +419,7 @@ def run_demo(scenario_name: str, seconds: float, workdir: Path | None = None,
         report["alerts_heard"] = len(alert_log.opened)  # on MQTT, as HQ and handhelds hear them
         report["duplicate_alerts"] = len(alert_log.duplicates)
         report["duplicate_alert_list"] = alert_log.duplicates
-        report["false_alerts"] = len(unjustified)
+        report["false_alerts"] = None if unjustified is None else len(unjustified)
         report["false_alert_list"] = unjustified
         print(json.dumps(report, sort_keys=True), flush=True)
         return 0

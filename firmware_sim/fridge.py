@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt
 from devices.zigbee2mqtt.protocol import encode_availability, encode_state
 from firmware_sim.faults import Faults, FaultyPublisher, ScenarioClock, ValueFilter
 from firmware_sim.login import NO_LOGIN, BrokerLogin
+from firmware_sim.mqtt_shelf import write_on_network_thread
 from storeedge.errors import BrokerUnavailable, UsageError
 from storeedge.units import s_to_ms
 
@@ -138,6 +139,7 @@ class FridgeSim:
         login.apply(self._client)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        write_on_network_thread(self._client)
         self._send = FaultyPublisher(self._client.publish, self.faults, self._random)
 
     def sample(self) -> bytes:

@@ -20,9 +20,12 @@ _INSTRUMENT_RULES = frozenset({"sensor_noisy", "sensor_stuck", "sensor_drift", "
 
 
 def false_alerts(scenario: Scenario, faults: Mapping[str, Faults], truth: Mapping[str, Any],
-                 alerts: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+                 alerts: list[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
     """The alerts (each as its opening transition's dict) that the truth does not justify,
-    each with ``why``. ``truth`` is the simulator's record (``SimulatedStore.truth()``)."""
+    each with ``why``. ``truth`` is the simulator's record (``SimulatedStore.truth()``); None
+    when there is none to judge by (a simulator that died before writing it)."""
+    if not truth:
+        return None
     judge = _Judge(scenario, faults, truth)
     out = []
     for alert in alerts:

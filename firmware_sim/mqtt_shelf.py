@@ -78,6 +78,7 @@ class MqttShelfSim:
         self._client.will_set(self._status_topic, encode_status(False), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        write_on_network_thread(self._client)
         self._send = FaultyPublisher(self._client.publish, self.faults, self._random)
 
     def start(self, timeout: float = 5.0) -> None:
@@ -204,3 +205,17 @@ class MqttShelfSim:
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
                        reason: mqtt.ReasonCode, properties: object) -> None:
         self._disconnected.set()
+
+
+def write_on_network_thread(client: mqtt.Client) -> None:
+    """Make ``client``'s publishes from any thread only queue, for the thread that runs its
+    ``loop()`` to send. Without paho's own thread (``loop_start``), paho writes a publish to the
+    socket on the caller's thread, while the network thread may be reading it: two threads in
+    one TLS connection, which OpenSSL does not allow (the simulator died of it, in libc). With a
+    write-interest callback set, paho leaves the writing to ``loop()``, whose select() wakes
+    for the queued packet."""
+    client.on_socket_register_write = _leave_it_to_loop
+
+
+def _leave_it_to_loop(client: mqtt.Client, userdata: object, sock: object) -> None:
+    pass

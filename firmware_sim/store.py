@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 CHECKOUT_SECONDS = 2.0
 EXIT_SECONDS = 1.5
 WALKOUT_EXIT_SECONDS = 2.5
+# When the run ends: how long kiosk sessions and tag journeys under way may take to finish, and
+# how long the POS may take to post what it still holds.
+SETTLE_SECONDS = 15.0
+POS_DRAIN_SECONDS = 50.0
 
 
 @dataclass
@@ -263,7 +267,7 @@ class SimulatedStore:
 
     async def stop(self) -> None:
         """Unplug every device (each one, whatever the others do)."""
-        self.unplugged_all_ts = time.time()
+        self.unplugged_all_ts = self.unplugged_all_ts or time.time()
         for kiosk in self.kiosks.values():
             try:
                 await kiosk.stop()
@@ -636,17 +640,26 @@ async def run_store(scenario: str | Scenario, *, broker: tuple[str, int], agent_
             # what it holds.
             await asyncio.sleep(max(scenario.pay_after_seconds) + 0.1)
             if store._tasks:
-                await asyncio.wait(list(store._tasks), timeout=15.0)
-            if not await store.pos.drain(timeout=50.0):
+                await asyncio.wait(list(store._tasks), timeout=SETTLE_SECONDS)
+            if not await store.pos.drain(timeout=POS_DRAIN_SECONDS):
                 log.error("POS still holds %d transactions", store.pos.pending)
             pos.cancel()
     finally:
         for task in list(store._tasks):
             task.cancel()
-        await store.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        # The truth is written before the devices are unplugged: a device slow to let go must
+        # not cost the record of what was sold.
+        store.unplugged_all_ts = time.time()
         truth = store.truth()
         if truth_out is not None:
             truth_out.write_text(json.dumps(truth))
+        await store.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
     return truth
+
+
+def stop_seconds(scenario: Scenario) -> float:
+    """The longest ``run_store`` takes from SIGTERM to its truth written: the last shoppers
+    pay, the sessions under way settle, the POS drains."""
+    return max(scenario.pay_after_seconds) + SETTLE_SECONDS + POS_DRAIN_SECONDS + 5.0

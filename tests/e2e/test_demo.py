@@ -77,6 +77,7 @@ def test_full_store_finds_every_planted_incident(tmp_path):
     assert history[:3] == ["online", "offline", "online"]
     assert report["devices"] == {"online": 11}
     assert report["alerts_heard"] == sum(report["alerts"].values())
+    assert "sim" not in report["restarts"], report  # one simulated world, one truth
     assert report["false_alerts"] == 0, report["false_alert_list"]
     assert report["duplicate_alerts"] == 0, report["duplicate_alert_list"]
     truth = report["truth"]

@@ -9,6 +9,7 @@ reaches the watcher after the forbidden message would have.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -221,6 +222,44 @@ async def test_a_simulated_shelf_signs_in_as_its_device_user(
                 [(_, payload)] = await received_until(agent, "store/sa/dev/sa-s1/weight")
                 grams = decode_weight(payload, store_id="sa", device_id="sa-s1",
                                       received_ts=time.time()).grams
+        finally:
+            await asyncio.to_thread(shelf.stop)
+
+
+async def test_a_simulated_shelf_publishing_from_many_threads_keeps_its_tls_connection(
+        secure_mosquitto: SecureBroker) -> None:
+    """Lanes set from several threads, heartbeats from another, while the network thread reads
+    the PUBACKs: every weight arrives. (paho used to write a publish on the caller's thread: two
+    threads in one TLS connection, corrupt records, a dropped connection, lost weights, and once
+    a simulator dead in libc.)"""
+    files = secure_mosquitto.files
+    user = files.user("sa", "device", "sa-s1")
+    lanes = ["L1", "L2", "L3", "L4"]
+    per_lane = 5000
+    shelf = MqttShelfSim("sa", "sa-s1", lanes, port=secure_mosquitto.port, qos=1,
+                         heartbeat_seconds=0.005, login=BrokerLogin(
+                             user, files.passwords[user], str(secure_mosquitto.certs.ca_cert)))
+
+    def set_lane(lane: str) -> None:
+        for i in range(1, per_lane + 1):
+            shelf.set_grams(lane, float(i))
+
+    async with connect(secure_mosquitto, files.user("sa", "agent")) as agent:
+        await agent.subscribe("store/sa/dev/sa-s1/weight", qos=1)
+        await asyncio.to_thread(shelf.start)
+        try:
+            await asyncio.gather(*(asyncio.to_thread(set_lane, lane) for lane in lanes))
+            missing = {lane: {float(i) for i in range(1, per_lane + 1)} for lane in lanes}
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(60):
+                    async for message in agent.messages:
+                        assert isinstance(message.payload, bytes)
+                        w = decode_weight(message.payload, store_id="sa", device_id="sa-s1",
+                                          received_ts=time.time())
+                        missing[w.lane].discard(w.grams)
+                        if not any(missing.values()):
+                            break
+            assert {lane: len(m) for lane, m in missing.items()} == dict.fromkeys(lanes, 0)
         finally:
             await asyncio.to_thread(shelf.stop)
 
