@@ -156,7 +156,9 @@ class Child:
             self.start()
 
     def terminate(self) -> None:
-        """Ask it to stop (SIGTERM), without waiting."""
+        """Ask it to stop (SIGTERM, once), without waiting."""
+        if self.stopping:
+            return
         self.stopping = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
