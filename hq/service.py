@@ -7,13 +7,12 @@ import os
 import uvicorn
 
 from hq.config import load_config
-from hq.web import create_app, user_tokens
+from hq.web import create_app
 from storeedge.httpsec import tls_server_options
 
 
 def serve(path: str | os.PathLike[str]) -> int:
     config = load_config(path)
-    user_tokens(config)  # a weak token stops HQ here, named, not in the middle of starting
     uvicorn.run(create_app(config), host=config.http.host, port=config.http.port,
                 log_config=None, access_log=False,
                 **tls_server_options(config.http.tls_cert_file, config.http.tls_key_file))

@@ -47,13 +47,13 @@ from hq.figures import Figures, TimeRange
 from hq.live import ChainLive, follow_broker
 from hq.timeseries import PromQuery
 from storeedge import tables
+from storeedge.audit import AuditLog
 from storeedge.errors import ErpUnavailable, TimeSeriesUnavailable
 from storeedge.httpsec import (
     DOCS_ASSETS,
     ERROR_RESPONSES,
     UNAUTHORIZED,
     AttemptLimiter,
-    AuditLog,
     Problem,
     SecurityMiddleware,
     check_token,
@@ -103,7 +103,7 @@ def user_tokens(config: HqConfig) -> list[tuple[str, SecretStr]]:
 class Hq:
     """What the routes share: the config, the live broker state and the figures."""
 
-    def __init__(self, config: HqConfig) -> None:
+    def __init__(self, config: HqConfig, tokens: list[tuple[str, SecretStr]]) -> None:
         self.config = config
         self.live = ChainLive(s.id for s in config.stores)
         self.tsq = PromQuery(config.timeseries.url, config.timeseries.timeout_seconds)
@@ -114,7 +114,7 @@ class Hq:
                                                 _reveal(e.password()), timeout=e.timeout_seconds,
                                                 ca_file=str(e.ca_file) if e.ca_file else None))
         self.figures = Figures(config, self.live, self.tsq, self.erp)
-        self.tokens = user_tokens(config)
+        self.tokens = tokens
         h = config.http
         self.limiter = AttemptLimiter(h.sign_in_attempts, h.sign_in_window_seconds,
                                       h.sign_in_backoff_seconds)
@@ -389,11 +389,13 @@ async def _answer(aw: Any) -> Any:
 
 
 def create_app(config: HqConfig, *, follow: bool = True) -> FastAPI:
-    """The HQ app; ``follow=False`` leaves the broker alone (tests feed ``ChainLive``)."""
+    """The HQ app; ``follow=False`` leaves the broker alone (tests feed ``ChainLive``).
+    ConfigError naming a weak user token, before anything starts."""
+    tokens = user_tokens(config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        hq = app.state.hq = Hq(config)
+        hq = app.state.hq = Hq(config, tokens)
         tasks = [asyncio.create_task(
             hq.figures.keep_refreshed(config.timeseries.refresh_seconds), name="hq-figures")]
         if follow:
