@@ -56,6 +56,7 @@ from rules.config import DEFAULTS, load_rules
 from rules.trackers.alerts import ACTIVE_STATES, Actor, Outcome
 from rules.trackers.inventory import LaneScale
 from rules.trackers.presence import PresenceTracker
+from storeedge.audit import AuditLog
 from storeedge.errors import (
     ConfigError,
     JournalUnavailable,
@@ -68,7 +69,7 @@ from storeedge.events import (
     DeviceStatus,
     PosTransaction,
 )
-from storeedge.httpsec import AuditLog, tls_server_options
+from storeedge.httpsec import tls_server_options
 from storeedge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)

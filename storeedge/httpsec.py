@@ -1,7 +1,7 @@
 """What every storeedge web app (a store's agent, HQ) does for its safety, whoever its users
 are: error bodies that echo nothing large, strong tokens, signed session cookies, limits on failed
-sign-ins, request body limits, security headers, the append-only audit log, and the API's docs
-served by the app itself (no CDN).
+sign-ins, request body limits, security headers, the audit of who did what (its log is
+``storeedge.audit``), and the API's docs served by the app itself (no CDN).
 
 - ``check_token`` refuses a short or guessable token at start with a config error naming it.
 - A session cookie is ``name.expires.nonce.mac`` (``make_session``, ``read_session``): the MAC
@@ -19,10 +19,8 @@ served by the app itself (no CDN).
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import hmac
-import io
 import ipaddress
 import logging
 import math
@@ -31,7 +29,7 @@ import secrets
 import sqlite3
 import string
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +43,7 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
+from storeedge.audit import AuditLog
 from storeedge.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -279,85 +278,6 @@ def network_of(address: str) -> str:
     if ip.version == 6:
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
-
-
-# Audit
-
-
-AUDIT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL NOT NULL,
-    who TEXT NOT NULL,
-    role TEXT NOT NULL,
-    action TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    client TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
-
-AUDIT_FIELDS = ("seq", "ts", "who", "role", "action", "status", "client")
-
-
-class AuditRecord(BaseModel):
-    seq: int
-    ts: float
-    who: str
-    role: str
-    action: str
-    status: int
-    client: str
-
-
-class AuditLog:
-    """Who did what, when and from where: one row per action, in an SQLite file whose triggers
-    refuse every UPDATE and DELETE. ``path=None`` keeps it in memory (tests)."""
-
-    def __init__(self, path: Path | None, clock: Callable[[], float] = time.time) -> None:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self.clock = clock
-        self._db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None,
-                                   check_same_thread=False)
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(AUDIT_SCHEMA)
-
-    def record(self, who: str, role: str, action: str, status_code: int, client: str) -> None:
-        self._db.execute("INSERT INTO audit (ts, who, role, action, status, client) "
-                         "VALUES (?, ?, ?, ?, ?, ?)",
-                         (self.clock(), who, role, action[:300], status_code, client))
-
-    def records(self, after: int = 0, limit: int = 1000) -> list[AuditRecord]:
-        rows = self._db.execute(
-            f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, limit))
-        return [AuditRecord(**dict(zip(AUDIT_FIELDS, row, strict=True))) for row in rows]
-
-    def csv(self, after: int = 0) -> Iterator[str]:
-        """Every record after ``after`` as CSV, header first."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(AUDIT_FIELDS)
-        while True:
-            page = self.records(after, 1000)
-            for r in page:
-                writer.writerow([r.seq, f"{r.ts:.3f}", r.who, r.role, r.action, r.status,
-                                 r.client])
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-            if len(page) < 1000:
-                return
-            after = page[-1].seq
-
-    def close(self) -> None:
-        self._db.close()
 
 
 # Middleware

@@ -39,9 +39,9 @@ from edge_agent.web.problems import problems_router
 from edge_agent.web.store_work import counts_router, orders_router, pickups_router
 from edge_agent.web.trends import trends_router
 from edge_agent.web_security import BODY_LIMITS, DEFAULT_BODY_LIMIT, Guard, load_tokens
+from storeedge.audit import AuditLog
 from storeedge.httpsec import (
     ERROR_RESPONSES,
-    AuditLog,
     SecurityMiddleware,
     invalid_request,
     json_errors,

@@ -11,8 +11,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from edge_agent.web.deps import ContextDep, ManagerCaller
+from storeedge.audit import AuditRecord
 from storeedge.errors import UsageError
-from storeedge.httpsec import AuditRecord, Problem
+from storeedge.httpsec import Problem
 
 audit = logging.getLogger("storeedge.audit")
 

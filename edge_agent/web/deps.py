@@ -25,8 +25,9 @@ from rules.trackers.alerts import (
     IllegalTransition,
     NotPermitted,
 )
+from storeedge.audit import AuditLog
 from storeedge.errors import PayloadError
-from storeedge.httpsec import AuditLog, Problem
+from storeedge.httpsec import Problem
 
 audit = logging.getLogger("storeedge.audit")
 

@@ -17,8 +17,9 @@ from edge_agent.config import HttpSection, HttpToken
 from edge_agent.web import AlertFeed, create_app
 from edge_agent.web_security import MANAGER_COOKIE, SESSION_COOKIE, session_cookie
 from rules.trackers.alerts import AlertNotFound
+from storeedge.audit import AuditLog
 from storeedge.errors import ConfigError
-from storeedge.httpsec import AttemptLimiter, AuditLog, check_token
+from storeedge.httpsec import AttemptLimiter, check_token
 from tests.unit.test_web import FakeAgent, txn
 
 TOKENS = {"T_POS": ("till-1", "pos", "pos-S3cret-Xq7Lw2Zp9k"),
