@@ -45,7 +45,8 @@ from edge_agent.broker_security import (
 )
 from edge_agent.certs import StoreCerts, write_store_certs
 from edge_agent.config import StoreConfig
-from edge_agent.demo import AlertLog, Child, StatusBoard, _wait_drained, store_config
+from edge_agent.demo import store_config
+from edge_agent.demo_watch import AlertLog, Child, StatusBoard, wait_drained
 from edge_agent.services import (
     Service,
     free_port,
@@ -225,7 +226,7 @@ def run_chain_demo(stores: int, seconds: float, workdir: Path | None = None) -> 
         drain_until = time.monotonic() + DRAIN_SECONDS
         for shop in shops:  # the others drain meanwhile
             scen = shop["scenario"]
-            drained = _wait_drained(shop["board"], shop["agent"], {}, Counter(), shop["dir"],
+            drained = wait_drained(shop["board"], shop["agent"], {}, Counter(), shop["dir"],
                                     max(1.0, drain_until - time.monotonic()))
             truth_file = shop["dir"] / "truth.json"
             truth = json.loads(truth_file.read_text()) if truth_file.exists() else {}
