@@ -1,4 +1,4 @@
-"""Time-ordered event ids (UUIDv7, RFC 9562) and idempotency keys."""
+"""Time-ordered event ids (UUIDv7, RFC 9562), idempotency keys and GS1 check digits."""
 
 from __future__ import annotations
 
@@ -42,3 +42,12 @@ def new_event_id(now_ns: int | None = None) -> str:
 def idempotency_key(store_id: str, kind: str, *parts: object) -> str:
     """The key an ERP command carries so a replayed delivery is recognised: stable, readable."""
     return ":".join([store_id, kind, *(str(p) for p in parts)])
+
+
+def gs1_check_digit(body: str) -> int:
+    """The check digit of a GS1 key (GTIN, SSCC, GLN) whose other digits are ``body``: GS1
+    General Specifications 7.9.1, weights 3, 1, 3, ... from the right-most digit, then the
+    difference to the next multiple of ten. ``body`` is ASCII digits (the caller checks)."""
+    odd = sum(map(int, body[-1::-2]))
+    even = sum(map(int, body[-2::-2]))
+    return -(3 * odd + even) % 10

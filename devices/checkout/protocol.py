@@ -63,6 +63,7 @@ from typing import Any
 from devices.checkout.config import CheckoutDevice
 from storeedge.errors import PayloadError, UsageError
 from storeedge.events import CheckoutEvent, CheckoutKind
+from storeedge.ids import gs1_check_digit
 
 STREAM = "session"
 MIN_GRAMS = -500.0
@@ -169,18 +170,11 @@ def _number(obj: dict[str, Any], key: str, src: str, lo: float, hi: float,
     return float(value)
 
 
-def gtin_check_digit(body: str) -> int:
-    """The GS1 mod-10 check digit of ``body`` (a GTIN without its last digit): weights 3 and 1
-    alternate from the rightmost digit."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
-    return -total % 10
-
-
 def _check_gtin(code: str, src: str) -> None:
     if len(code) not in _GTIN_LENGTHS or not (code.isascii() and code.isdigit()):
         raise PayloadError(f"barcode is not a GTIN of 8, 12, 13 or 14 digits: {code!r:.40}",
                            source=src)
-    expected = gtin_check_digit(code[:-1])
+    expected = gs1_check_digit(code[:-1])
     if int(code[-1]) != expected:
         raise PayloadError(f"barcode {code} has a wrong check digit (expected {expected})",
                            source=src)

@@ -30,9 +30,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from biip.checksums import gs1_standard_check_digit
-
 from storeedge.errors import PayloadError, UsageError
+from storeedge.ids import gs1_check_digit
 
 SGTIN_96, SGTIN_198, SSCC_96 = "sgtin-96", "sgtin-198", "sscc-96"
 _HEADER = {SGTIN_96: 0x30, SGTIN_198: 0x36, SSCC_96: 0x31}
@@ -96,7 +95,7 @@ class Epc:
     def _key(self) -> str:
         # The reference's first digit (indicator or extension digit) leads the GS1 key.
         body = self.reference[0] + self.company_prefix + self.reference[1:]
-        return body + str(gs1_standard_check_digit(body))
+        return body + str(gs1_check_digit(body))
 
     @property
     def element_string(self) -> str:
@@ -330,7 +329,7 @@ def from_gtin(gtin: str, serial: str | int, *, company_prefix_digits: int, filte
     if _DIGITS.fullmatch(gtin) is None or len(gtin) not in (8, 12, 13, 14):
         raise UsageError(f"GTIN must be 8, 12, 13 or 14 digits, got {gtin!r}")
     gtin = gtin.zfill(14)
-    if str(gs1_standard_check_digit(gtin[:13])) != gtin[13]:
+    if str(gs1_check_digit(gtin[:13])) != gtin[13]:
         raise UsageError(f"GTIN {gtin} has a wrong check digit")
     if not 6 <= company_prefix_digits <= 12:
         raise UsageError(f"company prefix must have 6..12 digits, got {company_prefix_digits}")
@@ -345,7 +344,7 @@ def from_sscc(sscc: str, *, company_prefix_digits: int, filter: int = 0) -> Epc:
     """The SSCC-96 of an 18-digit SSCC. UsageError when it is malformed."""
     if _DIGITS.fullmatch(sscc) is None or len(sscc) != 18:
         raise UsageError(f"SSCC must be 18 digits, got {sscc!r}")
-    if str(gs1_standard_check_digit(sscc[:17])) != sscc[17]:
+    if str(gs1_check_digit(sscc[:17])) != sscc[17]:
         raise UsageError(f"SSCC {sscc} has a wrong check digit")
     if not 6 <= company_prefix_digits <= 12:
         raise UsageError(f"company prefix must have 6..12 digits, got {company_prefix_digits}")

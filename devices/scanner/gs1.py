@@ -18,9 +18,12 @@ What this module adds on top:
 - The human-readable form ``(01)...(10)...`` both ways, and Digital Link URIs read as tolerantly
   as element strings.
 
-Check digits (section 7.9): weights 3, 1, 3, ... from the right-most digit before the check digit;
-one rule for GTIN-8/12/13/14, SSCC and GLN. A shorter GTIN becomes a GTIN-14 by left-padding
-with zeros.
+Check digits (section 7.9, ``storeedge.ids.gs1_check_digit``): one rule for GTIN-8/12/13/14,
+SSCC and GLN. A shorter GTIN becomes a GTIN-14 by left-padding with zeros.
+
+biip is imported at the first element string read, not with this module: at import it builds
+GS1's company-prefix table, 19 MB in the agent's memory, which keys, check digits and plain
+GTINs (the catalog, EAN-13 scans, EPCs) never need.
 
 Malformed input raises ``PayloadError`` naming the AI and what is wrong (only when nothing at all
 could be read); misuse of the encoders raises ``UsageError``.
@@ -33,14 +36,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from biip import ParseConfig, ParseError
-from biip.checksums import gs1_standard_check_digit
-from biip.gs1_application_identifiers import GS1ApplicationIdentifier
-from biip.gs1_element_strings import GS1ElementString
-
 from storeedge.errors import PayloadError, UsageError
+from storeedge.ids import gs1_check_digit
+
+if TYPE_CHECKING:
+    from biip import ParseConfig
+    from biip.gs1_application_identifiers import GS1ApplicationIdentifier
 
 GS = "\x1d"  # FNC1 as a scanner transmits it between fields
 
@@ -54,7 +59,6 @@ _DATE_RANGE_AI = "7007"
 _CSET82 = frozenset("!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
                     "abcdefghijklmnopqrstuvwxyz")
 _DATE_AI = re.compile(r"\(YYMMDD")  # in an AI's description: its data starts with a date
-_NO_DATE_CHECK = ParseConfig(gs1_element_strings_verify_date=False)
 _HRI_AI = re.compile(r"\(([0-9]{2,4})\)")
 
 
@@ -67,7 +71,7 @@ def check_digit(body: str) -> str:
     """The GS1 mod-10 check digit for ``body`` (a key without its check digit)."""
     if not body or not _is_digits(body):
         raise UsageError(f"a check digit is computed over digits, got {body!r}")
-    return str(gs1_standard_check_digit(body))
+    return str(gs1_check_digit(body))
 
 
 def has_valid_check_digit(key: str) -> bool:
@@ -139,8 +143,18 @@ class Gs1Data:
         return next((e for e in self.elements if e.ai == ai), None)
 
 
+@cache
+def _no_date_check() -> ParseConfig:
+    from biip import ParseConfig
+
+    return ParseConfig(gs1_element_strings_verify_date=False)
+
+
 def _ai_spec(text: str) -> GS1ApplicationIdentifier | None:
     """The AI ``text`` starts with, or None when it starts with no AI of the table."""
+    from biip import ParseError
+    from biip.gs1_application_identifiers import GS1ApplicationIdentifier
+
     try:
         return GS1ApplicationIdentifier.extract(text)
     except ParseError:
@@ -166,6 +180,9 @@ def _max_length(spec: GS1ApplicationIdentifier) -> int:
 
 def _element(spec: GS1ApplicationIdentifier, data: str, year: int) -> Element:
     """Check ``data`` against its AI and interpret it; PayloadError naming the AI."""
+    from biip import ParseError
+    from biip.gs1_element_strings import GS1ElementString
+
     ai = spec.ai
     name = f"AI ({ai}) {spec.data_title}"
     if not data:
@@ -179,7 +196,7 @@ def _element(spec: GS1ApplicationIdentifier, data: str, year: int) -> Element:
                            "(a missing FNC1?)")
     try:
         # Dates are checked here, with the century of the read's year, not the library's clock.
-        es = GS1ElementString.parse(ai + data, config=_NO_DATE_CHECK)
+        es = GS1ElementString.parse(ai + data, config=_no_date_check())
     except ParseError:
         raise PayloadError(f"{name} {data[:40]!r} {_mismatch(spec, data)}") from None
     key_error = es.gtin_error or es.sscc_error or es.gln_error

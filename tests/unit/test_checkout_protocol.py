@@ -13,11 +13,11 @@ from devices.checkout.config import CheckoutDevice
 from devices.checkout.protocol import (
     decode,
     encode,
-    gtin_check_digit,
     session_topic,
 )
 from storeedge.errors import PayloadError, UsageError
 from storeedge.events import CheckoutEvent, CheckoutKind
+from storeedge.ids import gs1_check_digit
 
 DEVICE = CheckoutDevice(type="checkout", id="K1")
 
@@ -82,7 +82,7 @@ def test_optional_keys_and_defaults() -> None:
     "10614141000415",  # GTIN-14 on GS1 US's example company prefix 0614141
 ])
 def test_gs1_check_digits(gtin: str) -> None:
-    assert gtin_check_digit(gtin[:-1]) == int(gtin[-1])
+    assert gs1_check_digit(gtin[:-1]) == int(gtin[-1])
     e = one(json.dumps({"session": "S", "kind": "item_scanned", "barcode": gtin}).encode())
     assert e.barcode == gtin
 
@@ -174,7 +174,7 @@ def test_any_bytes_give_an_event_or_payload_error(payload: bytes) -> None:
         assert e.grams is not None and -500 <= e.grams <= 100_000
 
 
-gtins = st.from_regex(r"\A[0-9]{12}\Z").map(lambda b: b + str(gtin_check_digit(b)))
+gtins = st.from_regex(r"\A[0-9]{12}\Z").map(lambda b: b + str(gs1_check_digit(b)))
 finite = st.floats(0, 100_000, allow_nan=False)
 events = st.one_of(
     st.builds(dict, kind=st.just("item_scanned"), barcode=gtins, qty=st.integers(1, 999),
