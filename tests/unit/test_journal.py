@@ -177,6 +177,18 @@ def test_a_sound_journal_is_kept(tmp_path: Path) -> None:
         again.close()
 
 
+def test_retention_never_gives_a_seq_out_twice(journal: Journal) -> None:
+    journal.record([health(1, 100.0), health(2, 100.0)],
+                   [alert("A-1", AlertState.OPEN, 100.0), alert("A-1", AlertState.CLEARED, 100.0)])
+    last = {t: journal.execute(f"SELECT MAX(seq) FROM {t}")[0][0]
+            for t in ("fact", "alert_transition")}
+    assert journal.prune(1_000.0) == {"fact": 1, "alert_transition": 1, "sale": 0}
+    journal.record([health(3, 2_000.0)], [alert("A-2", AlertState.OPEN, 2_000.0)])
+    for table, seq in last.items():
+        seqs = [r[0] for r in journal.execute(f"SELECT seq FROM {table} ORDER BY seq")]
+        assert seqs == [seq, seq + 1], table
+
+
 def test_a_retried_write_of_transitions_that_landed_is_harmless(journal: Journal) -> None:
     batch = [alert("A-1", AlertState.OPEN, 1.0), alert("A-2", AlertState.OPEN, 1.0)]
     assert journal.alert_counts() == {}
