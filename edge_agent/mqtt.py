@@ -75,7 +75,7 @@ class MqttLink:
         self.connection = MqttConnection(
             host, port, client_id=client_id, clean_session=False,
             subscriptions=[(topic, 1) for topic in subscriptions], on_batch=self._on_batch,
-            read_size=262_144, max_packet_size=max_packet_size, **common)
+            max_packet_size=max_packet_size, **common)
         self.publisher = MqttConnection(
             host, port, client_id=f"{client_id}-pub", clean_session=False,
             will=Will(will[0], will[1], qos=1, retain=True) if will else None,

@@ -1,8 +1,8 @@
 """``MqttConnection``: an MQTT 3.1.1 client on the asyncio event loop, around the sans-I/O codec.
 
 Built for a subscriber that must keep up with a store's devices: every socket read is decoded
-in one call and handed to ``on_batch`` as one ``Batch`` of ``(topic, payload)``. No thread, no
-per-message future or task.
+in one call, inside the transport's read callback, and handed to ``on_batch`` as one ``Batch``
+of ``(topic, payload)``. No thread, no future or task per message or per read.
 
     conn = MqttConnection("127.0.0.1", 1883, client_id="agent-1", clean_session=False,
                           subscriptions=[("store/s1/dev/+/+", 1)], on_batch=handle)
@@ -31,8 +31,9 @@ is granted. Subscriptions are QoS 0 or 1: QoS 2 is refused when configured (see 
 
 Outgoing QoS 1 messages stay in flight (by packet id) until their PUBACK; after a reconnect the
 ones already sent are re-sent with DUP set (MQTT 3.1.1 section 4.4), those never sent without.
-Writes are flow-controlled: the read loop waits for the socket to drain before reading on, and a
-QoS 0 publish is refused while more than ``max_write_buffer`` bytes wait to be sent.
+Writes are flow-controlled: reading pauses while the broker does not take what we write (the
+transport's high-water mark), and a QoS 0 publish is refused while more than
+``max_write_buffer`` bytes wait to be sent.
 
 Reconnecting waits a random delay in [d/2, d], d = ``reconnect_initial`` doubled per failed
 attempt up to ``reconnect_max``; only a connection that stayed up ``reconnect_max`` seconds
@@ -83,24 +84,105 @@ class BatchNotCommitted(Exception):
     acknowledged and the connection is reopened later, so the broker sends them again."""
 
 
-class _Connection:
-    """One network connection's state: dropped whole on disconnect."""
+class _Link(asyncio.Protocol):
+    """One network connection, as an asyncio protocol: each socket read is decoded and handed
+    over inside the transport's read callback (a ``StreamReader`` took a future and a second
+    loop turn for every read). Dropped whole on disconnect."""
 
-    __slots__ = ("decoder", "last_sent", "leftover", "ping_outstanding", "ping_sent", "reader",
-                 "up_since", "waiting_since", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 max_packet_size: int) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.decoder = Decoder(max_packet_size)
+    def __init__(self, client: MqttConnection) -> None:
+        self.client = client
+        self.decoder = Decoder(client.max_packet_size)
+        self.transport: asyncio.Transport | None = None
+        self.connack: asyncio.Future[ConnAck] = asyncio.get_running_loop().create_future()
+        self.head = b""  # bytes before the CONNACK is whole
+        self.error: BaseException | None = None  # why the link ended, once ``ended`` is set
+        self.ended = asyncio.Event()
+        self.paused = False  # reading paused until the broker takes what we wrote
         self.ping_outstanding = False
         self.ping_sent = 0.0
-        self.leftover = b""
         now = time.monotonic()
         self.last_sent = now  # monotonic time of our last write: the keep alive counts from it
-        self.waiting_since: float | None = None  # since when the read loop waits for bytes
+        self.last_received = now
         self.up_since: float | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                # Nagle plus delayed ACK adds 20-40 ms per message at store rates (DESIGN.md).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self.ended.is_set():
+            return
+        self.last_received = time.monotonic()
+        try:
+            if not self.connack.done():
+                data = self._connack(data)
+                if not data:
+                    return
+            self.client._received(self, data)
+        except Exception as exc:  # BatchNotCommitted, a bad frame: the link ends
+            self.end(exc)
+
+    def _connack(self, data: bytes) -> bytes:
+        # 3.2.0: the first packet from the server is CONNACK, always 4 bytes; whatever follows
+        # it (a persistent session's queued PUBLISHes) is read on once it was accepted.
+        self.head += data
+        if len(self.head) < 4:
+            return b""
+        head, self.head = self.head, b""
+        if head[0] != 0x20 or head[1] != 0x02:
+            raise MqttFrameError(f"expected CONNACK first, got {head[:4]!r}")
+        ack = self.decoder.feed(head[:4])[0]
+        assert isinstance(ack, ConnAck)
+        self.connack.set_result(ack)
+        return head[4:] if ack.return_code == 0 else b""
+
+    def eof_received(self) -> bool:
+        self.end(EOFError("broker closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.end(exc or EOFError("broker closed the connection"))
+
+    def pause_writing(self) -> None:
+        # The broker does not take what we write: read no more until it does (our PUBACKs
+        # must not pile up, nor what the handler publishes).
+        self.paused = True
+        if self.transport is not None and not self.ended.is_set():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.transport is not None and not self.ended.is_set():
+            self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+        self.last_sent = time.monotonic()
+
+    def end(self, exc: BaseException) -> None:
+        """The link is over: nothing more is read or acknowledged on it."""
+        if self.ended.is_set():
+            return
+        self.error = exc
+        self.ended.set()
+        if not self.connack.done():
+            self.connack.set_exception(exc if isinstance(exc, MqttFrameError) else
+                                       BrokerUnavailable(f"the broker closed the connection "
+                                                         f"before CONNACK: {exc}"))
+        if self.transport is not None:
+            self.transport.close()
+
+    async def wait_ended(self) -> None:
+        """Raise why the link ended, once it has."""
+        await self.ended.wait()
+        assert self.error is not None
+        raise self.error
 
 
 class MqttConnection:
@@ -116,7 +198,7 @@ class MqttConnection:
                  on_connect: Callable[[bool], None] | None = None,
                  reconnect_initial: float = 0.5, reconnect_max: float = 30.0,
                  connect_timeout: float = 10.0, max_inflight: int = 65_535,
-                 read_size: int = 65_536, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+                 max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
                  max_write_buffer: int = 8 * 1024 * 1024) -> None:
         if not 0 < max_inflight <= 65_535:
             raise UsageError("max_inflight must be 1..65535 (the packet id space)")
@@ -136,7 +218,6 @@ class MqttConnection:
         self.reconnect_initial, self.reconnect_max = reconnect_initial, reconnect_max
         self.connect_timeout = connect_timeout
         self.max_inflight = max_inflight
-        self.read_size = read_size
         self.max_packet_size = max_packet_size
         self.max_write_buffer = max_write_buffer
         self.connected = asyncio.Event()
@@ -157,7 +238,7 @@ class MqttConnection:
         self._sub_waiters: dict[int, asyncio.Future[tuple[int, ...]]] = {}
         self._drained: asyncio.Event = asyncio.Event()
         self._drained.set()
-        self._conn: _Connection | None = None
+        self._conn: _Link | None = None
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -230,50 +311,31 @@ class MqttConnection:
     async def connect(self) -> bool:
         """Open the network connection and exchange CONNECT/CONNACK (3.1, 3.2). Returns the
         session-present flag. Raises ``BrokerUnavailable`` when unreachable or refused."""
+        loop = asyncio.get_running_loop()
+        link = _Link(self)
         try:
             async with asyncio.timeout(self.connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    self.host, self.port, ssl=self.ssl, limit=max(self.read_size * 4, 2 ** 18))
+                await loop.create_connection(lambda: link, self.host, self.port, ssl=self.ssl)
         except (OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"cannot reach MQTT broker {self.host}:{self.port}: "
                                     f"{exc or type(exc).__name__}") from exc
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                # Nagle plus delayed ACK adds 20-40 ms per message at store rates (DESIGN.md).
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Connection(reader, writer, self.max_packet_size)
         try:
-            writer.write(encode_connect(self.client_id, clean_session=self.clean_session,
-                                        keepalive=self.keepalive, username=self.username,
-                                        password=self.password, will=self.will))
-            # 3.2.0: the first packet from the server is CONNACK, always 4 bytes; whatever
-            # follows it in the same read (a persistent session's queued PUBLISHes) is kept
-            # for the read loop.
-            buf = b""
+            link.write(encode_connect(self.client_id, clean_session=self.clean_session,
+                                      keepalive=self.keepalive, username=self.username,
+                                      password=self.password, will=self.will))
             async with asyncio.timeout(self.connect_timeout):
-                while len(buf) < 4:
-                    data = await reader.read(self.read_size)
-                    if not data:
-                        raise BrokerUnavailable(f"MQTT broker {self.host}:{self.port} closed "
-                                                "the connection before CONNACK")
-                    buf += data
-            if buf[0] != 0x20 or buf[1] != 0x02:
-                raise MqttFrameError(f"expected CONNACK first, got {buf[:4]!r}")
-            ack = conn.decoder.feed(buf[:4])[0]
-            assert isinstance(ack, ConnAck)
-            conn.leftover = buf[4:]
+                ack = await link.connack
             if ack.return_code != 0:
                 raise BrokerUnavailable(f"MQTT broker {self.host}:{self.port} refused client "
                                         f"{self.client_id!r}: {ack.reason} "
                                         f"(code {ack.return_code})")
         except BaseException as exc:
-            writer.close()
+            link.end(exc)
             if isinstance(exc, (OSError, TimeoutError)):
                 raise BrokerUnavailable(f"MQTT broker {self.host}:{self.port}: "
                                         f"{exc or type(exc).__name__}") from exc
             raise
-        self._conn = conn
+        self._conn = link
         self.session_present = ack.session_present
         return ack.session_present
 
@@ -285,7 +347,7 @@ class MqttConnection:
         if qos == 0:
             if conn is None or self._backlogged(conn):
                 return False
-            self._write(conn, encode_publish(topic, payload, retain=retain))
+            conn.write(encode_publish(topic, payload, retain=retain))
             return True
         if len(self._inflight) >= self.max_inflight:
             return False
@@ -295,7 +357,7 @@ class MqttConnection:
         self._inflight[pid] = entry
         self._drained.clear()
         if conn is not None:
-            self._write(conn, packet)
+            conn.write(packet)
             entry[1] = True
         return True
 
@@ -322,7 +384,7 @@ class MqttConnection:
             if qos:
                 self._drained.clear()
             if conn is not None:
-                self._write(conn, b"".join(packets))
+                conn.write(b"".join(packets))
         return len(packets)
 
     async def subscribe(self, filters: list[tuple[str, int]],
@@ -369,7 +431,7 @@ class MqttConnection:
             if final is not None:
                 self.publish(final[0], final[1], qos=1, retain=True)
             with contextlib.suppress(Exception):
-                conn.writer.write(encode_disconnect())
+                conn.write(encode_disconnect())
         self._drop()
         if self._task is not None:
             self._task.cancel()
@@ -384,24 +446,17 @@ class MqttConnection:
                 self._next_id = pid
                 return pid
 
-    def _write(self, conn: _Connection, data: bytes) -> None:
-        try:
-            conn.writer.write(data)
-        except (OSError, RuntimeError) as exc:  # the reader notices and reconnects
-            log.debug("MQTT write failed (client %s): %s", self.client_id, exc)
-        conn.last_sent = time.monotonic()
+    def _backlogged(self, conn: _Link) -> bool:
+        return conn.transport is None or \
+            conn.transport.get_write_buffer_size() > self.max_write_buffer
 
-    def _backlogged(self, conn: _Connection) -> bool:
-        return conn.writer.transport.get_write_buffer_size() > self.max_write_buffer
-
-    async def _subscribe(self, conn: _Connection, filters: list[tuple[str, int]],
+    async def _subscribe(self, conn: _Link, filters: list[tuple[str, int]],
                          timeout: float) -> tuple[int, ...]:
         pid = self._allocate_sub_id()
         fut: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
         self._sub_waiters[pid] = fut
         try:
-            self._write(conn, encode_subscribe(pid, filters))
-            await conn.writer.drain()
+            conn.write(encode_subscribe(pid, filters))
             async with asyncio.timeout(timeout):
                 granted = await fut
         finally:
@@ -432,7 +487,7 @@ class MqttConnection:
         assert conn is not None
         try:
             async with asyncio.TaskGroup() as tg:
-                reader = tg.create_task(self._read_loop(conn), name=f"mqtt-read:{self.client_id}")
+                ended = tg.create_task(conn.wait_ended(), name=f"mqtt-link:{self.client_id}")
                 if self.keepalive:
                     tg.create_task(self._ping_loop(conn), name=f"mqtt-ping:{self.client_id}")
                 if self.subscriptions:
@@ -445,14 +500,14 @@ class MqttConnection:
                     resend.append(bytes((packet[0] | 0x08,)) + packet[1:] if entry[1] else packet)
                     entry[1] = True
                 if resend:
-                    self._write(conn, b"".join(resend))
+                    conn.write(b"".join(resend))
                 conn.up_since = time.monotonic()
                 self.connected.set()
                 log.info("MQTT connected to %s:%s (client %s, session present: %s, %d re-sent)",
                          self.host, self.port, self.client_id, self.session_present, len(resend))
                 if self.on_connect is not None:
                     self.on_connect(self.session_present)
-                await reader
+                await ended
         except* (OSError, EOFError, TimeoutError, MqttFrameError, BrokerUnavailable,
                  BatchNotCommitted) as eg:
             first = eg.exceptions[0]
@@ -460,36 +515,21 @@ class MqttConnection:
                 raise BatchNotCommitted(str(first)) from first
             raise _LinkLost(str(first) or type(first).__name__) from first
 
-    async def _read_loop(self, conn: _Connection) -> None:
-        reader, writer, decoder = conn.reader, conn.writer, conn.decoder
-        size = self.read_size
-        while True:
-            data, conn.leftover = conn.leftover, b""
-            if not data:
-                conn.waiting_since = time.monotonic()
-                data = await reader.read(size)
-                conn.waiting_since = None
-                if not data:
-                    raise EOFError("broker closed the connection")
-                if len(data) == size:
-                    # More is likely buffered, and reading it would not yield to the loop:
-                    # give the other tasks (the agent's web app, drivers, our pings) a turn.
-                    await asyncio.sleep(0)
-            messages, acks, others = decoder.feed_batch(data)
-            for packet in others:  # first: a batch not committed must not lose our PUBACKs
-                self._handle(conn, packet)
-            if messages:
-                self.received += len(messages)
-                if self.on_batch is not None:
-                    self._deliver(messages)
-            if acks:
-                self._write(conn, encode_pubacks(acks))
-            elif self.keepalive:
-                # A long run of QoS 0 batches writes nothing: keep the keep alive here too,
-                # whatever the ping task's turn on the loop (3.1.2.10).
-                self._ping_if_due(conn, time.monotonic())
-            if writer.transport.get_write_buffer_size():
-                await writer.drain()  # the broker must take our acks before we read on
+    def _received(self, conn: _Link, data: bytes) -> None:
+        """One socket read, in the transport's read callback: decoded, handed over, acked."""
+        messages, acks, others = conn.decoder.feed_batch(data)
+        for packet in others:  # first: a batch not committed must not lose our PUBACKs
+            self._handle(conn, packet)
+        if messages:
+            self.received += len(messages)
+            if self.on_batch is not None:
+                self._deliver(messages)
+        if acks:
+            conn.write(encode_pubacks(acks))
+        elif self.keepalive:
+            # A long run of QoS 0 batches writes nothing: keep the keep alive here too,
+            # whatever the ping task's turn on the loop (3.1.2.10).
+            self._ping_if_due(conn, time.monotonic())
 
     def _deliver(self, messages: Batch) -> None:
         """``on_batch`` under the contract of the module docstring."""
@@ -521,7 +561,7 @@ class MqttConnection:
                                 f"({exc or 'no reason given'}); not acknowledged, the broker "
                                 "sends it again after reconnecting") from exc
 
-    def _handle(self, conn: _Connection, packet: Packet) -> None:
+    def _handle(self, conn: _Link, packet: Packet) -> None:
         if isinstance(packet, PubAck):
             if self._inflight.pop(packet.packet_id, None) is not None and not self._inflight:
                 self._drained.set()
@@ -540,26 +580,26 @@ class MqttConnection:
         else:  # a second CONNACK
             raise MqttFrameError(f"unexpected {type(packet).__name__} on an open connection")
 
-    def _ping_if_due(self, conn: _Connection, now: float) -> None:
+    def _ping_if_due(self, conn: _Link, now: float) -> None:
         # Even with a PINGREQ unanswered: its PINGRESP may wait behind a backlog we have not
         # read, and the broker needs a packet from us every keep alive all the same.
         if now - conn.last_sent >= self.keepalive / 2:
             if not conn.ping_outstanding:
                 conn.ping_outstanding = True
                 conn.ping_sent = now
-            self._write(conn, encode_pingreq())
+            conn.write(encode_pingreq())
 
-    async def _ping_loop(self, conn: _Connection) -> None:
+    async def _ping_loop(self, conn: _Link) -> None:
         """3.1.2.10: a control packet at least every half keep alive (PINGREQ when nothing else
         went out). The connection is dead when a PINGREQ stays unanswered a whole keep alive
-        while the read loop waits for bytes; a read loop busy with a backlog is not a dead
-        broker, however long the PINGRESP waits behind it."""
+        and nothing at all arrived meanwhile; bytes still arriving (a backlog the PINGRESP waits
+        behind) are not a dead broker, nor is a broker we stopped reading from until it takes
+        our writes."""
         while True:
             await asyncio.sleep(self.keepalive / 4)
             now = time.monotonic()
-            waiting = conn.waiting_since
-            if conn.ping_outstanding and waiting is not None \
-                    and now - max(waiting, conn.ping_sent) >= self.keepalive:
+            if conn.ping_outstanding and not conn.paused \
+                    and now - max(conn.last_received, conn.ping_sent) >= self.keepalive:
                 raise TimeoutError(f"no PINGRESP within {self.keepalive}s")
             self._ping_if_due(conn, now)
 
@@ -567,7 +607,7 @@ class MqttConnection:
         self.connected.clear()
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.writer.close()
+            conn.end(EOFError("closed by the client"))
         for fut in self._sub_waiters.values():
             if not fut.done():
                 fut.cancel()

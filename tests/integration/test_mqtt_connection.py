@@ -242,7 +242,7 @@ async def test_keepalive_holds_while_a_slow_handler_works_through_a_backlog(
         sink(batch)
 
     conn = make(mosquitto.port, opened, client_id=f"{store_id}-slow", clean_session=True,
-                keepalive=1, read_size=8192, subscriptions=[(topic, 0)], on_batch=slow)
+                keepalive=1, subscriptions=[(topic, 0)], on_batch=slow)
     assert await conn.wait_connected(10)
     link = conn._conn
     sent = [(topic, b"%05d" % i + bytes(90)) for i in range(3000)]  # ~4 s of reads
@@ -345,7 +345,7 @@ async def test_qos0_publish_refused_while_the_broker_does_not_read(
             await asyncio.sleep(0)
         assert accepted < 2000
         assert conn._conn is not None
-        assert conn._conn.writer.transport.get_write_buffer_size() <= 1024 * 1024 + len(chunk)
+        assert conn._conn.transport.get_write_buffer_size() <= 1024 * 1024 + len(chunk)
     finally:
         broker.proc.send_signal(signal.SIGCONT)
 
@@ -454,7 +454,7 @@ async def test_retained_will_seen_when_the_connection_drops(
     conn.publish(state, b"online", qos=1, retain=True)
     assert await conn.drain(5)
     # Drop the TCP connection without DISCONNECT, as a crash or a pulled cable would.
-    sock = conn._conn.writer.get_extra_info("socket")  # type: ignore[union-attr]
+    sock = conn._conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
     sock.shutdown(socket.SHUT_RDWR)
     await conn.aclose()
     await asyncio.sleep(0.2)
@@ -524,14 +524,16 @@ async def test_publish_many_sends_every_message_in_order_in_one_write(
     try:
         assert await conn.wait_connected(10)
         writes = 0
-        write = conn._write
+        link = conn._conn
+        assert link is not None
+        write = link.write
 
-        def counting(c, data):
+        def counting(data: bytes) -> None:
             nonlocal writes
             writes += 1
-            write(c, data)
+            write(data)
 
-        conn._write = counting  # type: ignore[method-assign]
+        link.write = counting  # type: ignore[method-assign]
         sent = conn.publish_many([(topic, f"m{i}".encode(), False) for i in range(50)])
         assert sent == 50 and writes == 1
         assert await conn.drain(10)
