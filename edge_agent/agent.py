@@ -435,11 +435,6 @@ class StoreAgent(StoreWork):
         """Run until SIGTERM/SIGINT (or ``stop()``), then shut down without losing anything
         accepted."""
         self.restore()
-        # What start-up made (modules, config, catalog) lives as long as the process: frozen out
-        # of the collector's sight, a full collection under load stalls the loop ~1.5 ms, not
-        # the 30-50 ms it took to walk them all.
-        gc.collect()
-        gc.freeze()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -452,6 +447,13 @@ class StoreAgent(StoreWork):
             app, host=self.config.http.host, port=self.config.http.port, log_config=None,
             access_log=False, lifespan="off",
             **tls_server_options(self.config.http.tls_cert_file, self.config.http.tls_key_file)))
+        # What start-up made (modules, config, catalog, the web app) lives as long as the
+        # process: frozen out of the collector's sight, a full collection under load stalls the
+        # loop ~1.5 ms, not the 30-50 ms it took to walk them all. Building the web app leaves
+        # ~12,500 objects in reference cycles (FastAPI's route models): collected first, or the
+        # first full collection under load stalls the loop for them.
+        gc.collect()
+        gc.freeze()
         self._supervise()
         try:
             async with asyncio.TaskGroup() as tg:
