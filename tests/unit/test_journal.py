@@ -210,9 +210,12 @@ def test_the_wal_starts_over_while_commits_follow_each_other(
 ) -> None:
     # A store's agent commits every millisecond: a checkpoint that runs beside the commits never
     # copies all of the WAL, and only a WAL copied all through is started over (it had grown to
-    # 280 MB in a minute). Here commits follow each other with no pause at all.
+    # 280 MB in a minute). Here commits follow each other with no pause at all; the WAL is to
+    # start over at 256 KB (64 MB in production).
     monkeypatch.setattr("edge_agent.journal.CHECKPOINT_SECONDS", 0.01)
+    monkeypatch.setattr("edge_agent.journal.WAL_RESTART_BYTES", 256 * 1024)
     journal = Journal(tmp_path / "journal.db")
+    wal = journal.path.with_name(journal.path.name + "-wal")
     try:
         journal.record_alerts([alert("A-0", AlertState.OPEN, 1.0)])
         first = wal_salt(journal)
@@ -222,5 +225,6 @@ def test_the_wal_starts_over_while_commits_follow_each_other(
                 break
         assert wal_salt(journal) != first, "the WAL was never started over"
         assert count(journal, "alert_transition") == i + 1
+        assert 256 * 1024 <= wal.stat().st_size < 4 * 1024 * 1024
     finally:
         journal.close()
