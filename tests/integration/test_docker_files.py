@@ -128,7 +128,11 @@ def test_every_grafana_panel_query_returns_series(victoria: Service, store_id: s
     now = time.time()
     lines: list[str] = []
     points = tsdb.Points(store_id, region="north", city="Beijing")
-    for ago in (50, 30, 10):
+    # A sample every 20 s for the last 2 minutes: VictoriaMetrics aligns a range query's end
+    # down to its step (60 s), so a panel reading the last minute before that end needs samples
+    # up to two minutes old; an instant query at ``now`` reads the last minute itself. With
+    # samples only in the last 50 s, a run whose ``now`` fell in a minute's last 10 s found none.
+    for ago in (110, 90, 70, 50, 30, 10):
         lines += points.lanes([("A1-1", "COLA-330", 0, 0.0),
                                ("A1-2", "CHIPS-70", 4, 300.0)], now - ago)
         lines.append(points.agent(now - ago, {"readings_total": 10, "erp_backlog": 1,
