@@ -48,15 +48,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import (  # noqa: E402
-    CYCLE,
-    THRESHOLD,
-    UNIT,
-    RawPublisher,
-    agent_counter,
-    reading,
-    store_config,
-)
+from bench.ingest import agent_counter, store_config  # noqa: E402
+from bench.load import CYCLE, THRESHOLD, UNIT, RawPublisher, reading  # noqa: E402
 from bench.report import commit, cpu_seconds, machine  # noqa: E402
 from edge_agent.services import free_port, start_mosquitto  # noqa: E402
 

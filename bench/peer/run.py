@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/peer/run.py [--runs 1] [--lanes 1000] [--readings 200000]
 
-The workload is ``bench/ingest.py``'s: 1,000 wireless-shelf lanes walking 10 -> 0 -> 10 units,
-each reading with load-cell noise of up to +/-20% of a unit, published at QoS 0, and the
-low-stock rule. Node-RED runs ``low_stock_flow.json`` beside this file (count from weight, alert
+The workload is ``bench/load.py``'s, as ``bench/ingest.py`` runs it: 1,000 wireless-shelf lanes
+walking 10 -> 0 -> 10 units, each reading with load-cell noise of up to +/-20% of a unit,
+published at QoS 0, and the low-stock rule. Node-RED runs ``low_stock_flow.json`` beside this file (count from weight, alert
 on crossing the threshold, alerts published at QoS 1 as the agent does); the agent runs its
 default configuration with settling 0. Node-RED is installed from the npm registry into
 ``$STOREEDGE_CACHE/peer`` (default ``~/.cache/storeedge/peer``) on first use.
@@ -37,7 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import (  # noqa: E402
+from bench.ingest import start_agent, stop  # noqa: E402
+from bench.load import (  # noqa: E402
     THRESHOLD,
     UNIT,
     AlertListener,
@@ -45,8 +46,6 @@ from bench.ingest import (  # noqa: E402
     Workload,
     flood,
     paced,
-    start_agent,
-    stop,
     wait_ready,
 )
 from bench.report import machine_line  # noqa: E402
