@@ -48,16 +48,15 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import ssl as ssl_mod
 import time
 from collections.abc import Callable, Iterable
 
+from devices.mqtt.link import Link
 from devices.mqtt.protocol import (
     CONNACK_REASONS,
     DEFAULT_MAX_PACKET_SIZE,
     Batch,
-    ConnAck,
     Decoder,
     MqttFrameError,
     OversizedPublish,
@@ -82,107 +81,6 @@ log = logging.getLogger(__name__)
 class BatchNotCommitted(Exception):
     """Raised by ``on_batch``: the batch could not be made durable. Its QoS 1 messages are not
     acknowledged and the connection is reopened later, so the broker sends them again."""
-
-
-class _Link(asyncio.Protocol):
-    """One network connection, as an asyncio protocol: each socket read is decoded and handed
-    over inside the transport's read callback (a ``StreamReader`` took a future and a second
-    loop turn for every read). Dropped whole on disconnect."""
-
-    def __init__(self, client: MqttConnection) -> None:
-        self.client = client
-        self.decoder = Decoder(client.max_packet_size)
-        self.transport: asyncio.Transport | None = None
-        self.connack: asyncio.Future[ConnAck] = asyncio.get_running_loop().create_future()
-        self.head = b""  # bytes before the CONNACK is whole
-        self.error: BaseException | None = None  # why the link ended, once ``ended`` is set
-        self.ended = asyncio.Event()
-        self.paused = False  # reading paused until the broker takes what we wrote
-        self.ping_outstanding = False
-        self.ping_sent = 0.0
-        now = time.monotonic()
-        self.last_sent = now  # monotonic time of our last write: the keep alive counts from it
-        self.last_received = now
-        self.up_since: float | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                # Nagle plus delayed ACK adds 20-40 ms per message at store rates (DESIGN.md).
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        if self.ended.is_set():
-            return
-        self.last_received = time.monotonic()
-        try:
-            if not self.connack.done():
-                data = self._connack(data)
-                if not data:
-                    return
-            self.client._received(self, data)
-        except Exception as exc:  # BatchNotCommitted, a bad frame: the link ends
-            self.end(exc)
-
-    def _connack(self, data: bytes) -> bytes:
-        # 3.2.0: the first packet from the server is CONNACK, always 4 bytes; whatever follows
-        # it (a persistent session's queued PUBLISHes) is read on once it was accepted.
-        self.head += data
-        if len(self.head) < 4:
-            return b""
-        head, self.head = self.head, b""
-        if head[0] != 0x20 or head[1] != 0x02:
-            raise MqttFrameError(f"expected CONNACK first, got {head[:4]!r}")
-        ack = self.decoder.feed(head[:4])[0]
-        assert isinstance(ack, ConnAck)
-        self.connack.set_result(ack)
-        return head[4:] if ack.return_code == 0 else b""
-
-    def eof_received(self) -> bool:
-        self.end(EOFError("broker closed the connection"))
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.end(exc or EOFError("broker closed the connection"))
-
-    def pause_writing(self) -> None:
-        # The broker does not take what we write: read no more until it does (our PUBACKs
-        # must not pile up, nor what the handler publishes).
-        self.paused = True
-        if self.transport is not None and not self.ended.is_set():
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self.transport is not None and not self.ended.is_set():
-            self.transport.resume_reading()
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-        self.last_sent = time.monotonic()
-
-    def end(self, exc: BaseException) -> None:
-        """The link is over: nothing more is read or acknowledged on it."""
-        if self.ended.is_set():
-            return
-        self.error = exc
-        self.ended.set()
-        if not self.connack.done():
-            self.connack.set_exception(exc if isinstance(exc, MqttFrameError) else
-                                       BrokerUnavailable(f"the broker closed the connection "
-                                                         f"before CONNACK: {exc}"))
-        if self.transport is not None:
-            self.transport.close()
-
-    async def wait_ended(self) -> None:
-        """Raise why the link ended, once it has."""
-        await self.ended.wait()
-        assert self.error is not None
-        raise self.error
 
 
 class MqttConnection:
@@ -238,7 +136,7 @@ class MqttConnection:
         self._sub_waiters: dict[int, asyncio.Future[tuple[int, ...]]] = {}
         self._drained: asyncio.Event = asyncio.Event()
         self._drained.set()
-        self._conn: _Link | None = None
+        self._conn: Link | None = None
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -312,7 +210,7 @@ class MqttConnection:
         """Open the network connection and exchange CONNECT/CONNACK (3.1, 3.2). Returns the
         session-present flag. Raises ``BrokerUnavailable`` when unreachable or refused."""
         loop = asyncio.get_running_loop()
-        link = _Link(self)
+        link = Link(self._received, self.max_packet_size)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await loop.create_connection(lambda: link, self.host, self.port, ssl=self.ssl)
@@ -446,11 +344,11 @@ class MqttConnection:
                 self._next_id = pid
                 return pid
 
-    def _backlogged(self, conn: _Link) -> bool:
+    def _backlogged(self, conn: Link) -> bool:
         return conn.transport is None or \
             conn.transport.get_write_buffer_size() > self.max_write_buffer
 
-    async def _subscribe(self, conn: _Link, filters: list[tuple[str, int]],
+    async def _subscribe(self, conn: Link, filters: list[tuple[str, int]],
                          timeout: float) -> tuple[int, ...]:
         pid = self._allocate_sub_id()
         fut: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
@@ -515,7 +413,7 @@ class MqttConnection:
                 raise BatchNotCommitted(str(first)) from first
             raise _LinkLost(str(first) or type(first).__name__) from first
 
-    def _received(self, conn: _Link, data: bytes) -> None:
+    def _received(self, conn: Link, data: bytes) -> None:
         """One socket read, in the transport's read callback: decoded, handed over, acked."""
         messages, acks, others = conn.decoder.feed_batch(data)
         for packet in others:  # first: a batch not committed must not lose our PUBACKs
@@ -561,7 +459,7 @@ class MqttConnection:
                                 f"({exc or 'no reason given'}); not acknowledged, the broker "
                                 "sends it again after reconnecting") from exc
 
-    def _handle(self, conn: _Link, packet: Packet) -> None:
+    def _handle(self, conn: Link, packet: Packet) -> None:
         if isinstance(packet, PubAck):
             if self._inflight.pop(packet.packet_id, None) is not None and not self._inflight:
                 self._drained.set()
@@ -580,7 +478,7 @@ class MqttConnection:
         else:  # a second CONNACK
             raise MqttFrameError(f"unexpected {type(packet).__name__} on an open connection")
 
-    def _ping_if_due(self, conn: _Link, now: float) -> None:
+    def _ping_if_due(self, conn: Link, now: float) -> None:
         # Even with a PINGREQ unanswered: its PINGRESP may wait behind a backlog we have not
         # read, and the broker needs a packet from us every keep alive all the same.
         if now - conn.last_sent >= self.keepalive / 2:
@@ -589,7 +487,7 @@ class MqttConnection:
                 conn.ping_sent = now
             conn.write(encode_pingreq())
 
-    async def _ping_loop(self, conn: _Link) -> None:
+    async def _ping_loop(self, conn: Link) -> None:
         """3.1.2.10: a control packet at least every half keep alive (PINGREQ when nothing else
         went out). The connection is dead when a PINGREQ stays unanswered a whole keep alive
         and nothing at all arrived meanwhile; bytes still arriving (a backlog the PINGRESP waits
