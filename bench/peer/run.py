@@ -4,10 +4,10 @@
 
 The workload is ``bench/load.py``'s, as ``bench/ingest.py`` runs it: 1,000 wireless-shelf lanes
 walking 10 -> 0 -> 10 units, each reading with load-cell noise of up to +/-20% of a unit,
-published at QoS 0, and the low-stock rule. Node-RED runs ``low_stock_flow.json`` beside this file (count from weight, alert
-on crossing the threshold, alerts published at QoS 1 as the agent does); the agent runs its
-default configuration with settling 0. Node-RED is installed from the npm registry into
-``$STOREEDGE_CACHE/peer`` (default ``~/.cache/storeedge/peer``) on first use.
+published at QoS 0, and the low-stock rule. Node-RED runs ``low_stock_flow.json`` beside this
+file (count from weight, alert on crossing the threshold, alerts published at QoS 1 as the agent
+does); the agent runs its default configuration with settling 0. Node-RED is installed from the
+npm registry into ``$STOREEDGE_CACHE/peer`` (default ``~/.cache/storeedge/peer``) on first use.
 
 Each system gets a fresh Mosquitto and the same readings from one load generator that knows
 only the MQTT topics and payloads; every expected alert is checked (missing, extra, duplicate).
