@@ -12,9 +12,7 @@ the way devices and older Zigbee2MQTT versions get it wrong (``QUIRKS``, in turn
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import math
 import random
 import threading
@@ -22,16 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import paho.mqtt.client as mqtt
-
 from devices.zigbee2mqtt.protocol import encode_availability, encode_state
-from firmware_sim.faults import Faults, FaultyPublisher, ScenarioClock, ValueFilter
+from firmware_sim.faults import Faults, ScenarioClock, ValueFilter
 from firmware_sim.login import NO_LOGIN, BrokerLogin
-from firmware_sim.mqtt_shelf import write_on_network_thread
-from storeedge.errors import BrokerUnavailable, UsageError
+from firmware_sim.paho_link import PahoLink
+from storeedge.errors import UsageError
 from storeedge.units import s_to_ms
-
-log = logging.getLogger(__name__)
 
 # A side field as it arrives mistyped or absurd: (field, what it becomes given the right value).
 QUIRKS: tuple[tuple[str, Callable[[float], object]], ...] = (
@@ -121,7 +115,6 @@ class FridgeSim:
         self.legacy_availability = legacy_availability
         self.quirks = quirks
         self._samples = 0
-        self.published = 0
         self.state_topic = f"{base_topic}/{name}"
         self.availability_topic = f"{self.state_topic}/availability"
         self._clock = clock
@@ -130,17 +123,17 @@ class FridgeSim:
         self._random = random.Random(seed)
         self._values = ValueFilter(self.faults, elapsed or ScenarioClock(), self._random)
         self._lock = threading.Lock()
-        self._halt = threading.Event()
-        self._connected = threading.Event()
-        self._disconnected = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                   client_id=f"fridge-sim-{name.replace('/', '-')}")
-        login.apply(self._client)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        write_on_network_thread(self._client)
-        self._send = FaultyPublisher(self._client.publish, self.faults, self._random)
+        self._next_at = 0.0  # time.monotonic() of the next interval publish
+        self._link = PahoLink(
+            f"fridge-sim-{name.replace('/', '-')}", name=f"fridge sim {name}",
+            thread_name=f"fridge-{name}", faults=self.faults, rng=self._random, login=login,
+            on_loop=self._on_loop,
+        )
+
+    @property
+    def published(self) -> int:
+        """State and availability messages paho has taken to send."""
+        return self._link.published
 
     def sample(self) -> bytes:
         """The state message the sensor reports now."""
@@ -171,80 +164,28 @@ class FridgeSim:
 
     def start(self, timeout: float = 5.0) -> None:
         """Connect, announce availability online and publish every ``interval_seconds``."""
-        if self._thread is not None:
+        if self._link.running:
             raise UsageError(f"fridge sim {self.name} already started")
-        self._halt.clear()
-        self._connected.clear()
-        self._disconnected.clear()
-        try:
-            self._client.connect(self.host, self.port, keepalive=30)
-        except OSError as exc:
-            raise BrokerUnavailable(f"fridge sim {self.name}: cannot reach {self.host}:"
-                                    f"{self.port}: {exc}") from exc
-        self._thread = threading.Thread(target=self._run, name=f"fridge-{self.name}",
-                                        daemon=True)
-        self._thread.start()
-        if not self._connected.wait(timeout):
-            self.stop()
-            raise BrokerUnavailable(f"fridge sim {self.name}: no CONNACK from {self.host}:"
-                                    f"{self.port}")
+        self._next_at = time.monotonic()
+        self._link.start(self.host, self.port, timeout)
         self.set_available(True)
 
     def stop(self) -> None:
         """Stop publishing and disconnect (idempotent); availability stays as it was."""
-        if self._thread is None:
-            return
-        self._send.flush()
-        self._client.disconnect()
-        self._disconnected.wait(2.0)  # the network thread sends the DISCONNECT
-        self._halt.set()
-        self._thread.join()
-        self._thread = None
-        # See MqttShelfSim: paho closes its wake-up socket pair only in __del__.
-        self._client._reset_sockets(sockpair_only=True)
+        self._link.stop()
 
     def set_available(self, online: bool) -> None:
         """Publish availability (retained), as Zigbee2MQTT does when the sensor checks in or
         misses its check-in."""
-        self._publish(self.availability_topic,
-                      encode_availability(online, legacy=self.legacy_availability), retain=True)
+        self._link.publish(self.availability_topic,
+                           encode_availability(online, legacy=self.legacy_availability), qos=1,
+                           retain=True)
 
     def publish_now(self) -> None:
         """Report the current state at once (what the sensor does on a change)."""
-        self._publish(self.state_topic, self.sample())
+        self._link.publish(self.state_topic, self.sample(), qos=1)
 
-    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        info = self._send(topic, payload, qos=1, retain=retain)
-        if info is None:  # held back by a reorder fault: it goes out after the next one
-            return
-        # paho reports a full queue or a lost connection by return code, never by raising.
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
-            self.published += 1
-        else:
-            log.warning("fridge sim %s: publish failed: %s", self.name, mqtt.error_string(info.rc))
-
-    def _run(self) -> None:
-        next_at = time.monotonic()
-        client = self._client
-        while not self._halt.is_set():
-            rc = client.loop(timeout=0.05)
-            if rc != mqtt.MQTT_ERR_SUCCESS and not self._halt.is_set():
-                if self._halt.wait(0.5):
-                    break
-                with contextlib.suppress(OSError):  # the broker is away: keep trying
-                    client.reconnect()
-                continue
-            if self._connected.is_set() and time.monotonic() >= next_at:
-                next_at += self.interval_seconds
-                self.publish_now()
-
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
-                    reason: mqtt.ReasonCode, properties: object) -> None:
-        if reason.is_failure:
-            log.warning("fridge sim %s: connect refused: %s", self.name, reason)
-            return
-        self._connected.set()
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
-                       reason: mqtt.ReasonCode, properties: object) -> None:
-        self._disconnected.set()
+    def _on_loop(self) -> None:
+        if self._link.connected and time.monotonic() >= self._next_at:
+            self._next_at += self.interval_seconds
+            self.publish_now()
