@@ -96,16 +96,8 @@ class Journal:
         self._conn.executescript(SCHEMA)
         for schema in extra_schemas:
             self._conn.executescript(schema)
-        # A checkpoint copies the WAL back into the database file and fsyncs it: milliseconds
-        # that, run by the committing connection every ~1000 pages, stalled the event loop
-        # thread (the p99 of reading-to-alert). The journal's own thread does them instead,
-        # concurrently (PASSIVE never blocks a writer), holding commits off only to copy what
-        # came during its last pass. Commits stay fsync'd exactly as before.
-        self._conn.execute("PRAGMA wal_autocheckpoint=0")
-        self._stop = threading.Event()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
-                                              name=f"journal-checkpoint:{self.path.name}")
-        self._checkpointer.start()
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+        self._checkpointer = Checkpointer(self.path, self._lock)
         # alert_counts() kept current by record_alerts after one query over the journal: the
         # health endpoint is polled, and that query grows with every transition ever made.
         self._alert_counts: dict[tuple[str, str], int] | None = None
@@ -113,34 +105,9 @@ class Journal:
         self._alert_live: dict[str, tuple[str, str]] = {}  # active alert id -> (rule, state)
 
     def close(self) -> None:
-        self._stop.set()
-        self._checkpointer.join()
+        self._checkpointer.close()
         with self._lock:
             self._conn.close()  # the last connection to close checkpoints what is left
-
-    def _checkpoint_loop(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute("PRAGMA busy_timeout=5000")
-            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-            while not self._stop.wait(CHECKPOINT_SECONDS):
-                try:
-                    frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
-                    # SQLite starts the WAL over only when, as a commit begins, a checkpoint
-                    # has copied all of it. With commits every millisecond one always lands
-                    # while the checkpoint above copies, and the WAL grew for ever (280 MB in a
-                    # minute at 5,000 readings/s, every commit appended to newly allocated
-                    # blocks: a third of the agent's system time). So once it is big enough,
-                    # the few pages committed meanwhile are copied between two commits, and the
-                    # next starts it over. That pass holds commits up (up to 1.8 ms): at every
-                    # pass, it was what was left of the p99 of reading-to-alert.
-                    if frames * page_size >= WAL_RESTART_BYTES:
-                        with self._lock:
-                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error as exc:  # the WAL only grows until the next one succeeds
-                    log.warning("journal %s: checkpoint failed: %s", self.path, exc)
-        finally:
-            conn.close()
 
     def _tx(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``work`` in one write transaction. JournalUnavailable when SQLite cannot write
@@ -398,6 +365,53 @@ class Journal:
             raise UsageError("Journal.execute is for reads; facts go through their methods")
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
+
+
+class Checkpointer:
+    """The journal's own thread that copies committed WAL pages back into the database file.
+
+    A checkpoint copies the WAL into the database file and fsyncs it: milliseconds that, run by
+    the committing connection every ~1000 pages, stalled the event loop thread (the p99 of
+    reading-to-alert). This thread does them instead, on its own connection, concurrently
+    (PASSIVE never blocks a writer), holding commits off (``lock``) only to copy what came
+    during its last pass. Commits stay fsync'd exactly as before.
+    """
+
+    def __init__(self, path: Path, lock: threading.Lock) -> None:
+        self.path = path
+        self._lock = lock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"journal-checkpoint:{path.name}")
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            while not self._stop.wait(CHECKPOINT_SECONDS):
+                try:
+                    frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+                    # SQLite starts the WAL over only when, as a commit begins, a checkpoint
+                    # has copied all of it. With commits every millisecond one always lands
+                    # while the checkpoint above copies, and the WAL grew for ever (280 MB in a
+                    # minute at 5,000 readings/s, every commit appended to newly allocated
+                    # blocks: a third of the agent's system time). So once it is big enough,
+                    # the few pages committed meanwhile are copied between two commits, and the
+                    # next starts it over. That pass holds commits up (up to 1.8 ms): at every
+                    # pass, it was what was left of the p99 of reading-to-alert.
+                    if frames * page_size >= WAL_RESTART_BYTES:
+                        with self._lock:
+                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # the WAL only grows until the next one succeeds
+                    log.warning("journal %s: checkpoint failed: %s", self.path, exc)
+        finally:
+            conn.close()
 
 
 def _integrity_problem(path: Path) -> str | None:
