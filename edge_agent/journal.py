@@ -448,7 +448,10 @@ def _quarantine(path: Path, problem: str) -> Path:
 
 
 def alert_from_json(text: str) -> Alert:
-    data = json.loads(text)
+    try:
+        data = orjson.loads(text)  # as ``alert_json`` wrote it; in two thirds of json's time
+    except orjson.JSONDecodeError:  # a NaN, as an older agent's json wrote it
+        data = json.loads(text)
     data.pop("event", None)
     data["severity"] = Severity(data["severity"])
     data["state"] = AlertState(data["state"])

@@ -177,6 +177,15 @@ def test_a_sound_journal_is_kept(tmp_path: Path) -> None:
         again.close()
 
 
+def test_a_transition_an_older_agent_wrote_with_a_nan_is_read(journal: Journal) -> None:
+    a, _ = alert("A-1", AlertState.OPEN, 1.0)
+    body = json.dumps({**a.to_dict(), "detail": {"temperature": float("nan")}})
+    assert "NaN" in body  # what json writes, and orjson refuses to read
+    journal.record([], [(a, body)])
+    [read] = journal.active_alerts()
+    assert read.alert_id == "A-1" and read.detail["temperature"] != read.detail["temperature"]
+
+
 def test_retention_never_gives_a_seq_out_twice(journal: Journal) -> None:
     journal.record([health(1, 100.0), health(2, 100.0)],
                    [alert("A-1", AlertState.OPEN, 100.0), alert("A-1", AlertState.CLEARED, 100.0)])
