@@ -17,9 +17,7 @@ from storeedge.errors import BrokerUnavailable
 
 
 class Link(asyncio.Protocol):
-    """One network connection, as an asyncio protocol: each socket read is decoded and handed
-    over inside the transport's read callback (a ``StreamReader`` took a future and a second
-    loop turn for every read). Dropped whole on disconnect."""
+    """One network connection (see the module docstring); dropped whole on disconnect."""
 
     def __init__(self, on_data: Callable[[Link, bytes], None], max_packet_size: int) -> None:
         self.on_data = on_data  # each read after the CONNACK, in the transport's read callback
