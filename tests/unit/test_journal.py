@@ -221,8 +221,8 @@ def test_the_wal_starts_over_while_commits_follow_each_other(
     # copies all of the WAL, and only a WAL copied all through is started over (it had grown to
     # 280 MB in a minute). Here commits follow each other with no pause at all; the WAL is to
     # start over at 256 KB (64 MB in production).
-    monkeypatch.setattr("edge_agent.journal.CHECKPOINT_SECONDS", 0.01)
-    monkeypatch.setattr("edge_agent.journal.WAL_RESTART_BYTES", 256 * 1024)
+    monkeypatch.setattr("edge_agent.checkpoint.CHECKPOINT_SECONDS", 0.01)
+    monkeypatch.setattr("edge_agent.checkpoint.WAL_RESTART_BYTES", 256 * 1024)
     journal = Journal(tmp_path / "journal.db")
     wal = journal.path.with_name(journal.path.name + "-wal")
     try:
