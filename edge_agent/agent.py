@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -40,11 +40,9 @@ from cloud_bridge import outbox as outbox_mod
 from cloud_bridge import tsdb
 from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
 from cloud_bridge.bridge import ErpBridge
-from cloud_bridge.rest.connector import RestConnector
-from cloud_bridge.tryton.connector import TrytonConnector
 from edge_agent import backup, device_kinds, operations, pickups, problems, staff, trends
 from edge_agent.committer import Committed, Committer
-from edge_agent.config import StoreConfig, reveal
+from edge_agent.config import ErpSection, StoreConfig, reveal
 from edge_agent.journal import Journal, alert_from_json
 from edge_agent.metrics import AgentCollector, Latencies, agent_figures
 from edge_agent.mqtt import Batch, BatchNotCommitted, MqttLink
@@ -72,6 +70,10 @@ from storeedge.events import (
 )
 from storeedge.httpsec import tls_server_options
 from storeedge.ratelimit import RateLimitedLog
+
+if TYPE_CHECKING:
+    from cloud_bridge.rest.connector import RestConnector
+    from cloud_bridge.tryton.connector import TrytonConnector
 
 log = logging.getLogger(__name__)
 
@@ -115,18 +117,9 @@ class StoreAgent(StoreWork):
         self.store_db = sqlite3.connect(config.journal.path, timeout=30.0,
                                           check_same_thread=False)
         self.store_db.execute("PRAGMA synchronous=FULL")
-        self.erp: TrytonConnector | RestConnector | None = None
+        self.erp = erp_connector(config.erp, clock)
         self.erp_bridge: ErpBridge | None = None
         e = config.erp
-        if e.kind == "tryton":
-            self.erp = TrytonConnector(e.url, e.database, e.username, reveal(e.password()) or "",
-                                       e.warehouse, e.customer, e.timeout_seconds,
-                                       ca_file=str(e.ca_file) if e.ca_file else None,
-                                       supply_warehouse_code=e.supply_warehouse)
-        elif e.kind == "rest" and e.rest is not None:
-            self.erp = RestConnector(e.url, e.rest, reveal(e.app_secret()) or "",
-                                     timeout=e.timeout_seconds,
-                                     ca_file=str(e.ca_file) if e.ca_file else None, clock=clock)
         if self.erp is not None:
             self.erp_bridge = ErpBridge(
                 config.journal.path, self.store_id, self.erp,
@@ -212,11 +205,11 @@ class StoreAgent(StoreWork):
     async def _refresh_catalog(self) -> None:
         """Read the ERP catalog at start and every refresh period; an ERP that is down only
         delays this (the cached catalog serves meanwhile)."""
-        assert isinstance(self.erp, TrytonConnector)
+        erp = cast("TrytonConnector", self.erp)
         delay = self.config.erp.retry_initial_seconds
         while True:
             try:
-                items = await self.erp.fetch_catalog()
+                items = await erp.fetch_catalog()
             except StoreEdgeError as exc:
                 log.warning("catalog refresh failed (store %s): %s; retry in %.0fs",
                             self.store_id, exc, delay)
@@ -484,7 +477,7 @@ class StoreAgent(StoreWork):
                                                  self.on_events, self.on_device_status,
                                                  self.clock):
             add(name, driver.run)
-        if isinstance(self.erp, TrytonConnector):  # a REST ERP's catalog is the config's
+        if self.config.erp.kind == "tryton":  # a REST ERP's catalog is the config's
             add("catalog", self._refresh_catalog)
         if self.erp_bridge is not None:
             add("erp-outbox", self.erp_bridge.run)
@@ -609,6 +602,26 @@ class StoreAgent(StoreWork):
 
     def _mtimes(self) -> list[float]:
         return [p.stat().st_mtime if p.exists() else 0.0 for p in map(Path, self.rule_files)]
+
+
+def erp_connector(e: ErpSection,
+                  clock: Callable[[], float]) -> TrytonConnector | RestConnector | None:
+    """The store's ERP connector, or None without an ERP. Imported only when configured: the
+    connectors' HTTP client and what it loads are ~5 MB of a store without one."""
+    if e.kind == "tryton":
+        from cloud_bridge.tryton.connector import TrytonConnector
+
+        return TrytonConnector(e.url, e.database, e.username, reveal(e.password()) or "",
+                               e.warehouse, e.customer, e.timeout_seconds,
+                               ca_file=str(e.ca_file) if e.ca_file else None,
+                               supply_warehouse_code=e.supply_warehouse)
+    if e.kind == "rest" and e.rest is not None:
+        from cloud_bridge.rest.connector import RestConnector
+
+        return RestConnector(e.url, e.rest, reveal(e.app_secret()) or "",
+                             timeout=e.timeout_seconds,
+                             ca_file=str(e.ca_file) if e.ca_file else None, clock=clock)
+    return None
 
 
 def checkout_event(body: str) -> CheckoutEvent:
