@@ -18,7 +18,7 @@ import pytest
 
 from cloud_bridge import outbox as outbox_mod
 from devices.checkout import protocol as checkout
-from edge_agent.agent import StoreAgent
+from edge_agent.agent import BATCH_SLICE, StoreAgent
 from edge_agent.config import StoreConfig
 from edge_agent.mqtt import BatchNotCommitted
 from edge_agent.services import free_port
@@ -124,6 +124,29 @@ async def test_a_journal_that_cannot_write_loses_nothing_and_acknowledges_nothin
         accepted = await http.post("/api/pos/transactions", json=txn("T-1"))
         assert accepted.status_code == 201, accepted.text
         agent.on_batch(weights(store_id, 1))  # acknowledged again
+
+
+def test_a_read_longer_than_a_commit_slice_is_journaled_whole_and_in_order(
+    agent: StoreAgent, store_id: str, tmp_path: Path,
+) -> None:
+    journal = tmp_path / "journal.db"
+    agent.on_batch(weights(store_id, 10))
+    rounds = BATCH_SLICE * 5 // (2 * len(LANES)) + 1  # a read of 2.5 slices and more
+    read = [m for r in range(rounds) for m in weights(store_id, 2 if r % 2 == 0 else 10)]
+    transitions = ["opened" if r % 2 == 0 else "cleared" for r in range(rounds)
+                   for _ in LANES]
+    agent.journal.limit_pages(agent.journal.page_count())  # full: no page more
+
+    with pytest.raises(BatchNotCommitted, match="full"):
+        agent.on_batch(read)
+    assert agent.health()["journal"]["pending"] == len(transitions)
+    assert journal_rows(journal, "SELECT COUNT(*) FROM alert_transition") == [(0,)]
+
+    agent.journal.limit_pages(1 << 30)
+    agent.tick(agent.clock())  # the tick retries by itself
+    rows = journal_rows(journal, "SELECT subject, body FROM alert_transition ORDER BY seq")
+    assert [json.loads(body)["detail"]["transition"] for _, body in rows] == transitions
+    assert [subject for subject, _ in rows] == LANES * rounds
 
 
 @pytest.mark.parametrize(("line", "field"), [
