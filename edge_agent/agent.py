@@ -42,7 +42,8 @@ from cloud_bridge.bridge import SCHEMAS as ERP_SCHEMAS
 from cloud_bridge.bridge import ErpBridge
 from edge_agent import backup, device_kinds, operations, pickups, problems, staff, trends
 from edge_agent.committer import Committed, Committer
-from edge_agent.config import ErpSection, StoreConfig, reveal
+from edge_agent.config import StoreConfig, reveal
+from edge_agent.erp import erp_connector
 from edge_agent.journal import Journal, alert_from_json
 from edge_agent.metrics import AgentCollector, Latencies, agent_figures
 from edge_agent.mqtt import Batch, BatchNotCommitted, MqttLink
@@ -72,7 +73,6 @@ from storeedge.httpsec import tls_server_options
 from storeedge.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
-    from cloud_bridge.rest.connector import RestConnector
     from cloud_bridge.tryton.connector import TrytonConnector
 
 log = logging.getLogger(__name__)
@@ -611,26 +611,6 @@ class StoreAgent(StoreWork):
 
     def _mtimes(self) -> list[float]:
         return [p.stat().st_mtime if p.exists() else 0.0 for p in map(Path, self.rule_files)]
-
-
-def erp_connector(e: ErpSection,
-                  clock: Callable[[], float]) -> TrytonConnector | RestConnector | None:
-    """The store's ERP connector, or None without an ERP. Imported only when configured: the
-    connectors' HTTP client and what it loads are ~5 MB of a store without one."""
-    if e.kind == "tryton":
-        from cloud_bridge.tryton.connector import TrytonConnector
-
-        return TrytonConnector(e.url, e.database, e.username, reveal(e.password()) or "",
-                               e.warehouse, e.customer, e.timeout_seconds,
-                               ca_file=str(e.ca_file) if e.ca_file else None,
-                               supply_warehouse_code=e.supply_warehouse)
-    if e.kind == "rest" and e.rest is not None:
-        from cloud_bridge.rest.connector import RestConnector
-
-        return RestConnector(e.url, e.rest, reveal(e.app_secret()) or "",
-                             timeout=e.timeout_seconds,
-                             ca_file=str(e.ca_file) if e.ca_file else None, clock=clock)
-    return None
 
 
 def checkout_event(body: str) -> CheckoutEvent:

@@ -17,9 +17,7 @@ WAL_RESTART_BYTES = 64 * 1024 * 1024
 
 
 class Checkpointer:
-    """The journal's own thread that copies committed WAL pages back into the database file.
-
-    A checkpoint copies the WAL into the database file and fsyncs it: milliseconds that, run by
+    """A checkpoint copies the WAL into the database file and fsyncs it: milliseconds that, run by
     the committing connection every ~1000 pages, stalled the event loop thread (the p99 of
     reading-to-alert). This thread does them instead, on its own connection, concurrently
     (PASSIVE never blocks a writer), holding commits off (``lock``) only to copy what came
