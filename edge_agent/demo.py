@@ -43,9 +43,10 @@ from edge_agent.services import (
 )
 from firmware_sim.camera import CameraSim
 from firmware_sim.faults import merge_fault_specs
+from firmware_sim.fleet import camera_reference_path
 from firmware_sim.judge import false_alerts
 from firmware_sim.scenario import Scenario, load_scenario
-from firmware_sim.store import camera_reference_path, stop_seconds
+from firmware_sim.store import stop_seconds
 from storeedge.errors import StoreEdgeError
 
 log = logging.getLogger(__name__)

@@ -25,26 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from devices.rfid.epc import encode_sgtin96
-from firmware_sim.camera import CameraSim
 from firmware_sim.faults import Faults, ScenarioClock, merge_fault_specs, plug_schedule
-from firmware_sim.fridge import FridgeProfile, FridgeSim
-from firmware_sim.kiosk import KioskSim, Receipt
-from firmware_sim.login import NO_LOGIN, BrokerLogin
-from firmware_sim.modbus_shelf import ModbusShelfSim
-from firmware_sim.mqtt_shelf import MqttShelfSim
+from firmware_sim.fleet import Fleet
+from firmware_sim.kiosk import Receipt
+from firmware_sim.login import BrokerLogin
 from firmware_sim.pos import PosRegister, Transaction
-from firmware_sim.rfid import M100Sim, ZebraReaderSim
-from firmware_sim.scanner import ScannerSim
-from firmware_sim.scenario import (
-    CHECKOUT,
-    EXIT,
-    CameraSpec,
-    FridgeSpec,
-    Incident,
-    RfidReaderSpec,
-    Scenario,
-    load_scenario,
-)
+from firmware_sim.scenario import CHECKOUT, EXIT, Incident, Scenario, load_scenario
 from storeedge.errors import BrokerUnavailable, UsageError
 
 log = logging.getLogger(__name__)
@@ -107,17 +93,15 @@ class TagField:
 
 
 class SimulatedStore:
-    """Every device of ``scenario`` plus the people in the store. ``start()`` plugs the devices
-    in, ``run()`` plays until cancelled, ``stop()`` unplugs them; ``truth()`` is the record."""
+    """The devices of ``scenario`` (``firmware_sim.fleet``) plus the people in the store.
+    ``start()`` plugs the devices in, ``run()`` plays until cancelled, ``stop()`` unplugs them;
+    ``truth()`` is the record."""
 
     def __init__(self, scenario: Scenario, *, broker: tuple[str, int], agent_url: str,
                  dev_dir: Path, faults: Mapping[str, Faults] | None = None,
                  device_ports: Mapping[str, int] | None = None,
                  logins: Mapping[str, BrokerLogin] | None = None) -> None:
         self.scenario = scenario
-        self.broker = broker
-        self.logins = dict(logins or {})  # device id -> its broker login (none: anonymous)
-        self.dev_dir = dev_dir
         self.clock = ScenarioClock()
         self.faults = dict(scenario.device_faults() if faults is None else faults)
         self.rng = random.Random(scenario.seed)
@@ -125,15 +109,6 @@ class SimulatedStore:
         # kiosks or tags plays exactly the shoppers and restocks it always did.
         self.extra_rng = random.Random(scenario.seed + 1)
         self.pos = PosRegister(agent_url)
-        self.lanes: list[SimLane] = []
-        self.modbus: list[ModbusShelfSim] = []
-        self.mqtt: list[MqttShelfSim] = []
-        self.scanners: dict[str, ScannerSim] = {}
-        self.cameras: dict[str, CameraSim] = {}
-        self.fridges: dict[str, FridgeSim] = {}
-        self.kiosks: dict[str, KioskSim] = {}
-        self._kiosk_queues: dict[str, asyncio.Lock] = {}  # one shopper at a kiosk at a time
-        self.readers: dict[str, ZebraReaderSim | M100Sim] = {}
         self._placed: dict[str, dict[str, int]] = {}  # reader -> epc -> antenna
         self.planted: list[dict[str, Any]] = []
         self.unplugged_all_ts: float | None = None  # when the run ended: every device unplugged
@@ -142,16 +117,19 @@ class SimulatedStore:
         self._tasks: set[asyncio.Task[None]] = set()
         self._txn = 0
         self._serials = itertools.count(1)
-        self._device_ports = dict(device_ports or {})
         dev_dir.mkdir(parents=True, exist_ok=True)
-        self._build_shelves()
+        self.devices = Fleet(scenario, broker=broker, dev_dir=dev_dir, elapsed=self.clock,
+                             faults=self.faults, rng=self.extra_rng,
+                             device_ports=dict(device_ports or {}), logins=dict(logins or {}))
+        self.lanes = [SimLane(lane.id, lane.sku, scenario.sku(lane.sku).unit_grams,
+                              lane.capacity, scenario.sku(lane.sku).low_stock, lane.capacity,
+                              self.devices.lane_setters[lane.id])
+                      for shelf in scenario.shelves for lane in shelf.lanes]
         self.tags = TagField(self.lanes)
         self._tag_lanes()
-        self._build_scanners()
-        self._build_cameras()
-        self._build_fridges()
-        self._build_kiosks()
-        self._build_readers()
+        self._watch_lanes()
+        # one shopper at a kiosk at a time
+        self._kiosk_queues = {kid: asyncio.Lock() for kid in self.devices.kiosks}
         for inc in scenario.incidents:
             if inc.kind == "unplug":
                 self.planted.append({"kind": "unplug", "device": inc.device, "at": inc.at,
@@ -162,36 +140,7 @@ class SimulatedStore:
             raise UsageError(f"faults for devices not in scenario {scenario.name}: "
                              f"{', '.join(sorted(unknown))}")
 
-    # Building the devices
-
-    def _faults(self, device_id: str) -> Faults:
-        return self.faults.get(device_id, Faults())
-
-    def _build_shelves(self) -> None:
-        s = self.scenario
-        for shelf in s.shelves:
-            setters: list[Callable[[float], None]]
-            if shelf.kind == "modbus":
-                sim = ModbusShelfSim(shelf.id, shelf.slave, len(shelf.lanes),
-                                     self.dev_dir / f"{shelf.id}.tty", noise_grams=s.noise_grams,
-                                     seed=s.seed, faults=self._faults(shelf.id),
-                                     elapsed=self.clock)
-                self.modbus.append(sim)
-                setters = [(lambda g, s=sim, i=i: s.set_grams(i, g))
-                           for i in range(len(shelf.lanes))]
-            else:
-                msim = MqttShelfSim(s.store_id, shelf.id, [lane.id for lane in shelf.lanes],
-                                    host=self.broker[0], port=self.broker[1], qos=1,
-                                    noise_grams=s.noise_grams, seed=s.seed,
-                                    faults=self._faults(shelf.id), elapsed=self.clock,
-                                    login=self.login(shelf.id))
-                self.mqtt.append(msim)
-                setters = [(lambda g, s=msim, lane=lane.id: s.set_grams(lane, g))
-                           for lane in shelf.lanes]
-            for lane, setter in zip(shelf.lanes, setters, strict=True):
-                spec = s.sku(lane.sku)
-                self.lanes.append(SimLane(lane.id, lane.sku, spec.unit_grams, lane.capacity,
-                                          spec.low_stock, lane.capacity, setter))
+    # The lanes as the devices see them
 
     def _tag_lanes(self) -> None:
         tagged = {t.sku for t in self.scenario.tagged}
@@ -204,99 +153,27 @@ class SimulatedStore:
         return encode_sgtin96(self.scenario.sku(sku).barcode, next(self._serials),
                               company_prefix_digits=spec.company_prefix_digits)
 
-    def _build_scanners(self) -> None:
-        for spec in self.scenario.scanners:
-            self.scanners[spec.id] = ScannerSim(spec.id, self.dev_dir / f"{spec.id}.tty",
-                                                seed=self.scenario.seed,
-                                                faults=self._faults(spec.id))
-
-    def _build_cameras(self) -> None:
+    def _watch_lanes(self) -> None:
         lanes = {lane.id: lane for lane in self.lanes}
         for spec in self.scenario.cameras:
-            cam = CameraSim(list(spec.lanes.items()), self._device_ports.get(spec.id, 0),
-                            device_id=spec.id, fps=spec.fps, size=(spec.width, spec.height),
-                            noise=2.0, faults=self._faults(spec.id), seed=self.scenario.seed)
-            cam.write_reference(camera_reference_path(self.dev_dir, spec))
-            self.cameras[spec.id] = cam
+            cam = self.devices.cameras[spec.id]
             for lane_id in spec.lanes:
                 lanes[lane_id].watchers.append(
                     lambda lane, cam=cam: cam.set_fill(lane.id, lane.units / lane.capacity))
 
-    def _build_fridges(self) -> None:
-        for spec in self.scenario.fridges:
-            self.fridges[spec.id] = FridgeSim(
-                spec.name, host=self.broker[0], port=self.broker[1],
-                profile=_fridge_profile(spec, self.extra_rng), humidity=spec.humidity,
-                noise=0.05, interval_seconds=spec.every_seconds, seed=self.scenario.seed,
-                faults=self._faults(spec.id), elapsed=self.clock, login=self.login(spec.id))
-
-    def _build_kiosks(self) -> None:
-        s = self.scenario
-        catalog = [(c.sku, c.barcode, c.unit_grams, c.price) for c in s.catalog]
-        for spec in s.kiosks:
-            self.kiosks[spec.id] = KioskSim(s.store_id, spec.id, self.broker[0], self.broker[1],
-                                            catalog, faults=self.faults.get(spec.id),
-                                            seed=s.seed, login=self.login(spec.id))
-            self._kiosk_queues[spec.id] = asyncio.Lock()
-
-    def login(self, device_id: str) -> BrokerLogin:
-        return self.logins.get(device_id, NO_LOGIN)
-
-    def _build_readers(self) -> None:
-        for spec in self.scenario.rfid_readers:
-            self.readers[spec.id] = _reader_sim(self, spec)
-
     # Plugging in and out
-
-    def _all(self) -> list[Any]:
-        return [*self.modbus, *self.mqtt, *self.scanners.values(), *self.cameras.values(),
-                *self.fridges.values(), *self.readers.values()]
 
     async def start(self) -> None:
         """Plug every device in (BrokerUnavailable when the broker is not there)."""
         for lane in self.lanes:
             lane.show()
         self.sync_tags()
-        for sim in self._all():
-            sim.start()
-        for kiosk in self.kiosks.values():
-            await kiosk.start()
-        for cid, cam in self.cameras.items():
-            # The agent's config names the stream; a free port is only known once bound.
-            (self.dev_dir / f"{cid}.url").write_text(cam.url)
+        await self.devices.start()
 
     async def stop(self) -> None:
         """Unplug every device (each one, whatever the others do)."""
         self.unplugged_all_ts = self.unplugged_all_ts or time.time()
-        for kiosk in self.kiosks.values():
-            try:
-                await kiosk.stop()
-            except Exception:
-                log.exception("stopping kiosk %s failed", kiosk.kiosk_id)
-        for sim in self._all():
-            try:
-                sim.stop()
-            except Exception:  # one stuck device must not keep the others plugged in
-                log.exception("stopping a simulated device failed")
-
-    def _pluggable(self, device_id: str) -> Any:
-        by_id: dict[str, Any] = {sim.device_id: sim for sim in self.modbus}
-        by_id.update((sim.device_id, sim) for sim in self.mqtt)
-        by_id.update(self.scanners)
-        loop = asyncio.get_running_loop()
-        for kid, kiosk in self.kiosks.items():
-            # plug_schedule runs these on a worker thread; the kiosk lives on the loop.
-            by_id[kid] = _Replug(
-                kid, lambda k=kiosk: asyncio.run_coroutine_threadsafe(k.stop(), loop).result(),
-                lambda k=kiosk: asyncio.run_coroutine_threadsafe(k.start(), loop).result())
-        for rid, reader in self.readers.items():
-            by_id[rid] = reader if isinstance(reader, M100Sim) else \
-                _Replug(rid, reader.stop, reader.start)
-        by_id.update(self.cameras)
-        for fid, fridge in self.fridges.items():
-            by_id[fid] = _Replug(fid, lambda f=fridge: (f.set_available(False), f.stop()),
-                                 fridge.start)
-        return by_id[device_id]
+        await self.devices.stop()
 
     # The people
 
@@ -305,12 +182,13 @@ class SimulatedStore:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.shoppers(), name="shoppers")
             tg.create_task(self.staff(), name="staff")
-            if self.readers:
+            if self.devices.readers:
                 tg.create_task(self.tag_reads(), name="tag-reads")
             for device_id, faults in self.faults.items():
                 if faults.unplug_at is not None:
-                    tg.create_task(plug_schedule(self._pluggable(device_id), faults, self.clock,
-                                                 self._plugged), name=f"plug-{device_id}")
+                    tg.create_task(plug_schedule(self.devices.pluggable(device_id), faults,
+                                                 self.clock, self._plugged),
+                                   name=f"plug-{device_id}")
             for incident in self.scenario.incidents:
                 if incident.kind != "unplug":
                     tg.create_task(self._plant(incident), name=f"plant-{incident.kind}")
@@ -323,7 +201,7 @@ class SimulatedStore:
 
     def sync_tags(self) -> None:
         for spec in self.scenario.rfid_readers:
-            reader = self.readers[spec.id]
+            reader = self.devices.readers[spec.id]
             want = {epc: antenna for antenna, location in spec.antennas.items()
                     for epc in self.tags.at(location)}
             placed = self._placed.setdefault(spec.id, {})
@@ -405,7 +283,7 @@ class SimulatedStore:
         await asyncio.sleep(delay)
         async with self._kiosk_queues[kiosk_id]:
             try:
-                receipt = await self.kiosks[kiosk_id].shop(sorted(basket.items()),
+                receipt = await self.devices.kiosks[kiosk_id].shop(sorted(basket.items()),
                                                            skip_scan=skip_scan)
             except (BrokerUnavailable, UsageError) as exc:
                 log.warning("kiosk %s unusable (%s): shopper pays at the POS", kiosk_id, exc)
@@ -450,7 +328,7 @@ class SimulatedStore:
             self._scan(spec.id, self.scenario.sku(lane.sku).barcode, spec.aim)
 
     def _scan(self, scanner_id: str, barcode: str, aim: bool) -> None:
-        scanner = self.scanners[scanner_id]
+        scanner = self.devices.scanners[scanner_id]
         # ]E0 is EAN-13/UPC-A in the AIM symbology identifiers (ISO/IEC 15424), always sent as
         # 13 digits: a UPC-A with a leading zero.
         if aim and len(barcode) in (12, 13):
@@ -522,89 +400,17 @@ class SimulatedStore:
 
     # The record
 
-    def readings(self) -> dict[str, int]:
-        """What each device kind sent: frames, messages, lines, tag reads."""
-        counts: Counter[str] = Counter()
-        for reader in self.readers.values():
-            if isinstance(reader, ZebraReaderSim):
-                counts["rfid_zebra"] += reader.published
-            elif isinstance(reader, _CountingM100):
-                counts["rfid_serial"] += reader.reads_sent
-        counts["shelf_modbus"] += sum(sim.responses for sim in self.modbus)
-        counts["shelf_mqtt"] += sum(sim.published for sim in self.mqtt)
-        counts["scanner"] += sum(sim.sent for sim in self.scanners.values())
-        counts["camera"] += sum(sim.frames_sent for sim in self.cameras.values())
-        counts["zigbee2mqtt"] += sum(sim.published for sim in self.fridges.values())
-        counts["checkout"] += sum(k.published for k in self.kiosks.values())
-        return {kind: counts[kind] for kind in sorted(self._kinds())}
-
-    def _kinds(self) -> set[str]:
-        s = self.scenario
-        kinds = {f"shelf_{shelf.kind}" for shelf in s.shelves}
-        kinds |= {f"rfid_{r.kind}" for r in s.rfid_readers}
-        for name, group in (("scanner", s.scanners), ("camera", s.cameras),
-                            ("zigbee2mqtt", s.fridges), ("checkout", s.kiosks)):
-            if group:
-                kinds.add(name)
-        return kinds
-
     def truth(self) -> dict[str, object]:
         sales = Counter(self.pos.accepted_units)
         sales.update(self.kiosk_units)
         return {"sales_units": dict(sales), "transactions": self.pos.accepted + self.kiosk_paid,
                 "pos_transactions": self.pos.accepted, "kiosk_transactions": self.kiosk_paid,
                 "unposted": self.pos.pending, "rejected": self.pos.rejected,
-                "planted": self.planted, "readings": self.readings(),
+                "planted": self.planted, "readings": self.devices.readings(),
                 "lane_low_water": {lane.id: lane.low_water if lane.low_water is not None
                                    else lane.units for lane in self.lanes},
                 "lane_units": {lane.id: lane.units for lane in self.lanes},
                 "unplugged_all_ts": self.unplugged_all_ts}
-
-
-@dataclass
-class _Replug:
-    device_id: str
-    unplug: Callable[[], object]
-    replug: Callable[[], object]
-
-
-def camera_reference_path(dev_dir: Path, spec: CameraSpec) -> Path:
-    """Where the simulator writes camera ``spec``'s empty-shelf reference image."""
-    return dev_dir / f"{spec.id}.reference.png"
-
-
-def _fridge_profile(spec: FridgeSpec, rng: random.Random) -> FridgeProfile:
-    lo, hi = spec.temp_range
-    # Cabinets run in the lower part of their range; a door opened for a few seconds now and then
-    # warms the air by about a degree and recovers.
-    profile = FridgeProfile(setpoint=lo + 0.3 * (hi - lo), ambient=22.0, open_tau=120.0,
-                            recover_tau=30.0)
-    now = time.time()
-    for k in range(40):
-        profile.open_door(now + 15.0 + 45.0 * k + rng.uniform(0, 20), rng.uniform(3.0, 8.0))
-    return profile
-
-
-class _CountingM100(M100Sim):
-    """The serial module, counting the tag reads it answers inventories with."""
-
-    reads_sent = 0
-
-    def reads(self) -> list[tuple[str, int, float]]:
-        out = super().reads()
-        self.reads_sent += len(out)
-        return out
-
-
-def _reader_sim(store: SimulatedStore, spec: RfidReaderSpec) -> ZebraReaderSim | M100Sim:
-    faults = store.faults.get(spec.id, Faults())
-    if spec.kind == "zebra":
-        return ZebraReaderSim(store.scenario.store_id, spec.id, host=store.broker[0],
-                              port=store.broker[1], period_s=1.0 / spec.read_hz, batch=4,
-                              rssi_noise_db=2.0, faults=faults, seed=store.scenario.seed,
-                              login=store.login(spec.id))
-    return _CountingM100(spec.id, store.dev_dir / f"{spec.id}.tty", rssi_noise_db=2.0,
-                         faults=faults, seed=store.scenario.seed)
 
 
 async def run_store(scenario: str | Scenario, *, broker: tuple[str, int], agent_url: str,
